@@ -1,0 +1,86 @@
+"""Compute kernels for minigrad: one contract, three implementations.
+
+``kernels.reference`` (plain NumPy) is the specification; ``kernels.cpu`` (Numba) and
+``kernels.gpu`` (CuPy) implement the same functions with the same signatures, and parity
+tests hold them to the reference. This package imports NumPy only; Numba and CuPy are
+imported when their backend is first asked for.
+
+The contract
+------------
+Layout NCHW. Arrays are float32 or float64 and C-contiguous (callers pass
+``ascontiguousarray``); every function returns freshly allocated arrays and never writes
+to its inputs. Geometry arguments are pairs of Python ints: ``stride=(sh, sw)``,
+``padding=(ph, pw)``, ``dilation=(dh, dw)``, ``kernel_size=(kh, kw)``. Output sizes use
+floor division, as PyTorch does with ``ceil_mode=False``::
+
+    oh = (h + 2*ph - dh*(kh - 1) - 1) // sh + 1
+
+conv2d_forward(x, w, b, stride, padding, dilation, groups) -> y
+    x (N, C, H, W), w (O, C // groups, KH, KW), b (O,) or None; y (N, O, OH, OW).
+    y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, g*C/groups + c, i*sh + p*dh, j*sw + q*dw]
+    with g = o // (O / groups) and xpad the zero-padded input.
+conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups) -> gx
+    The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x.
+conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups) -> gw
+    The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to w.
+    (The bias gradient is gy.sum((0, 2, 3)) and needs no kernel.)
+bias_relu_forward(x, b) -> y
+    y = max(x + b[None, :, None, None], 0): the fused epilogue of a conv followed by ReLU.
+max_pool2d_forward(x, kernel_size, stride, padding) -> (y, argmax)
+    argmax (N, C, OH, OW) int64 holds the flat index h*W + w of the winning input pixel in
+    its plane. Padding never wins; ties go to the first maximum in row-major window order
+    (strict ">"). Requires padding <= kernel_size // 2 so every window holds a real pixel.
+max_pool2d_backward(gy, argmax, x_shape, kernel_size, stride, padding) -> gx
+    gx[n, c].flat[argmax[n, c, i, j]] += gy[n, c, i, j]; overlapping windows accumulate.
+avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad) -> y
+    The window mean; padded zeros count in the divisor iff count_include_pad.
+avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, count_include_pad) -> gx
+relu_forward(x) -> y
+    y = max(x, 0).
+relu_backward(gy, x, rule) -> gx
+    rule "standard":  gx = gy * (x > 0)              (the true gradient)
+    rule "deconvnet": gx = gy * (gy > 0)             (Zeiler & Fergus 2014)
+    rule "guided":    gx = gy * (x > 0) * (gy > 0)   (Springenberg et al. 2015)
+    x may be the forward input or output: both are positive at the same places.
+lrn_forward(x, size, alpha, beta, k) -> y
+    Local response normalization across channels (Krizhevsky et al. 2012), PyTorch's form:
+    y[:, c] = x[:, c] / (k + alpha / size * sum_{c' = c - size//2}^{c + (size-1)//2} x[:, c']**2) ** beta
+    with out-of-range channels counting as zero.
+lrn_backward(gy, x, y, size, alpha, beta, k) -> gx
+"""
+
+import importlib
+import os
+
+BACKENDS = ("reference", "numba", "cupy")
+
+_MODULES = {"reference": "kernels.reference", "numba": "kernels.cpu", "cupy": "kernels.gpu"}
+_EXTRAS = {"numba": "numba (pip install numba)", "cupy": 'cupy (pip install -e ".[gpu]")'}
+
+
+def load(name):
+    """Return the kernel module for backend ``name`` ("reference", "numba" or "cupy")."""
+    if name not in _MODULES:
+        raise ValueError(f"unknown kernel backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    try:
+        return importlib.import_module(_MODULES[name])
+    except ImportError as error:
+        missing = getattr(error, "name", None) or str(error)
+        raise ImportError(
+            f"kernel backend {name!r} needs {_EXTRAS.get(name, missing)}; "
+            f"it could not be imported ({error})"
+        ) from error
+
+
+def default_cpu_backend():
+    """The CPU backend to use: $MINIGRAD_BACKEND if set, else numba when it imports, else reference."""
+    chosen = os.environ.get("MINIGRAD_BACKEND")
+    if chosen:
+        if chosen not in ("reference", "numba"):
+            raise ValueError(f"MINIGRAD_BACKEND={chosen!r} is not a CPU backend; use 'reference' or 'numba'")
+        return chosen
+    try:
+        importlib.import_module("numba")
+    except ImportError:
+        return "reference"
+    return "numba"
