@@ -1,0 +1,387 @@
+"""Plain-NumPy reference kernels: the specification the Numba and CuPy kernels are held to.
+
+Every function of the contract in ``kernels/__init__.py`` lives here, written to be read:
+convolution is im2col (kh*kw strided slices of the padded input) followed by one matrix
+product per group; its data gradient is col2im (the same slices, scatter-added back);
+pooling looks at strided window views. This is also minigrad's CPU fallback when Numba is
+missing, so nothing here loops in Python over pixels, only over kernel taps, groups or LRN
+channel offsets.
+
+Shapes are NCHW; geometry arguments are ``(height, width)`` pairs of ints. Output sizes use
+floor division (PyTorch's ``ceil_mode=False``). Inputs are never written to and every
+returned array is freshly allocated and C-contiguous. Float32 stays float32 (mixed inputs
+promote as NumPy does); max-pool indices are int64.
+"""
+
+import operator
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+RELU_RULES = ("standard", "deconvnet", "guided")
+
+
+# ----------------------------------------------------------------------------------------
+# geometry helpers
+
+
+def _pair(name, value, minimum):
+    """Return ``value`` as a pair of ints, each at least ``minimum``; ValueError otherwise."""
+    try:
+        first, second = (operator.index(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of ints (height, width), got {value!r}") from None
+    if first < minimum or second < minimum:
+        raise ValueError(f"{name} must be >= {minimum} in both dimensions, got {value!r}")
+    return first, second
+
+
+def _out_size(size, kernel, stride, padding, dilation=1):
+    """Floor-mode output length: (size + 2*padding - dilation*(kernel - 1) - 1) // stride + 1."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _shape4(name, shape):
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 4:
+        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {shape}")
+    return shape
+
+
+def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
+    """Validate a convolution and return (stride, padding, dilation, (OH, OW))."""
+    n, c, h, w = _shape4("x", x_shape)
+    o, cg, kh, kw = _shape4("w", w_shape)
+    stride = _pair("stride", stride, 1)
+    padding = _pair("padding", padding, 0)
+    dilation = _pair("dilation", dilation, 1)
+    groups = operator.index(groups)
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    if c % groups or o % groups:
+        raise ValueError(
+            f"input channels ({c}) and output channels ({o}) must both be divisible by "
+            f"groups ({groups}); x shape {x_shape}, w shape {w_shape}"
+        )
+    if cg != c // groups or kh < 1 or kw < 1:
+        raise ValueError(
+            f"weight shape {w_shape} does not fit input shape {x_shape} with groups={groups}: "
+            f"expected w of shape (O, {c // groups}, KH, KW) with KH, KW >= 1"
+        )
+    oh = _out_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = _out_size(w, kw, stride[1], padding[1], dilation[1])
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"convolution output size ({oh}, {ow}) is not positive: input {x_shape}, weight "
+            f"{w_shape}, stride {stride}, padding {padding}, dilation {dilation}"
+        )
+    return stride, padding, dilation, (oh, ow)
+
+
+def _pool_geometry(x_shape, kernel_size, stride, padding):
+    """Validate a pooling and return (kernel_size, stride, padding, (OH, OW))."""
+    n, c, h, w = _shape4("x", x_shape)
+    kernel_size = _pair("kernel_size", kernel_size, 1)
+    stride = _pair("stride", stride, 1)
+    padding = _pair("padding", padding, 0)
+    if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
+        raise ValueError(
+            f"pool padding {padding} must be at most half the kernel size {kernel_size} "
+            f"(padding <= kernel_size // 2) so that every window holds a real pixel"
+        )
+    oh = _out_size(h, kernel_size[0], stride[0], padding[0])
+    ow = _out_size(w, kernel_size[1], stride[1], padding[1])
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"pooling output size ({oh}, {ow}) is not positive: input {x_shape}, "
+            f"kernel_size {kernel_size}, stride {stride}, padding {padding}"
+        )
+    return kernel_size, stride, padding, (oh, ow)
+
+
+def _check_grad_shape(gy, expected):
+    if tuple(gy.shape) != tuple(expected):
+        raise ValueError(f"gy has shape {tuple(gy.shape)} but the forward output has shape {tuple(expected)}")
+
+
+def _tap(p, q, stride, dilation, out_hw):
+    """Slices of the padded input that kernel tap (p, q) reads for every output pixel:
+    rows p*dh + i*sh for i < OH and columns q*dw + j*sw for j < OW."""
+    (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_hw
+    return (
+        slice(None),
+        slice(None),
+        slice(p * dh, p * dh + sh * (oh - 1) + 1, sh),
+        slice(q * dw, q * dw + sw * (ow - 1) + 1, sw),
+    )
+
+
+def _pad_hw(x, padding, value=0.0):
+    (ph, pw) = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _windows(xpad, kernel_size, stride, out_hw):
+    """Read-only view windows[n, c, i, j, p, q] = xpad[n, c, i*sh + p, j*sw + q]."""
+    view = sliding_window_view(xpad, kernel_size, axis=(-2, -1))
+    return view[..., :: stride[0], :: stride[1], :, :][..., : out_hw[0], : out_hw[1], :, :]
+
+
+# ----------------------------------------------------------------------------------------
+# convolution: im2col + one matmul per group
+
+
+def _im2col(x, kernel_hw, stride, padding, dilation, out_hw):
+    """cols[c, p, q, n, i, j] = xpad[n, c, i*sh + p*dh, j*sw + q*dw], shape (C, KH, KW, N, OH, OW).
+
+    Laid out so that a group's rows reshape for free to a (Cg*KH*KW, N*OH*OW) matrix."""
+    n, c = x.shape[:2]
+    kh, kw = kernel_hw
+    xpad = _pad_hw(x, padding)
+    cols = np.empty((c, kh, kw, n) + tuple(out_hw), dtype=x.dtype)
+    for p in range(kh):
+        for q in range(kw):
+            cols[:, p, q] = xpad[_tap(p, q, stride, dilation, out_hw)].transpose(1, 0, 2, 3)
+    return cols
+
+
+def _col2im(cols, x_shape, stride, padding, dilation):
+    """The adjoint of _im2col: gx[n, c, i*sh + p*dh - ph, j*sw + q*dw - pw] += cols[c, p, q, n, i, j].
+
+    Each tap's slice touches distinct pixels, so the in-place slice additions are exact."""
+    n, c, h, w = x_shape
+    (ph, pw) = padding
+    kh, kw = cols.shape[1:3]
+    gxpad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    for p in range(kh):
+        for q in range(kw):
+            gxpad[_tap(p, q, stride, dilation, cols.shape[4:])] += cols[:, p, q].transpose(1, 0, 2, 3)
+    return np.ascontiguousarray(gxpad[:, :, ph : ph + h, pw : pw + w])
+
+
+def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+    """2-D cross-correlation (PyTorch's conv2d): y (N, O, OH, OW) from x (N, C, H, W), w (O, C/groups, KH, KW).
+
+    y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, g*C/groups + c, i*sh + p*dh, j*sw + q*dw],
+    g = o // (O / groups). Per group g, with cols_g the (Cg*KH*KW, N*OH*OW) im2col matrix:
+    Y_g = W_g (Og, Cg*KH*KW) @ cols_g."""
+    stride, padding, dilation, out_hw = _conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    n, o, (kh, kw) = x.shape[0], w.shape[0], w.shape[2:]
+    cg, og = w.shape[1], o // groups
+    if b is not None and tuple(b.shape) != (o,):
+        raise ValueError(f"bias must have shape ({o},) for weight shape {w.shape}, got {b.shape}")
+    cols = _im2col(x, (kh, kw), stride, padding, dilation, out_hw)
+    cols = cols.reshape(groups, cg * kh * kw, n * out_hw[0] * out_hw[1])
+    y = np.empty((o, cols.shape[2]), dtype=np.result_type(x, w, *([] if b is None else [b])))
+    for g in range(groups):
+        y[g * og : (g + 1) * og] = w[g * og : (g + 1) * og].reshape(og, -1) @ cols[g]
+    if b is not None:
+        y += b[:, None]
+    return np.ascontiguousarray(y.reshape((o, n) + out_hw).transpose(1, 0, 2, 3))
+
+
+def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
+    """Gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x, shape x_shape.
+
+    Per group: gcols_g = W_g^T @ GY_g (the columns' gradient), then col2im scatter-adds every
+    column entry back onto the input pixel it was read from (padding positions are dropped)."""
+    x_shape = _shape4("x_shape", x_shape)
+    stride, padding, dilation, out_hw = _conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
+    n, c = x_shape[:2]
+    o, cg, kh, kw = w.shape
+    og = o // groups
+    _check_grad_shape(gy, (n, o) + out_hw)
+    gy_mat = gy.transpose(1, 0, 2, 3).reshape(o, -1)  # GY (O, N*OH*OW)
+    gcols = np.empty((groups, cg * kh * kw, gy_mat.shape[1]), dtype=np.result_type(gy, w))
+    for g in range(groups):
+        gcols[g] = w[g * og : (g + 1) * og].reshape(og, -1).T @ gy_mat[g * og : (g + 1) * og]
+    return _col2im(gcols.reshape((c, kh, kw, n) + out_hw), x_shape, stride, padding, dilation)
+
+
+def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
+    """Gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to w, shape w_shape.
+
+    gw[o, c, p, q] = sum_{n, i, j} gy[n, o, i, j] * xpad[n, g*Cg + c, i*sh + p*dh, j*sw + q*dw],
+    i.e. per group GW_g = GY_g (Og, N*OH*OW) @ cols_g^T."""
+    w_shape = _shape4("w_shape", w_shape)
+    stride, padding, dilation, out_hw = _conv_geometry(x.shape, w_shape, stride, padding, dilation, groups)
+    n = x.shape[0]
+    o, cg, kh, kw = w_shape
+    og = o // groups
+    _check_grad_shape(gy, (n, o) + out_hw)
+    cols = _im2col(x, (kh, kw), stride, padding, dilation, out_hw).reshape(groups, cg * kh * kw, -1)
+    gy_mat = gy.transpose(1, 0, 2, 3).reshape(o, -1)
+    gw = np.empty((o, cg * kh * kw), dtype=np.result_type(gy, x))
+    for g in range(groups):
+        gw[g * og : (g + 1) * og] = gy_mat[g * og : (g + 1) * og] @ cols[g].T
+    return gw.reshape(w_shape)
+
+
+# ----------------------------------------------------------------------------------------
+# elementwise: ReLU and the fused bias + ReLU
+
+
+def bias_relu_forward(x, b):
+    """y = max(x + b[None, :, None, None], 0): the epilogue of a conv followed by ReLU."""
+    _shape4("x", x.shape)
+    if tuple(b.shape) != (x.shape[1],):
+        raise ValueError(f"bias must have shape ({x.shape[1]},) for x of shape {x.shape}, got {b.shape}")
+    return np.maximum(x + b[None, :, None, None], 0)
+
+
+def relu_forward(x):
+    """y = max(x, 0)."""
+    return np.maximum(x, 0)
+
+
+def relu_backward(gy, x, rule):
+    """The ReLU backward pass under one of three rules (x may be the forward input or output):
+
+    "standard":  gx = gy * (x > 0)             the true gradient
+    "deconvnet": gx = gy * (gy > 0)            Zeiler & Fergus 2014: ReLU applied to the signal
+    "guided":    gx = gy * (x > 0) * (gy > 0)  Springenberg et al. 2015: both masks
+    """
+    if rule == "standard":
+        keep = x > 0
+    elif rule == "deconvnet":
+        keep = gy > 0
+    elif rule == "guided":
+        keep = (x > 0) & (gy > 0)
+    else:
+        raise ValueError(f"unknown ReLU backward rule {rule!r}; valid rules are {', '.join(RELU_RULES)}")
+    if rule != "deconvnet" and x.shape != gy.shape:
+        raise ValueError(f"gy shape {gy.shape} does not match x shape {x.shape}")
+    return np.where(keep, gy, gy.dtype.type(0))
+
+
+# ----------------------------------------------------------------------------------------
+# max pooling
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding):
+    """Max over each (KH, KW) window: returns y (N, C, OH, OW) and argmax (int64, same shape).
+
+    argmax[n, c, i, j] = h*W + w, the flat in-plane index of the winning input pixel. Ties
+    go to the first maximum in row-major window order; padding never wins. (A NaN in a
+    window wins, the first one, so NaN propagates as in PyTorch.)"""
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _pool_geometry(x.shape, kernel_size, stride, padding)
+    n, c, h, w = x.shape
+    # Windows of the -inf padded input, flattened in row-major (p, q) order.
+    windows = _windows(_pad_hw(x, (ph, pw), -np.inf), (kh, kw), (sh, sw), (oh, ow))
+    windows = windows.reshape(n, c, oh, ow, kh * kw)
+    tap = np.argmax(windows, axis=-1)  # first maximum (np.argmax returns the first occurrence)
+    # Padding can only tie, never beat, a real pixel; it ties when every real value is -inf.
+    # Then the first real pixel of the window is the winner.
+    real = _windows(_pad_hw(np.ones((1, 1, h, w), bool), (ph, pw), False), (kh, kw), (sh, sw), (oh, ow))
+    real = real.reshape(oh, ow, kh * kw)
+    chose_real = np.take_along_axis(np.broadcast_to(real, windows.shape), tap[..., None], -1)[..., 0]
+    tap = np.where(chose_real, tap, np.argmax(real, axis=-1))
+    y = np.take_along_axis(windows, tap[..., None], axis=-1)[..., 0]
+    # Window tap (p, q) of output (i, j) reads input row i*sh - ph + p and column j*sw - pw + q.
+    p, q = np.divmod(tap, kw)
+    rows = np.arange(oh)[:, None] * sh - ph + p
+    cols = np.arange(ow)[None, :] * sw - pw + q
+    return np.ascontiguousarray(y), (rows * w + cols).astype(np.int64)
+
+
+def max_pool2d_backward(gy, argmax, x_shape, kernel_size, stride, padding):
+    """gx[n, c].flat[argmax[n, c, i, j]] += gy[n, c, i, j]; overlapping windows accumulate."""
+    x_shape = _shape4("x_shape", x_shape)
+    n, c, h, w = x_shape
+    out_hw = _pool_geometry(x_shape, kernel_size, stride, padding)[3]
+    _check_grad_shape(gy, (n, c) + out_hw)
+    if tuple(argmax.shape) != tuple(gy.shape):
+        raise ValueError(f"argmax shape {argmax.shape} does not match gy shape {gy.shape}")
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= h * w):
+        raise ValueError(f"argmax holds indices outside the {h}x{w} input plane")
+    gx = np.zeros((n * c, h * w), dtype=gy.dtype)
+    planes = np.arange(n * c)[:, None]
+    np.add.at(gx, (planes, argmax.reshape(n * c, -1)), gy.reshape(n * c, -1))  # unbuffered: repeats add up
+    return gx.reshape(x_shape)
+
+
+# ----------------------------------------------------------------------------------------
+# average pooling
+
+
+def _avg_divisor(x_shape, kernel_size, stride, padding, out_hw, count_include_pad, dtype):
+    """The (OH, OW) divisor: KH*KW, or with count_include_pad=False the number of real pixels."""
+    if count_include_pad:
+        return np.full(out_hw, kernel_size[0] * kernel_size[1], dtype=dtype)
+    ones = _pad_hw(np.ones((1, 1) + tuple(x_shape[2:]), dtype=dtype), padding)
+    return _windows(ones, kernel_size, stride, out_hw).sum(axis=(-2, -1))[0, 0]
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad):
+    """y[n, c, i, j] = sum of the zero-padded window / divisor, where the divisor is KH*KW
+    if count_include_pad else the number of real (non-padding) pixels in the window."""
+    kernel_size, stride, padding, out_hw = _pool_geometry(x.shape, kernel_size, stride, padding)
+    total = _windows(_pad_hw(x, padding), kernel_size, stride, out_hw).sum(axis=(-2, -1))
+    return total / _avg_divisor(x.shape, kernel_size, stride, padding, out_hw, count_include_pad, x.dtype)
+
+
+def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, count_include_pad):
+    """Each output spreads gy / divisor evenly over its window: for every tap (p, q),
+    gxpad[n, c, i*sh + p, j*sw + q] += gy[n, c, i, j] / divisor[i, j]; padding is cropped."""
+    x_shape = _shape4("x_shape", x_shape)
+    kernel_size, stride, padding, out_hw = _pool_geometry(x_shape, kernel_size, stride, padding)
+    _check_grad_shape(gy, tuple(x_shape[:2]) + out_hw)
+    share = gy / _avg_divisor(x_shape, kernel_size, stride, padding, out_hw, count_include_pad, gy.dtype)
+    n, c, h, w = x_shape
+    (ph, pw) = padding
+    gxpad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=share.dtype)
+    for p in range(kernel_size[0]):
+        for q in range(kernel_size[1]):
+            gxpad[_tap(p, q, stride, (1, 1), out_hw)] += share
+    return np.ascontiguousarray(gxpad[:, :, ph : ph + h, pw : pw + w])
+
+
+# ----------------------------------------------------------------------------------------
+# local response normalization (across channels, PyTorch's form)
+
+
+def _channel_window_sum(a, before, after):
+    """s[:, c] = sum_{c' = c - before}^{c + after} a[:, c'], out-of-range channels counting as zero."""
+    padded = np.pad(a, ((0, 0), (before, after), (0, 0), (0, 0)))
+    channels = a.shape[1]
+    total = np.zeros_like(a)
+    for t in range(before + after + 1):
+        total += padded[:, t : t + channels]
+    return total
+
+
+def _lrn_check(x, size):
+    _shape4("x", x.shape)
+    size = operator.index(size)
+    if size < 1:
+        raise ValueError(f"LRN size must be >= 1, got {size}")
+    return size
+
+
+def _lrn_denominator(x, size, alpha, k):
+    """d[:, c] = k + alpha/size * sum_{c' = c - size//2}^{c + (size-1)//2} x[:, c']**2."""
+    return k + alpha / size * _channel_window_sum(x * x, size // 2, (size - 1) // 2)
+
+
+def lrn_forward(x, size, alpha, beta, k):
+    """Local response normalization across channels: y = x * d**(-beta), d as in _lrn_denominator."""
+    size = _lrn_check(x, size)
+    return x * _lrn_denominator(x, size, alpha, k) ** -beta
+
+
+def lrn_backward(gy, x, y, size, alpha, beta, k):
+    """Gradient of sum(gy * lrn_forward(x)) with respect to x.
+
+    With y_c = x_c * d_c^-beta and d_c' depending on x_c (through x_c**2) for every c' whose
+    window contains c, i.e. c' in [c - (size-1)//2, c + size//2]:
+
+        gx_c = gy_c * d_c^-beta
+               - 2*alpha*beta/size * x_c * sum_{c' in [c - (size-1)//2, c + size//2]} gy_c' * x_c' * d_c'^(-beta-1)
+
+    where x_c' * d_c'^(-beta-1) = y_c' / d_c' reuses the forward output."""
+    size = _lrn_check(x, size)
+    if not (gy.shape == x.shape == y.shape):
+        raise ValueError(f"gy {gy.shape}, x {x.shape} and y {y.shape} must have the same shape")
+    d = _lrn_denominator(x, size, alpha, k)
+    reverse_window = _channel_window_sum(gy * y / d, (size - 1) // 2, size // 2)
+    return gy * d ** -beta - (2 * alpha * beta / size) * x * reverse_window
