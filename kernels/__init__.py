@@ -55,6 +55,7 @@ import os
 BACKENDS = ("reference", "numba", "cupy")
 
 _MODULES = {"reference": "kernels.reference", "numba": "kernels.cpu", "cupy": "kernels.gpu"}
+_REQUIRES = {"numba": "numba", "cupy": "cupy"}
 _EXTRAS = {"numba": "numba (pip install numba)", "cupy": 'cupy (pip install -e ".[gpu]")'}
 
 
@@ -63,6 +64,8 @@ def load(name):
     if name not in _MODULES:
         raise ValueError(f"unknown kernel backend {name!r}; choose one of {', '.join(BACKENDS)}")
     try:
+        if name in _REQUIRES:
+            importlib.import_module(_REQUIRES[name])
         return importlib.import_module(_MODULES[name])
     except ImportError as error:
         missing = getattr(error, "name", None) or str(error)

@@ -1,0 +1,212 @@
+"""The autograd machinery: graph building, traversal, accumulation, freeing, modes, errors."""
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import minigrad
+from minigrad import functional as F
+from minigrad.tensor import unbroadcast
+
+
+def test_fan_out_accumulates():
+    x = minigrad.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    y = x * x + x  # x used three times
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, 2 * x.data + 1)
+
+
+def test_diamond_graph():
+    x = minigrad.tensor(np.array([0.5, -1.5]), requires_grad=True)
+    a = x.exp()
+    b = a * 2.0
+    c = a * a
+    (b + c).sum().backward()
+    np.testing.assert_allclose(x.grad, 2 * np.exp(x.data) + 2 * np.exp(2 * x.data))
+
+
+def test_leaf_grad_accumulates_across_backward_calls():
+    x = minigrad.tensor(np.ones(2), requires_grad=True)
+    (x * 3.0).sum().backward()
+    (x * 4.0).sum().backward()
+    np.testing.assert_allclose(x.grad, [7.0, 7.0])
+    x.grad = None
+    (x * 2.0).sum().backward()
+    np.testing.assert_allclose(x.grad, [2.0, 2.0])
+
+
+def test_deep_graph_needs_no_recursion():
+    x = minigrad.tensor(np.ones(1), requires_grad=True)
+    y = x
+    for _ in range(50_000):
+        y = y + 1.0
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [1.0])
+
+
+def test_graph_is_freed_after_backward():
+    x = minigrad.tensor(np.ones(3), requires_grad=True)
+    hidden = x * 2.0
+    probe = weakref.ref(hidden)
+    y = (hidden * hidden).sum()
+    del hidden
+    y.backward()
+    gc.collect()
+    assert probe() is None, "an intermediate tensor outlived backward()"
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        y.backward()
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = minigrad.tensor(np.array([2.0]), requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad, [8.0])
+
+
+def test_no_grad_records_nothing():
+    x = minigrad.tensor(np.ones(2), requires_grad=True)
+    with minigrad.no_grad():
+        y = x * 2.0
+        with minigrad.enable_grad():
+            z = x * 3.0
+    assert not y.requires_grad and y.is_leaf
+    assert z.requires_grad
+    assert minigrad.is_grad_enabled()
+
+
+def test_detach_cuts_the_graph():
+    x = minigrad.tensor(np.array([3.0]), requires_grad=True)
+    y = x * x.detach()
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [3.0])
+
+
+def test_retain_grad_keeps_an_intermediate_gradient():
+    x = minigrad.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    h = (x * 3.0).retain_grad()
+    (h * h).sum().backward()
+    np.testing.assert_allclose(h.grad, 2 * h.data)
+    np.testing.assert_allclose(x.grad, 6 * h.data)
+
+
+@pytest.mark.parametrize(
+    "grad_shape, shape",
+    [((4, 3), (3,)), ((4, 3), (1, 3)), ((4, 3), (4, 1)), ((2, 4, 3), (4, 1)), ((2, 1, 3), (1, 1, 1)), ((3,), ())],
+)
+def test_unbroadcast_sums_expanded_axes(grad_shape, shape):
+    grad = np.arange(np.prod(grad_shape), dtype=float).reshape(grad_shape)
+    reduced = unbroadcast(grad, shape)
+    assert reduced.shape == shape
+    assert reduced.sum() == pytest.approx(grad.sum())
+
+
+def test_float32_by_default_and_float64_kept():
+    assert minigrad.tensor([1.0, 2.0]).dtype == np.float32
+    assert minigrad.tensor(np.ones(2)).dtype == np.float64
+    assert (minigrad.tensor(np.ones(2, np.float32)) * 2.0).dtype == np.float32
+    x = minigrad.tensor(np.ones(2), requires_grad=True)
+    (x * 2.0).sum().backward()
+    assert x.grad.dtype == np.float64
+
+
+def test_needs_input_grad_skips_frozen_inputs():
+    seen = {}
+
+    class Probe(minigrad.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a * b
+
+        @staticmethod
+        def backward(ctx, grad):
+            seen["needs"] = ctx.needs_input_grad
+            return grad, None
+
+    a = minigrad.tensor(np.ones(2), requires_grad=True)
+    Probe.apply(a, np.ones(2)).sum().backward()
+    assert seen["needs"] == (True, False)
+
+
+def test_wrong_number_of_gradients_is_reported():
+    class Broken(minigrad.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a + b
+
+        @staticmethod
+        def backward(ctx, grad):
+            return (grad,)
+
+    a = minigrad.tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(RuntimeError, match="returned 1 gradients for 2 inputs"):
+        Broken.apply(a, a).sum().backward()
+
+
+def test_relu_rules_on_one_forward():
+    x = minigrad.tensor(np.array([[-1.0, 2.0, 3.0, -4.0]]), requires_grad=True)
+    y = F.relu(x)
+    upstream = np.array([[5.0, -6.0, 7.0, 8.0]])
+    expected = {
+        "standard": [[0.0, -6.0, 7.0, 0.0]],
+        "deconvnet": [[5.0, 0.0, 7.0, 8.0]],
+        "guided": [[0.0, 0.0, 7.0, 0.0]],
+    }
+    for rule, want in expected.items():
+        x.grad = None
+        with minigrad.relu_backward(rule):
+            y.backward(upstream, retain_graph=True)
+        np.testing.assert_array_equal(x.grad, want, err_msg=rule)
+
+
+def test_relu_rule_is_read_at_backward_time():
+    x = minigrad.tensor(np.array([1.0, -1.0]), requires_grad=True)
+    with minigrad.relu_backward("deconvnet"):
+        y = F.relu(x)
+    y.backward(np.array([1.0, 1.0]))
+    np.testing.assert_array_equal(x.grad, [1.0, 0.0])
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown ReLU backward rule 'gided'"):
+        minigrad.relu_backward("gided")
+    with pytest.raises(TypeError, match="only floating-point tensors"):
+        minigrad.tensor(np.arange(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        minigrad.tensor(np.ones(2)).sum().backward()
+    with pytest.raises(RuntimeError, match="single-element tensor"):
+        (minigrad.tensor(np.ones(2), requires_grad=True) * 2.0).backward()
+    x = minigrad.tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(ValueError, match=r"gradient of shape \(3,\) for a tensor of shape \(2,\)"):
+        (x * 2.0).backward(np.ones(3))
+    with pytest.raises(ValueError, match="cannot reshape"):
+        x.reshape(3)
+    with pytest.raises(TypeError, match="not a numeric array"):
+        minigrad.tensor({"a": 1})
+
+
+def test_mixing_numpy_and_cupy_is_refused(monkeypatch):
+    """A fake 'cupy' module is enough to show the device check fires before any arithmetic."""
+    import sys
+    import types
+
+    class FakeArray(np.ndarray):
+        pass
+
+    fake = types.ModuleType("cupy")
+    fake.ndarray = FakeArray
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    gpu = np.ones(2).view(FakeArray)
+    with pytest.raises(TypeError, match="both NumPy \\(cpu\\) and CuPy \\(cuda\\)"):
+        minigrad.tensor(np.ones(2)) + minigrad.tensor(gpu)
+
+
+def test_cuda_without_cupy_is_a_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    with pytest.raises(RuntimeError, match=r'needs CuPy: install it with pip install -e "\.\[gpu\]"'):
+        minigrad.tensor(np.ones(2)).to("cuda")
