@@ -1,0 +1,37 @@
+"""A one-line progress display for long loops, written to stderr."""
+
+import sys
+import time
+
+
+class Progress:
+    """``for step in Progress(range(n), "deepdream"): ...`` prints step, rate and extra values.
+
+    ``set(loss=...)`` adds values to the line. Output goes to stderr only when it is a
+    terminal or ``verbose=True``, so tests and pipes stay quiet.
+    """
+
+    def __init__(self, iterable, description, total=None, verbose=None):
+        self.iterable = iterable
+        self.description = description
+        self.total = total if total is not None else getattr(iterable, "__len__", lambda: None)()
+        self.verbose = sys.stderr.isatty() if verbose is None else verbose
+        self.values = {}
+
+    def set(self, **values):
+        self.values.update(values)
+
+    def __iter__(self):
+        start = last = time.perf_counter()
+        count = 0
+        for count, item in enumerate(self.iterable, 1):
+            yield item
+            now = time.perf_counter()
+            if self.verbose and (now - last > 0.2 or count == self.total):
+                last = now
+                shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.values.items())
+                of = f"/{self.total}" if self.total else ""
+                sys.stderr.write(f"\r{self.description}: {count}{of} ({count / (now - start):.1f}/s) {shown}\033[K")
+                sys.stderr.flush()
+        if self.verbose and count:
+            sys.stderr.write("\n")
