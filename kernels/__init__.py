@@ -7,9 +7,10 @@ imported when their backend is first asked for.
 
 The contract
 ------------
-Layout NCHW. Arrays are float32 or float64 and C-contiguous (callers pass
-``ascontiguousarray``); every function returns freshly allocated arrays and never writes
-to its inputs. Geometry arguments are pairs of Python ints: ``stride=(sh, sw)``,
+Layout NCHW. Arrays are float32 or float64, all of one dtype per call, and C-contiguous
+(callers pass ``ascontiguousarray``); every function returns freshly allocated arrays of
+that dtype and never writes to its inputs. Results on NaN inputs are unspecified (parity
+tests avoid them). Geometry arguments are pairs of Python ints: ``stride=(sh, sw)``,
 ``padding=(ph, pw)``, ``dilation=(dh, dw)``, ``kernel_size=(kh, kw)``. Output sizes use
 floor division, as PyTorch does with ``ceil_mode=False``::
 
@@ -33,7 +34,8 @@ max_pool2d_forward(x, kernel_size, stride, padding) -> (y, argmax)
 max_pool2d_backward(gy, argmax, x_shape, kernel_size, stride, padding) -> gx
     gx[n, c].flat[argmax[n, c, i, j]] += gy[n, c, i, j]; overlapping windows accumulate.
 avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad) -> y
-    The window mean; padded zeros count in the divisor iff count_include_pad.
+    The window mean; padded zeros count in the divisor iff count_include_pad. Requires
+    padding <= kernel_size // 2, as max pooling does.
 avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, count_include_pad) -> gx
 relu_forward(x) -> y
     y = max(x, 0).

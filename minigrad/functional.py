@@ -31,6 +31,12 @@ def _require_float(op, **tensors):
             raise TypeError(f"{op} needs a floating-point {name}, got dtype {t.dtype}; convert with .astype('float32')")
 
 
+def _require_same_dtype(op, *tensors):
+    dtypes = {str(t.dtype) for t in tensors if t is not None}
+    if len(dtypes) > 1:
+        raise TypeError(f"{op} needs inputs of one dtype, got {', '.join(sorted(dtypes))}; convert with .astype()")
+
+
 def _require_4d(op, x):
     _require(op, x.ndim == 4, f"expected an input of shape (N, C, H, W), got shape {x.shape}")
 
@@ -69,6 +75,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """Convolve x (N, C, H, W) with w (O, C // groups, KH, KW), add b (O,)."""
     x, w, b = as_tensor(x), as_tensor(w), None if b is None else as_tensor(b)
     _require_float("conv2d", input=x, weight=w, bias=b)
+    _require_same_dtype("conv2d", x, w, b)
     _require_4d("conv2d", x)
     _require("conv2d", w.ndim == 4, f"weight must have shape (O, C/groups, KH, KW), got {w.shape}")
     _require("conv2d", groups >= 1 and x.shape[1] % groups == 0 and w.shape[0] % groups == 0,
