@@ -2,6 +2,7 @@
 
     python -m methods                                   # the list, with what is implemented
     python -m methods saliency --model fashion-vgg --image sample:0 --out out/
+    python -m methods gallery --out gallery/           # every technique, into gallery/index.html
 
 A technique module ``methods/<name>.py`` joins the CLI by defining
 ``add_cli_arguments(parser)`` (its own options, with the papers' defaults) and
@@ -12,6 +13,7 @@ options every technique shares (--model, --image, --out, --seed, --force) are ad
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
 from methods import TECHNIQUES
@@ -57,6 +59,12 @@ def build_parser():
         sub.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
         sub.add_argument("--force", action="store_true", help="replace existing result files")
         importlib.import_module(module_name(name)).add_cli_arguments(sub)
+    gallery = commands.add_parser("gallery", help="render every implemented technique into OUT/index.html")
+    gallery.add_argument("--out", default="gallery", help="output folder (default: gallery)")
+    gallery.add_argument("--model", default="fashion-vgg", help="model to render with (default: fashion-vgg)")
+    gallery.add_argument("--technique", dest="technique_filter", action="append", default=None,
+                         help="render only this technique (repeatable)")
+    gallery.add_argument("--force", action="store_true", help="replace an existing gallery")
     return parser
 
 
@@ -76,8 +84,14 @@ def main(argv=None):
     import minigrad
     from minigrad import models
 
-    minigrad.manual_seed(args.seed)
     try:
+        if args.technique == "gallery":
+            from methods.gallery import render
+
+            entries = render(parser, args.out, model_name=args.model, techniques=args.technique_filter, force=args.force)
+            print(f"{len(entries)} techniques rendered into {os.path.join(args.out, 'index.html')}")
+            return 0
+        minigrad.manual_seed(args.seed)
         model = models.load(args.model)
         x = load_images(model, args.image or ["sample:0"])
         result = importlib.import_module(module_name(args.technique)).run_cli(args, model, x)
