@@ -1,0 +1,237 @@
+"""Winograd F(4x4, 3x3) convolution for stride-1, undilated 3x3 kernels (Lavin & Gray 2016).
+
+Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016, compute a
+4x4 block of outputs of a 3x3 correlation from a 6x6 input tile d with
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A          (* is the elementwise product)
+
+so each 4x4 output block needs 36 multiplications per (input channel, output channel) pair
+instead of 144: a 4x cut in the arithmetic that dominates VGG-style networks. Summed over
+input channels, the elementwise products become 36 independent matrix products
+
+    M[xi] (K, P) = U[xi] (K, C) @ V[xi] (C, P),    xi = 0..35,  P = N * tiles
+
+which NumPy hands to BLAS (one ``numpy.matmul`` over the stacked 36). The three transforms
+around it are the jitted loops below:
+
+* ``weight_transform``: U[xi, k, c] = (G g_kc G^T)[xi], computed in float64 and rounded
+  once, because G's entries (1/6, 1/12, 1/24) are not exact in float32;
+* ``input_transform``: V[xi, c, p] = (B^T d_p B)[xi] for every 6x6 tile d_p of the
+  zero-padded input plane (tiles overlap by 2 pixels); done as two 1-D passes (rows, then
+  columns), the second of which runs along contiguous tiles and vectorises;
+* ``output_transform``: y[n, k, 4*ty + r, 4*tx + s] = (A^T m A)[r, s] (+ bias, ReLU), again
+  as two 1-D passes, writing only the in-bounds part of edge tiles.
+
+Each transform runs ``prange`` over independent (sample, channel) planes: every plane's
+tiles write disjoint slots of V, M or y, so there are no races.
+
+The interpolation points are 0, +-1, +-2 and infinity, the choice of Lavin & Gray's F(4x4, 3x3):
+
+    B^T = [[4,  0, -5,  0, 1, 0],      G = [[ 1/4,     0,    0],     A^T = [[1, 1,  1, 1,  1, 0],
+           [0, -4, -4,  1, 1, 0],           [-1/6,  -1/6, -1/6],            [0, 1, -1, 2, -2, 0],
+           [0,  4, -4, -1, 1, 0],           [-1/6,   1/6, -1/6],            [0, 1,  1, 4,  4, 0],
+           [0, -2, -1,  2, 1, 0],           [1/24, 1/12,  1/6],             [0, 1, -1, 8, -8, 1]]
+           [0,  2, -1, -2, 1, 0],           [1/24, -1/12, 1/6],
+           [0,  4,  0, -5, 0, 1]]           [   0,    0,    1]]
+
+Float32 rounding grows with the larger transform coefficients: on VGG16-sized layers the
+error against the direct (im2col) convolution is a few 1e-6 relative to the output's scale
+(tests/kernels/test_cpu.py and ``python -m benchmarks`` measure it).
+
+The backward pass to the input of a stride-1 3x3 convolution with padding p is itself such a
+convolution: of gy, with padding 2 - p, by the kernel flipped in both spatial axes and with
+its input and output channels swapped. ``backward_weights`` builds that kernel.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ._workspace import scratch
+
+# Every jitted function in this file is compiled for float32 only: Winograd is the float32
+# fast path; float64 convolutions (gradient checks) take the exact im2col route.
+
+
+@njit(cache=True, inline="always")
+def _g_row(g0, g1, g2):
+    """G @ (g0, g1, g2): the 1-D kernel transform, a 3-vector to a 6-vector."""
+    return (
+        g0 / 4.0,
+        -(g0 + g1 + g2) / 6.0,
+        -(g0 - g1 + g2) / 6.0,
+        g0 / 24.0 + g1 / 12.0 + g2 / 6.0,
+        g0 / 24.0 - g1 / 12.0 + g2 / 6.0,
+        g2,
+    )
+
+
+@njit(parallel=True, cache=True)
+def weight_transform(w, u):
+    """u[i*6 + j, k, c] = (G w[k, c] G^T)[i, j]; w (K, C, 3, 3), u (36, K, C)."""
+    n_out, n_in = w.shape[0], w.shape[1]
+    for kk in prange(n_out):
+        k = np.int64(kk)
+        t = np.empty((6, 3), np.float64)
+        for c in range(n_in):
+            # t = G g (6x3), column by column
+            for q in range(3):
+                r = _g_row(np.float64(w[k, c, 0, q]), np.float64(w[k, c, 1, q]), np.float64(w[k, c, 2, q]))
+                for i in range(6):
+                    t[i, q] = r[i]
+            # (G g) G^T: the same transform along each row of t
+            for i in range(6):
+                r = _g_row(t[i, 0], t[i, 1], t[i, 2])
+                for j in range(6):
+                    u[i * 6 + j, k, c] = r[j]
+
+
+@njit(parallel=True, cache=True)
+def input_transform(x, v, ph, pw, th, tw):
+    """v[i*6 + j, c, n*th*tw + ty*tw + tx] = (B^T d B)[i, j] for the 6x6 tile d whose corner is
+    padded-input pixel (4*ty, 4*tx). x (N, C, H, W) float32, v (36, C, N*th*tw)."""
+    n_batch, n_ch, height, width = x.shape
+    tiles = th * tw
+    hp = 4 * th + 2
+    wp = 4 * tw + 2
+    for plane in prange(n_batch * n_ch):
+        nc = np.int64(plane)
+        n = nc // n_ch
+        c = nc % n_ch
+        # zero-padded copy of the plane, large enough for every tile: no bounds tests below
+        xp = np.zeros((hp, wp), np.float32)
+        h_hi = min(height, hp - ph)
+        w_hi = min(width, wp - pw)
+        for h in range(h_hi):
+            for ww in range(w_hi):
+                xp[h + ph, ww + pw] = x[n, c, h, ww]
+        # pass 1, along rows: t[j, h, tx] = (B^T applied to xp[h, 4tx : 4tx+6])[j]
+        t = np.empty((6, hp, tw), np.float32)
+        for h in range(hp):
+            for tx in range(tw):
+                b = 4 * tx
+                d0 = xp[h, b]
+                d1 = xp[h, b + 1]
+                d2 = xp[h, b + 2]
+                d3 = xp[h, b + 3]
+                d4 = xp[h, b + 4]
+                d5 = xp[h, b + 5]
+                t[0, h, tx] = 4.0 * d0 - 5.0 * d2 + d4
+                t[1, h, tx] = -4.0 * (d1 + d2) + d3 + d4
+                t[2, h, tx] = 4.0 * (d1 - d2) - d3 + d4
+                t[3, h, tx] = 2.0 * (d3 - d1) - d2 + d4
+                t[4, h, tx] = 2.0 * (d1 - d3) - d2 + d4
+                t[5, h, tx] = 4.0 * d1 - 5.0 * d3 + d5
+        # pass 2, along columns, vectorised over the contiguous tx
+        base = n * tiles
+        for ty in range(th):
+            r = 4 * ty
+            p0 = base + ty * tw
+            for j in range(6):
+                for tx in range(tw):
+                    e0 = t[j, r, tx]
+                    e1 = t[j, r + 1, tx]
+                    e2 = t[j, r + 2, tx]
+                    e3 = t[j, r + 3, tx]
+                    e4 = t[j, r + 4, tx]
+                    e5 = t[j, r + 5, tx]
+                    v[j, c, p0 + tx] = 4.0 * e0 - 5.0 * e2 + e4
+                    v[6 + j, c, p0 + tx] = -4.0 * (e1 + e2) + e3 + e4
+                    v[12 + j, c, p0 + tx] = 4.0 * (e1 - e2) - e3 + e4
+                    v[18 + j, c, p0 + tx] = 2.0 * (e3 - e1) - e2 + e4
+                    v[24 + j, c, p0 + tx] = 2.0 * (e1 - e3) - e2 + e4
+                    v[30 + j, c, p0 + tx] = 4.0 * e1 - 5.0 * e3 + e5
+
+
+@njit(parallel=True, cache=True)
+def output_transform(m, y, bias, relu, th, tw):
+    """y[n, k, 4ty + r, 4tx + s] = (A^T m_tile A)[r, s] + bias[k], then max(., 0) if relu.
+
+    m (36, K, N*th*tw) float32, y (N, K, OH, OW), bias (K,) (zeros for no bias)."""
+    n_batch, n_out, oh, ow = y.shape
+    tiles = th * tw
+    for plane in prange(n_batch * n_out):
+        nk = np.int64(plane)
+        n = nk // n_out
+        k = nk % n_out
+        bk = bias[k]
+        s = np.empty((4, 6, tw), np.float32)
+        rows = np.empty((4, 4 * tw), np.float32)
+        for ty in range(th):
+            p0 = n * tiles + ty * tw
+            # pass 1, along i (contiguous in tx): s[r, j, tx] = (A^T m[:, j])[r]
+            for j in range(6):
+                for tx in range(tw):
+                    m0 = m[j, k, p0 + tx]
+                    m1 = m[6 + j, k, p0 + tx]
+                    m2 = m[12 + j, k, p0 + tx]
+                    m3 = m[18 + j, k, p0 + tx]
+                    m4 = m[24 + j, k, p0 + tx]
+                    m5 = m[30 + j, k, p0 + tx]
+                    a = m1 + m2
+                    b = m1 - m2
+                    cc = m3 + m4
+                    d = m3 - m4
+                    s[0, j, tx] = m0 + a + cc
+                    s[1, j, tx] = b + 2.0 * d
+                    s[2, j, tx] = a + 4.0 * cc
+                    s[3, j, tx] = b + 8.0 * d + m5
+            # pass 2, along j: four output pixels per tile and row
+            for r in range(4):
+                for tx in range(tw):
+                    q0 = s[r, 0, tx]
+                    q1 = s[r, 1, tx]
+                    q2 = s[r, 2, tx]
+                    q3 = s[r, 3, tx]
+                    q4 = s[r, 4, tx]
+                    q5 = s[r, 5, tx]
+                    a = q1 + q2
+                    b = q1 - q2
+                    cc = q3 + q4
+                    d = q3 - q4
+                    o = 4 * tx
+                    rows[r, o] = q0 + a + cc
+                    rows[r, o + 1] = b + 2.0 * d
+                    rows[r, o + 2] = a + 4.0 * cc
+                    rows[r, o + 3] = b + 8.0 * d + q5
+            # copy the in-bounds part with the fused bias (+ ReLU) epilogue
+            for r in range(4):
+                i = 4 * ty + r
+                if i < oh:
+                    if relu:
+                        for jj in range(ow):
+                            val = rows[r, jj] + bk
+                            y[n, k, i, jj] = val if val > 0.0 else np.float32(0.0)
+                    else:
+                        for jj in range(ow):
+                            y[n, k, i, jj] = rows[r, jj] + bk
+
+
+def transform_weights(w):
+    """U (36, K, C) float32 for a (K, C, 3, 3) kernel."""
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    u = np.empty((36, w.shape[0], w.shape[1]), np.float32)
+    weight_transform(w, u)
+    return u
+
+
+def backward_weights(w):
+    """The kernel whose forward Winograd convolution of gy is the data gradient: w flipped in
+    both spatial axes with input and output channels swapped, (C, K, 3, 3) from (K, C, 3, 3)."""
+    return np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+
+
+def conv3x3(x, u, ph, pw, bias=None, relu=False):
+    """Stride-1 3x3 correlation of x (N, C, H, W) float32 by the transformed kernel u (36, K, C),
+    zero padding (ph, pw); returns y (N, K, H + 2ph - 2, W + 2pw - 2) float32."""
+    n, c, h, w = x.shape
+    k = u.shape[1]
+    oh, ow = h + 2 * ph - 2, w + 2 * pw - 2
+    th, tw = (oh + 3) // 4, (ow + 3) // 4
+    v = scratch("winograd_v", (36, c, n * th * tw), np.float32)
+    input_transform(x, v, ph, pw, th, tw)
+    m = scratch("winograd_m", (36, k, n * th * tw), np.float32)
+    np.matmul(u, v, out=m)
+    y = np.empty((n, k, oh, ow), np.float32)
+    b = np.zeros(k, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+    output_transform(m, y, b, bool(relu), th, tw)
+    return y

@@ -1,0 +1,182 @@
+"""2-D convolution on the CPU: Winograd F(4x4, 3x3) where it applies, im2col + BLAS elsewhere.
+
+Algorithm choice (``choose_algorithm``):
+
+* ``"winograd"`` for float32, 3x3, stride 1, dilation 1, groups 1, padding <= 2, at least
+  ``WINOGRAD_MIN_CHANNELS`` input and output channels: every 3x3 layer of VGG and the last
+  three of AlexNet. See ``_winograd.py`` (Lavin & Gray 2016). Its data gradient is the same
+  algorithm on gy with the flipped, channel-transposed kernel.
+* ``"im2col"`` otherwise: per sample and group one BLAS product (``numpy.matmul``) against
+  the column matrix (``_im2col.py``); a 1x1, stride-1, unpadded conv uses the input itself as
+  the column matrix. float64 always goes this way: it is the exact path gradient checks use.
+
+The BLAS calls run on NumPy's BLAS threads and the transforms on Numba's; the two never run
+at the same time (each call returns before the next starts), so they share the cores
+rather than oversubscribe them.
+"""
+
+import numpy as np
+
+from . import _common
+from . import _im2col
+from . import _winograd
+from ._workspace import scratch, weight_cache
+
+WINOGRAD_MIN_CHANNELS = 16
+
+ALGORITHMS = ("auto", "winograd", "im2col")
+
+
+def winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype):
+    """Whether the Winograd path can compute this convolution (and its data gradient)."""
+    return (
+        np.dtype(dtype) == np.float32
+        and tuple(w_shape[2:]) == (3, 3)
+        and tuple(stride) == (1, 1)
+        and tuple(dilation) == (1, 1)
+        and groups == 1
+        and padding[0] <= 2
+        and padding[1] <= 2
+    )
+
+
+def choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype):
+    """"winograd" where it applies and both channel counts are large enough to amortise the
+    tile transforms, "im2col" otherwise."""
+    if winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype):
+        if min(w_shape[0], w_shape[1]) >= WINOGRAD_MIN_CHANNELS:
+            return "winograd"
+    return "im2col"
+
+
+def _resolve(algorithm, x_shape, w_shape, stride, padding, dilation, groups, dtype):
+    if algorithm == "auto":
+        return choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype)
+    if algorithm == "winograd":
+        if not winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype):
+            raise ValueError(
+                "the Winograd path needs float32, a 3x3 kernel, stride 1, dilation 1, groups 1 "
+                f"and padding <= 2; got dtype {np.dtype(dtype)}, w shape {tuple(w_shape)}, "
+                f"stride {stride}, padding {padding}, dilation {dilation}, groups {groups}"
+            )
+        return algorithm
+    if algorithm == "im2col":
+        return algorithm
+    raise ValueError(f"unknown convolution algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+
+
+def _is_pointwise(w_shape, stride, padding, dilation):
+    return tuple(w_shape[2:]) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
+
+
+def _columns(x, n, w_shape, stride, padding, dilation, out_hw):
+    """The (C*KH*KW, OH*OW) column matrix of sample n (a view of x for pointwise convs)."""
+    c = x.shape[1]
+    kh, kw = w_shape[2], w_shape[3]
+    if _is_pointwise(w_shape, stride, padding, dilation):
+        return x[n].reshape(c, -1)
+    col = scratch("col", (c * kh * kw, out_hw[0] * out_hw[1]), x.dtype)
+    _im2col.im2col(x, n, col, kh, kw, stride[0], stride[1], padding[0], padding[1],
+                   dilation[0], dilation[1], out_hw[0], out_hw[1])
+    return col
+
+
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, algorithm="auto"):
+    """2-D cross-correlation, PyTorch's conv2d: y (N, O, OH, OW) from x (N, C, H, W) and
+    w (O, C // groups, KH, KW), plus b (O,) unless None.
+
+    y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, g*C/groups + c, i*sh + p*dh, j*sw + q*dw]
+
+    ``algorithm`` ("auto", "winograd", "im2col") is for tests and benchmarks; the contract's
+    callers leave it at "auto"."""
+    stride, padding, dilation, groups, out_hw = _common.conv_geometry(
+        np.shape(x), np.shape(w), stride, padding, dilation, groups)
+    dtype = _common.common_dtype(x, w, b)
+    x = _common.float_array("x", x, dtype)
+    w = _common.float_array("w", w, dtype)
+    o = w.shape[0]
+    if b is not None:
+        b = _common.float_array("b", b, dtype)
+        if b.shape != (o,):
+            raise ValueError(f"bias must have shape ({o},) for weight shape {w.shape}, got {b.shape}")
+    algorithm = _resolve(algorithm, x.shape, w.shape, stride, padding, dilation, groups, dtype)
+    if algorithm == "winograd":
+        u = weight_cache.get(w, "forward", _winograd.transform_weights)
+        return _winograd.conv3x3(x, u, padding[0], padding[1], b)
+
+    n = x.shape[0]
+    og = o // groups
+    y = np.empty((n, o) + out_hw, dtype)
+    w_mat = w.reshape(groups, og, -1)
+    for s in range(n):
+        col = _columns(x, s, w.shape, stride, padding, dilation, out_hw)
+        col = col.reshape(groups, -1, col.shape[1])
+        out = y[s].reshape(groups, og, -1)
+        if groups == 1:
+            np.matmul(w_mat[0], col[0], out=out[0])
+        else:
+            np.matmul(w_mat, col, out=out)
+    if b is not None:
+        y += b[:, None, None]
+    return y
+
+
+def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="auto"):
+    """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x.
+
+    Winograd path: a stride-1 3x3 correlation of gy with padding 2 - p by the kernel flipped
+    in both axes with in/out channels swapped. im2col path: per sample and group the column
+    gradient W_g^T @ gy_g, scatter-added back by col2im."""
+    x_shape = _common.shape4("x_shape", x_shape)
+    stride, padding, dilation, groups, out_hw = _common.conv_geometry(
+        x_shape, np.shape(w), stride, padding, dilation, groups)
+    n, c = x_shape[:2]
+    o = np.shape(w)[0]
+    _common.check_grad_shape(gy, (n, o) + out_hw)
+    dtype = _common.common_dtype(gy, w)
+    gy = _common.float_array("gy", gy, dtype)
+    w = _common.float_array("w", w, dtype)
+    algorithm = _resolve(algorithm, x_shape, w.shape, stride, padding, dilation, groups, dtype)
+    if algorithm == "winograd":
+        u = weight_cache.get(w, "backward", lambda a: _winograd.transform_weights(_winograd.backward_weights(a)))
+        return _winograd.conv3x3(gy, u, 2 - padding[0], 2 - padding[1])
+
+    og = o // groups
+    kh, kw = w.shape[2:]
+    gx = np.empty(x_shape, dtype)
+    w_mat = w.reshape(groups, og, -1).transpose(0, 2, 1)  # (groups, Cg*KH*KW, Og)
+    pointwise = _is_pointwise(w.shape, stride, padding, dilation)
+    for s in range(n):
+        gy_s = gy[s].reshape(groups, og, -1)
+        if pointwise:
+            np.matmul(w_mat, gy_s, out=gx[s].reshape(groups, c // groups, -1))
+            continue
+        col = scratch("col", (groups, w_mat.shape[1], gy_s.shape[2]), dtype)
+        np.matmul(w_mat, gy_s, out=col)
+        _im2col.col2im(col.reshape(-1, gy_s.shape[2]), gx, s, kh, kw, stride[0], stride[1],
+                       padding[0], padding[1], dilation[0], dilation[1], out_hw[0], out_hw[1])
+    return gx
+
+
+def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
+    """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to w:
+    per group GW_g = sum_n gy_g[n] (Og, OH*OW) @ col_g[n]^T (OH*OW, Cg*KH*KW)."""
+    w_shape = _common.shape4("w_shape", w_shape)
+    stride, padding, dilation, groups, out_hw = _common.conv_geometry(
+        np.shape(x), w_shape, stride, padding, dilation, groups)
+    n = np.shape(x)[0]
+    o = w_shape[0]
+    _common.check_grad_shape(gy, (n, o) + out_hw)
+    dtype = _common.common_dtype(gy, x)
+    gy = _common.float_array("gy", gy, dtype)
+    x = _common.float_array("x", x, dtype)
+    og = o // groups
+    gw = np.zeros((groups, og, w_shape[1] * w_shape[2] * w_shape[3]), dtype)
+    part = np.empty_like(gw) if n > 1 else gw
+    for s in range(n):
+        col = _columns(x, s, w_shape, stride, padding, dilation, out_hw)
+        col = col.reshape(groups, -1, col.shape[1])
+        np.matmul(gy[s].reshape(groups, og, -1), col.transpose(0, 2, 1), out=part)
+        if n > 1:
+            gw += part
+    return gw.reshape(w_shape)

@@ -1,0 +1,158 @@
+"""Max and average pooling on the CPU (Numba).
+
+Layout NCHW, C-contiguous, float32 or float64. Every loop runs ``prange`` over the N*C
+independent planes, and a plane is handled by one thread from start to end. That is what makes
+the backward passes race-free: with overlapping windows (AlexNet's 3x3 stride 2) several
+outputs add into the same input pixel, but all of them belong to the same plane, so the
+scatter-add ``gx[plane, argmax] += gy`` is sequential within its plane.
+
+Max-pool tie rule (the contract's, same as the reference): a window is scanned in row-major
+order starting from its first in-bounds pixel, and a later pixel wins only if it is strictly
+greater, so the first maximum wins and padding never does. A NaN wins over any number (the
+first NaN of the window), so NaNs propagate as in PyTorch. argmax holds the flat in-plane
+index h*W + w, as int64.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from . import _common
+
+
+@njit(parallel=True, cache=True)
+def _max_forward(x, y, arg, kh, kw, sh, sw, ph, pw):
+    n_planes, height, width = x.shape
+    oh, ow = y.shape[1], y.shape[2]
+    for plane in prange(n_planes):
+        pl = np.int64(plane)
+        for i in range(oh):
+            h0 = i * sh - ph
+            h_lo = max(h0, 0)
+            h_hi = min(h0 + kh, height)
+            for j in range(ow):
+                w0 = j * sw - pw
+                w_lo = max(w0, 0)
+                w_hi = min(w0 + kw, width)
+                best = x[pl, h_lo, w_lo]
+                where = h_lo * width + w_lo
+                for h in range(h_lo, h_hi):
+                    for w in range(w_lo, w_hi):
+                        v = x[pl, h, w]
+                        # strictly greater wins; a NaN beats any number (best == best: not NaN)
+                        if v > best or (v != v and best == best):
+                            best = v
+                            where = h * width + w
+                y[pl, i, j] = best
+                arg[pl, i, j] = where
+
+
+@njit(parallel=True, cache=True)
+def _max_backward(gy, arg, gx):
+    n_planes = gx.shape[0]
+    n_out = gy.shape[1]
+    for plane in prange(n_planes):
+        pl = np.int64(plane)
+        for t in range(gx.shape[1]):
+            gx[pl, t] = 0
+        for t in range(n_out):
+            gx[pl, arg[pl, t]] += gy[pl, t]
+
+
+@njit(parallel=True, cache=True)
+def _avg_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
+    n_planes, height, width = x.shape
+    oh, ow = y.shape[1], y.shape[2]
+    for plane in prange(n_planes):
+        pl = np.int64(plane)
+        for i in range(oh):
+            h0 = i * sh - ph
+            h_lo = max(h0, 0)
+            h_hi = min(h0 + kh, height)
+            for j in range(ow):
+                w0 = j * sw - pw
+                w_lo = max(w0, 0)
+                w_hi = min(w0 + kw, width)
+                total = x.dtype.type(0)
+                for h in range(h_lo, h_hi):
+                    for w in range(w_lo, w_hi):
+                        total += x[pl, h, w]
+                count = kh * kw if count_include_pad else (h_hi - h_lo) * (w_hi - w_lo)
+                y[pl, i, j] = total / count
+
+
+@njit(parallel=True, cache=True)
+def _avg_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad):
+    n_planes, height, width = gx.shape
+    oh, ow = gy.shape[1], gy.shape[2]
+    for plane in prange(n_planes):
+        pl = np.int64(plane)
+        for h in range(height):
+            for w in range(width):
+                gx[pl, h, w] = 0
+        for i in range(oh):
+            h0 = i * sh - ph
+            h_lo = max(h0, 0)
+            h_hi = min(h0 + kh, height)
+            for j in range(ow):
+                w0 = j * sw - pw
+                w_lo = max(w0, 0)
+                w_hi = min(w0 + kw, width)
+                count = kh * kw if count_include_pad else (h_hi - h_lo) * (w_hi - w_lo)
+                share = gy[pl, i, j] / count
+                for h in range(h_lo, h_hi):
+                    for w in range(w_lo, w_hi):
+                        gx[pl, h, w] += share
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding):
+    """Max over each (KH, KW) window of x (N, C, H, W): returns y (N, C, OH, OW) and argmax
+    (int64, same shape) holding the flat in-plane index h*W + w of each window's winner."""
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _common.pool_geometry(np.shape(x), kernel_size, stride, padding)
+    x = _common.float_array("x", x)
+    n, c, h, w = x.shape
+    y = np.empty((n, c, oh, ow), x.dtype)
+    arg = np.empty((n, c, oh, ow), np.int64)
+    _max_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow),
+                 kh, kw, sh, sw, ph, pw)
+    return y, arg
+
+
+def max_pool2d_backward(gy, argmax, x_shape, kernel_size, stride, padding):
+    """gx[n, c].flat[argmax[n, c, i, j]] += gy[n, c, i, j]; overlapping windows accumulate."""
+    x_shape = _common.shape4("x_shape", x_shape)
+    n, c, h, w = x_shape
+    out_hw = _common.pool_geometry(x_shape, kernel_size, stride, padding)[3]
+    _common.check_grad_shape(gy, (n, c) + out_hw)
+    if tuple(np.shape(argmax)) != tuple(np.shape(gy)):
+        raise ValueError(f"argmax shape {np.shape(argmax)} does not match gy shape {np.shape(gy)}")
+    gy = _common.float_array("gy", gy)
+    argmax = np.ascontiguousarray(argmax, dtype=np.int64)
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= h * w):
+        raise ValueError(f"argmax holds indices outside the {h}x{w} input plane")
+    gx = np.empty(x_shape, gy.dtype)
+    _max_backward(gy.reshape(n * c, -1), argmax.reshape(n * c, -1), gx.reshape(n * c, h * w))
+    return gx
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad):
+    """Window mean of x (N, C, H, W); padded zeros count in the divisor iff count_include_pad."""
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _common.pool_geometry(np.shape(x), kernel_size, stride, padding)
+    x = _common.float_array("x", x)
+    n, c, h, w = x.shape
+    y = np.empty((n, c, oh, ow), x.dtype)
+    _avg_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow), kh, kw, sh, sw, ph, pw,
+                 bool(count_include_pad))
+    return y
+
+
+def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, count_include_pad):
+    """Each output spreads gy / divisor evenly over the real pixels of its window."""
+    x_shape = _common.shape4("x_shape", x_shape)
+    (kh, kw), (sh, sw), (ph, pw), out_hw = _common.pool_geometry(x_shape, kernel_size, stride, padding)
+    n, c, h, w = x_shape
+    _common.check_grad_shape(gy, (n, c) + out_hw)
+    gy = _common.float_array("gy", gy)
+    gx = np.empty(x_shape, gy.dtype)
+    _avg_backward(gy.reshape((n * c,) + out_hw), gx.reshape(n * c, h, w), kh, kw, sh, sw, ph, pw,
+                  bool(count_include_pad))
+    return gx
