@@ -28,3 +28,6 @@ TECHNIQUES = (
     ("embeddings", "Siamese / triplet embeddings", "Hadsell et al. 2006; Schroff et al. 2015"),
     ("universal-approximation", "Universal approximation with one hidden layer", "Cybenko 1989"),
 )
+
+from methods.deconvnet import deconvnet  # noqa: E402
+from methods.guided_backprop import guided_backprop  # noqa: E402
