@@ -515,9 +515,10 @@ class LBFGS(Optimizer):
 
     ``bounds=(lo, hi)`` (scalars, arrays broadcastable to every tensor, or None for an open side)
     keeps the tensors inside a box by *projection*: every point the optimizer evaluates or moves
-    to is clipped into the box, direction components that push a variable at a bound further out
-    are dropped, curvature pairs use the actual (projected) displacement, and convergence is judged
-    on the projected gradient. This is a practical heuristic for pixel ranges and
+    to is clipped into the box; variables held at a bound (the gradient pushes them outward) are
+    left out of the direction, which makes it a descent direction along the projected path;
+    curvature pairs use the actual (projected) displacement; and convergence is judged on the
+    projected gradient. This is a practical heuristic for pixel ranges and
     Szegedy-style box-constrained attacks; it is not the L-BFGS-B algorithm (Byrd, Lu, Nocedal &
     Zhu 1995), which computes a generalized Cauchy point and minimizes over the free subspace, and
     it has none of its convergence guarantees.
@@ -618,26 +619,35 @@ class LBFGS(Optimizer):
         xp = _xp(at_lo[0])
         return xp.concatenate(at_lo), xp.concatenate(at_hi)
 
-    def _free(self, v, masks, sign):
-        """Zero the entries of ``v`` that would move a variable at a bound outward.
+    def _binding(self, g):
+        """Flat mask of the variables held by a bound (at it, and the gradient pushes outward).
 
-        ``sign=+1``: v is a step (positive moves up); ``sign=-1``: v is a gradient (its descent
-        direction is -v).
+        None without bounds. These variables are left out of the L-BFGS direction: the gradient
+        is zeroed there before the two-loop recursion and the direction after it, so that
+        ``d = -P H P g`` (P: keep the free variables) is a descent direction on the projection
+        arc ``P_box(x + t d)`` whenever the projected gradient is non-zero (Bertsekas, 1982).
         """
+        masks = self._at_bound_masks()
         if masks is None:
-            return v
+            return None
         at_lo, at_hi = masks
+        return (at_lo & (g > 0)) | (at_hi & (g < 0))
+
+    @staticmethod
+    def _zero_where(mask, v):
+        if mask is None:
+            return v
         xp = _xp(v)
-        out = (at_lo & (sign * v < 0)) | (at_hi & (sign * v > 0))
-        return xp.where(out, xp.zeros((), dtype=v.dtype), v)
+        return xp.where(mask, xp.zeros((), dtype=v.dtype), v)
 
     def _grad_converged(self, g, tol):
-        pg = self._free(g, self._at_bound_masks(), -1)
+        """Largest entry of the projected gradient (the gradient without held variables) <= tol."""
+        pg = self._zero_where(self._binding(g), g)
         return float(_xp(pg).abs(pg).max()) <= tol
 
     # --- the iteration ---------------------------------------------------------------------------
 
-    def step(self, closure):
+    def step(self, closure=None):
         """Run up to ``max_iter`` iterations; returns the loss from the first closure call."""
         if closure is None or not callable(closure):
             raise TypeError(
@@ -674,8 +684,10 @@ class LBFGS(Optimizer):
             st["n_iter"] += 1
 
             # ---- direction: steepest descent first, then the two-loop recursion ----
+            held = self._binding(g) if bounded else None
+            g_free = self._zero_where(held, g)
             if st["n_iter"] == 1:
-                d = -g
+                d = -g_free
                 old_y, old_s, rho = [], [], []
                 h_diag = 1.0
             else:
@@ -691,7 +703,7 @@ class LBFGS(Optimizer):
                     old_s.append(s)
                     rho.append(1.0 / ys)
                     h_diag = ys / _dot(y, y)
-                q = -g
+                q = -g_free
                 alpha = [0.0] * len(old_y)
                 for i in range(len(old_y) - 1, -1, -1):
                     alpha[i] = _dot(old_s[i], q) * rho[i]
@@ -700,12 +712,11 @@ class LBFGS(Optimizer):
                 for i in range(len(old_y)):
                     beta = _dot(old_y[i], d) * rho[i]
                     d += (alpha[i] - beta) * old_s[i]
-            masks = self._at_bound_masks()
-            d = self._free(d, masks, +1)
+            d = self._zero_where(held, d)
 
             prev_g, prev_loss = g, loss
             if st["n_iter"] == 1:
-                t = min(1.0, 1.0 / float(_xp(g).abs(g).sum())) * lr
+                t = min(1.0, 1.0 / float(_xp(g_free).abs(g_free).sum())) * lr
             else:
                 t = lr
             gtd = _dot(g, d)
