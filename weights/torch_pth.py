@@ -42,6 +42,7 @@ import mmap
 import os
 import pickle
 import pickletools
+import warnings
 import zipfile
 from collections import OrderedDict
 
@@ -258,26 +259,30 @@ def _scan(buf, start, end, source):
     STOP. Rejects disallowed opcodes and globals, oversized memo indices and truncation."""
     reader = _Reader(buf, start, end)
     try:
-        for op, arg, pos in pickletools.genops(reader):
-            name = op.name
-            if name not in _ALLOWED_OPCODES:
-                if name in ("INST", "OBJ"):
-                    mod, _, cls = str(arg).partition(" ")
-                    _resolve_global(mod, cls, source)  # names the class in the error
-                raise CheckpointError(
-                    f"unsafe pickle: opcode {name} at byte {start + pos} is not allowed in {source}"
-                )
-            if name == "GLOBAL":
-                mod, _, cls = arg.partition(" ")
-                _resolve_global(mod, cls, source)
-            elif name in _MEMO_PUTS and arg > end - start:
-                raise CheckpointError(f"{source}: pickle memo index {arg} at byte {start + pos} is out of range")
-            elif name == "STOP":
-                return start + reader.tell()
+        with warnings.catch_warnings():  # pickletools warns about odd escapes in STRING args
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _scan_ops(reader, start, end, source)
     except CheckpointError:
         raise
     except (ValueError, EOFError, UnicodeDecodeError, OverflowError) as e:
         raise CheckpointError(f"{source}: corrupt or truncated pickle at byte {start}: {e}") from None
+
+
+def _scan_ops(reader, start, end, source):
+    for op, arg, pos in pickletools.genops(reader):
+        name = op.name
+        if name not in _ALLOWED_OPCODES:
+            if name == "INST":
+                mod, _, cls = arg.partition(" ")
+                _resolve_global(mod, cls, source)  # names the class in the error
+            raise CheckpointError(f"unsafe pickle: opcode {name} at byte {start + pos} is not allowed in {source}")
+        if name == "GLOBAL":
+            mod, _, cls = arg.partition(" ")
+            _resolve_global(mod, cls, source)
+        elif name in _MEMO_PUTS and arg > end - start:
+            raise CheckpointError(f"{source}: pickle memo index {arg} at byte {start + pos} is out of range")
+        elif name == "STOP":
+            return start + reader.tell()
     raise CheckpointError(f"{source}: truncated pickle (no STOP) starting at byte {start}")
 
 
@@ -301,7 +306,9 @@ def _unpickle(buf, start, end, source, persistent_load=None):
     """Scan, then unpickle, the pickle starting at ``buf[start]``; return ``(obj, end_offset)``."""
     stop = _scan(buf, start, end, source)
     try:
-        obj = _RestrictedUnpickler(bytes(buf[start:stop]), source, persistent_load).load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            obj = _RestrictedUnpickler(bytes(buf[start:stop]), source, persistent_load).load()
     except CheckpointError:
         raise
     except Exception as e:  # only our own stand-ins ran; anything else is a malformed pickle
@@ -429,9 +436,9 @@ def _load_zip(buf, size, source):
         zf = zipfile.ZipFile(_ZipWindow(buf, size))
         infos = {i.filename: i for i in zf.infolist()}
     except zipfile.BadZipFile as e:
-        raise CheckpointError(f"{source}: damaged zip archive ({e})") from None
+        raise CheckpointError(f"{source}: damaged or truncated zip archive ({e})") from None
     except Exception as e:
-        raise CheckpointError(f"{source}: damaged zip archive ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{source}: damaged or truncated zip archive ({type(e).__name__}: {e})") from None
     if not infos:
         raise CheckpointError(f"{source}: the zip archive is empty")
     top = next(iter(infos)).split("/", 1)[0]
@@ -524,7 +531,7 @@ def _load_legacy(buf, size, source):
     try:
         magic, pos = _unpickle(buf, 0, size, source)
     except CheckpointError as e:
-        if str(e).startswith("unsafe pickle"):
+        if str(e).startswith("unsafe pickle: global"):
             raise
         raise CheckpointError(
             f"{source}: unrecognised file format: neither a zip (PyTorch >= 1.6) nor a legacy "
