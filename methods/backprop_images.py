@@ -180,13 +180,14 @@ def _unit_seed(activation, unit):
     return seed
 
 
-def backprop_image(model, x, rule="standard", target=None, layer=None, unit=None):
+def backprop_image(model, x, rule="standard", target=None, layer=None, unit=None, return_targets=False):
     """d(quantity)/d(image) under a ReLU backward ``rule``, as an (N, C, H, W) NumPy array.
 
     The quantity is the class score ``target`` before the softmax (None: each image's top
     class; an int; or one per image) when ``layer`` is None, else ``unit`` of ``layer`` (see
     ``_unit_seed``). Each image's quantity depends on that image alone, so one backward pass
-    serves the whole batch.
+    serves the whole batch. ``return_targets=True`` also returns the class indices used
+    (None when a layer unit was visualized).
     """
     x = check_input(model, x)
     if layer is not None and target is not None:
@@ -205,10 +206,12 @@ def backprop_image(model, x, rule="standard", target=None, layer=None, unit=None
             seed = xp.zeros_like(out.data)
             seed[xp.arange(seed.shape[0]), xp.asarray(targets)] = 1
         else:
+            targets = None
             seed = _unit_seed(out.data, unit)
         with minigrad.relu_backward(rule):
             out.backward(seed)
-    return minigrad.Tensor(image.grad).numpy()
+    gradients = minigrad.Tensor(image.grad).numpy()
+    return (gradients, targets) if return_targets else gradients
 
 
 def guided_backprop(model, x, target=None, layer=None, unit=None):

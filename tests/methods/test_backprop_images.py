@@ -1,0 +1,133 @@
+"""Deconvnet and guided backprop (methods.backprop_images): the claims, on small minigrad models."""
+
+import numpy as np
+import pytest
+
+import methods
+from methods.backprop_images import backprop_image, gradient_image
+from tests.methods.tiny_models import tiny_vgg
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_vgg(channels=3, size=16, classes=5)
+
+
+@pytest.fixture(scope="module")
+def x():
+    return np.random.default_rng(1).normal(size=(2, 3, 16, 16)).astype(np.float32)
+
+
+def positive_model():
+    m = tiny_vgg(channels=3, size=16, classes=5, seed=3)
+    for p in m.parameters():
+        p.data[...] = np.abs(p.data)
+    return m
+
+
+def test_guided_and_deconvnet_equal_gradient_without_negative_paths():
+    m = positive_model()
+    x = np.random.default_rng(2).uniform(0.1, 1.0, size=(2, 3, 16, 16)).astype(np.float32)
+    plain = gradient_image(m, x, target=3)
+    assert (plain > 0).any()
+    np.testing.assert_allclose(methods.guided_backprop(m, x, 3), plain, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(methods.deconvnet(m, x, 3), plain, rtol=1e-6, atol=0)
+    # and for a neuron of an inner layer
+    plain = gradient_image(m, x, layer="conv2_1", unit=(1, 2, 2))
+    np.testing.assert_allclose(methods.guided_backprop(m, x, layer="conv2_1", unit=(1, 2, 2)), plain, rtol=1e-6)
+
+
+def test_rules_differ_on_a_generic_net(model, x):
+    plain = gradient_image(model, x, target=1)
+    guided = methods.guided_backprop(model, x, 1)
+    deconv = methods.deconvnet(model, x, 1)
+    assert guided.shape == deconv.shape == plain.shape == x.shape
+    assert not np.allclose(guided, plain) and not np.allclose(deconv, plain)
+
+
+def test_rule_matches_a_hand_computation():
+    """One hidden ReLU layer: y = w2 . relu(W1 x); every rule by hand."""
+    from minigrad import nn
+    from tests.methods.tiny_models import NamedSequential
+
+    rng = np.random.default_rng(5)
+    w1, w2 = rng.normal(size=(6, 12)).astype(np.float32), rng.normal(size=(2, 6)).astype(np.float32)
+    fc1, fc2 = nn.Linear(12, 6, bias=False), nn.Linear(6, 2, bias=False)
+    fc1.weight.data[...], fc2.weight.data[...] = w1, w2
+    m = NamedSequential([("flatten", nn.Flatten()), ("fc1", fc1), ("relu1", nn.ReLU()), ("fc2", fc2)], 3, 2)
+    x = rng.normal(size=(1, 3, 2, 2)).astype(np.float32)
+    h = w1 @ x.reshape(-1)
+    g = w2[0]
+    expected = {
+        "standard": w1.T @ (g * (h > 0)),
+        "deconvnet": w1.T @ (g * (g > 0)),
+        "guided": w1.T @ (g * (h > 0) * (g > 0)),
+    }
+    for rule, want in expected.items():
+        got = backprop_image(m, x, rule, target=0)
+        np.testing.assert_allclose(got.reshape(-1), want, rtol=1e-5, atol=1e-6, err_msg=rule)
+
+
+def test_neuron_image_stays_in_its_receptive_field(model, x):
+    # conv2_1 neuron (c, 3, 5): pool1 rows 2..4 -> conv1_2 rows 4..9 -> input rows 2..11 (cols 6..15)
+    g = methods.guided_backprop(model, x, layer="conv2_1", unit=(0, 3, 5))
+    outside = np.ones(g.shape[2:], bool)
+    outside[2:12, 6:16] = False
+    assert np.abs(g[:, :, outside]).max() == 0
+    g = gradient_image(model, x, layer="conv2_1", unit=(0, 3, 5))
+    assert np.abs(g[:, :, ~outside]).max() > 0
+
+
+def test_channel_equals_sum_of_its_neurons(model, x):
+    whole = gradient_image(model, x, layer="conv1_2", unit=2)
+    parts = sum(gradient_image(model, x, layer="conv1_2", unit=(2, i, j)) for i in range(16) for j in range(0, 16))
+    np.testing.assert_allclose(whole, parts, rtol=1e-4, atol=1e-5)
+
+
+def test_fc_layer_unit_and_default_unit(model, x):
+    g = methods.deconvnet(model, x, layer="fc3", unit=4)
+    assert g.shape == x.shape and np.abs(g).max() > 0
+    g = methods.guided_backprop(model, x, layer="conv1_1")  # each image's most active neuron
+    assert g.shape == x.shape
+
+
+def test_per_image_targets_match_single_runs(model, x):
+    both = methods.guided_backprop(model, x, [0, 4])
+    np.testing.assert_allclose(both[0], methods.guided_backprop(model, x[:1], 0)[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(both[1], methods.guided_backprop(model, x[1:], 4)[0], rtol=1e-5, atol=1e-7)
+
+
+def test_weights_get_no_gradient_and_stay_trainable(model, x):
+    methods.guided_backprop(model, x, 0)
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"layer": "conv9_9", "unit": 0}, "unknown layer 'conv9_9'"),
+    ({"layer": "conv1_1", "unit": 4}, "channel 4 is out of range"),
+    ({"layer": "conv1_1", "unit": (0, 16, 0)}, "row 16 is out of range"),
+    ({"layer": "conv1_1", "unit": (0, 1)}, "does not fit a layer"),
+    ({"target": 5}, "target class 5 is out of range"),
+    ({"target": 1, "layer": "conv1_1"}, "either a target class or a layer"),
+    ({"unit": 1}, "unit needs a layer"),
+])
+def test_bad_arguments_are_named(model, x, kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        methods.guided_backprop(model, x, **kwargs)
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((1, 1, 16, 16), "takes 3-channel images, got 1"),
+    ((1, 3, 20, 16), "takes 16x16 images, got 20x16"),
+    ((3, 16, 16), "add a batch axis"),
+])
+def test_bad_images_are_named(model, shape, message):
+    with pytest.raises(ValueError, match=message):
+        methods.deconvnet(model, np.zeros(shape, np.float32), 0)
+
+
+def test_nan_image_is_refused(model):
+    bad = np.zeros((1, 3, 16, 16), np.float32)
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        methods.deconvnet(model, bad, 0)
