@@ -178,7 +178,7 @@ def _pool_geometry(x_shape, kernel_size, stride, padding):
     padding = _pair("padding", padding, 0)
     if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
         raise ValueError(f"padding {padding} must be at most half the kernel size {kernel_size}")
-    out = tuple(_out_size(s, k, st, p) for s, k, st, p in zip((h, w), kernel_size, stride, padding))
+    out = tuple(_out_size(s, k, st, p) for s, k, st, p in zip((h, w), kernel_size, stride, padding, strict=True))
     if out[0] < 1 or out[1] < 1:
         raise ValueError(f"pooling a {h}x{w} input with window {kernel_size} gives an empty output {out}")
     return kernel_size, stride, padding, out

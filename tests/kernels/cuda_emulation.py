@@ -257,7 +257,7 @@ class EmulatedKernel:
         grid, block = _as_dim3(grid), _as_dim3(block)
         if len(args) != len(self.params):
             raise EmulationError(f"{self.name} takes {len(self.params)} arguments, got {len(args)}")
-        arrays = [(p, a) for p, a in zip(self.params, args) if p.pointer]
+        arrays = [(p, a) for p, a in zip(self.params, args, strict=True) if p.pointer]
         for i, (p, a) in enumerate(arrays):
             if not isinstance(a, np.ndarray):
                 raise EmulationError(f"{self.name}: {p.name} must be an array, got {type(a).__name__}")
@@ -269,7 +269,7 @@ class EmulatedKernel:
                 if (not p.const or not q.const) and np.shares_memory(a, b):
                     raise EmulationError(f"{self.name}: {q.name} and {p.name} overlap and one of them is written")
         buffers, c_args = [], []
-        for p, a in zip(self.params, args):
+        for p, a in zip(self.params, args, strict=True):
             if not p.pointer:
                 c_args.append(self._scalar(p, a))
                 continue

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kernels import reference
@@ -221,7 +221,9 @@ def conv_cases(draw):
     ow = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
     assume(oh >= 1 and ow >= 1)
     return dict(
-        x_shape=(n, cg * groups, h, w), w_shape=(og * groups, cg) + kernel, geometry=(stride, padding, dilation, groups),
+        x_shape=(n, cg * groups, h, w),
+        w_shape=(og * groups, cg) + kernel,
+        geometry=(stride, padding, dilation, groups),
         bias=draw(st.booleans()), dtype=draw(st.sampled_from(DTYPES)), seed=draw(st.integers(0, 2**32 - 1)),
     )
 
@@ -402,7 +404,7 @@ def test_results_do_not_depend_on_launch_geometry_or_thread_order(case, pool, fi
                                      *pool["geometry"], False)
         lgx = be.lrn_backward(x, x, be.lrn_forward(x, 3, 0.1, 0.75, 1.0), 3, 0.1, 0.75, 1.0)
         results.append((y, gx, py, arg, pgx, agx, lgx))
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -510,7 +512,8 @@ __device__ void scale_impl(const T* __restrict__ x, T* __restrict__ y, long long
         y[e + shift] = x[e] * factor;
     }
 }
-extern "C" __global__ void scale_f32(const float* __restrict__ x, float* __restrict__ y, long long n, float factor, int shift)
+extern "C" __global__ void scale_f32(const float* __restrict__ x, float* __restrict__ y, long long n,
+                                     float factor, int shift)
 {
     scale_impl<float>(x, y, n, factor, shift);
 }
