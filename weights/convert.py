@@ -86,8 +86,9 @@ def convert_pth(src, out, arch=None, *, overwrite=False, check_hash=True, progre
     fmt = read_format(src)
     digest = registry.sha256_file(src, progress)
     entry = registry.find_by_filename(src)
-    if entry is not None and check_hash:
-        registry.verify_sha256(entry, digest, src)
+    if entry is not None:
+        if check_hash:
+            registry.verify_sha256(entry, digest, src)
         if arch is None:
             arch = entry.arch
     tensors = load_pth(src)
