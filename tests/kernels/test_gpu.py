@@ -149,6 +149,17 @@ def test_source_compiles_with_nvrtc(source, target):
             assert name.encode() in image, f"{name} missing from the cubin"
 
 
+def test_ctypes_nvrtc_route_compiles_too():
+    """The fallback used where CuPy is absent, kept working where CuPy is present."""
+    try:
+        route = nvrtc._CtypesNVRTC()
+    except OSError as error:
+        pytest.skip(f"no libnvrtc loadable through ctypes: {error}")
+    image, log = route.compile(SOURCES["pool.cu"], "pool.cu", (*HOST.NVRTC_OPTIONS, "-arch=compute_75"), cubin=False)
+    assert "warning" not in log.lower(), log
+    assert b".entry max_pool2d_backward_f64(" in image
+
+
 def test_nvrtc_reports_errors():
     _nvrtc_or_skip()
     with pytest.raises(nvrtc.NVRTCError, match="broken.cu"):
