@@ -32,3 +32,4 @@ TECHNIQUES = (
 from methods.deconvnet import deconvnet  # noqa: E402
 from methods.guided_backprop import guided_backprop  # noqa: E402
 from methods.saliency import saliency_map  # noqa: E402
+from methods.occlusion import occlusion  # noqa: E402
