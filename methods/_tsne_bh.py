@@ -1,0 +1,189 @@
+"""Numba kernels for Barnes-Hut t-SNE (van der Maaten 2014), imported only when BH is used.
+
+A quadtree is rebuilt from the 2-D embedding every iteration (O(N log N)); each point then
+walks it and treats a cell as one point at the cell's centre of mass when the cell is small
+seen from the point (cell side / distance < theta). The attractive forces run over the sparse
+affinity matrix P (CSR). Every loop over points runs in parallel (``prange``).
+
+Node layout (arrays indexed by node): ``centre`` (cx, cy), ``half`` (half side), ``com``
+(centre of mass), ``mass`` (number of points), ``child`` (four children, -1 for a leaf),
+``point`` (the point a leaf holds; coincident points share one leaf and add to its mass).
+"""
+
+import types
+
+import numpy as np
+from numba import njit, prange
+
+#: N from which the per-point loops run on all cores (below it, threads cost more than they save).
+PARALLEL_FROM = 2000
+
+MAX_DEPTH = 60
+
+
+@njit(cache=True)
+def _grow(array, size):
+    shape = (size,) + array.shape[1:]
+    out = np.empty(shape, array.dtype)
+    out[: array.shape[0]] = array
+    return out
+
+
+@njit(cache=True)
+def build_quadtree(y):
+    """Insert every row of ``y`` (N, 2) into a quadtree; returns its node arrays (trimmed)."""
+    n = y.shape[0]
+    cap = 4 * n + 8
+    centre = np.zeros((cap, 2))
+    half = np.zeros(cap)
+    com = np.zeros((cap, 2))
+    mass = np.zeros(cap)
+    child = -np.ones((cap, 4), np.int64)
+    point = -np.ones(cap, np.int64)
+    low0, low1 = y[:, 0].min(), y[:, 1].min()
+    high0, high1 = y[:, 0].max(), y[:, 1].max()
+    centre[0, 0], centre[0, 1] = 0.5 * (low0 + high0), 0.5 * (low1 + high1)
+    half[0] = 0.5 * max(high0 - low0, high1 - low1) * (1 + 1e-5) + 1e-12
+    used = 1
+    for p in range(n):
+        px, py = y[p, 0], y[p, 1]
+        node, depth = 0, 0
+        while True:
+            m = mass[node]
+            com[node, 0] = (com[node, 0] * m + px) / (m + 1)
+            com[node, 1] = (com[node, 1] * m + py) / (m + 1)
+            mass[node] = m + 1
+            if child[node, 0] == -1:  # a leaf
+                if m == 0:
+                    point[node] = p
+                    break
+                q = point[node]
+                if depth >= MAX_DEPTH or (y[q, 0] == px and y[q, 1] == py):
+                    break  # coincident points (or too deep): one leaf of larger mass
+                if used + 4 > cap:
+                    cap *= 2
+                    centre, half, com, mass = _grow(centre, cap), _grow(half, cap), _grow(com, cap), _grow(mass, cap)
+                    child, point = _grow(child, cap), _grow(point, cap)
+                h = 0.5 * half[node]
+                for c in range(4):
+                    k = used + c
+                    centre[k, 0] = centre[node, 0] + (h if c & 1 else -h)
+                    centre[k, 1] = centre[node, 1] + (h if c & 2 else -h)
+                    half[k], mass[k], com[k, 0], com[k, 1] = h, 0.0, 0.0, 0.0
+                    child[k, 0], child[k, 1], child[k, 2], child[k, 3], point[k] = -1, -1, -1, -1, -1
+                    child[node, c] = k
+                used += 4
+                cq = (1 if y[q, 0] >= centre[node, 0] else 0) + (2 if y[q, 1] >= centre[node, 1] else 0)
+                moved = child[node, cq]
+                point[moved], mass[moved] = q, m
+                com[moved, 0], com[moved, 1] = y[q, 0], y[q, 1]
+                point[node] = -1
+            c = (1 if px >= centre[node, 0] else 0) + (2 if py >= centre[node, 1] else 0)
+            node = child[node, c]
+            depth += 1
+    return half[:used].copy(), com[:used].copy(), mass[:used].copy(), child[:used].copy()
+
+
+def _repulsive_forces(y, half, com, mass, child, theta):
+    """Per point: sum_j q_ij^2 (y_i - y_j) with q_ij = 1/(1+|y_i-y_j|^2) unnormalised, and sum_j q_ij."""
+    n = y.shape[0]
+    force = np.zeros((n, 2))
+    sum_q = np.zeros(n)
+    theta2 = theta * theta
+    for i in prange(n):
+        stack = np.empty(4 * MAX_DEPTH + 8, np.int64)
+        stack[0] = 0
+        top = 1
+        fx, fy, sq = 0.0, 0.0, 0.0
+        while top > 0:
+            top -= 1
+            node = stack[top]
+            m = mass[node]
+            if m == 0:
+                continue
+            dx, dy = y[i, 0] - com[node, 0], y[i, 1] - com[node, 1]
+            d2 = dx * dx + dy * dy
+            side = 2.0 * half[node]
+            if child[node, 0] == -1 or side * side < theta2 * d2:
+                if child[node, 0] == -1 and d2 == 0.0:
+                    sq += m - 1.0  # the leaf holding point i (and points on top of it): q = 1, no force
+                    continue
+                q = 1.0 / (1.0 + d2)
+                sq += m * q
+                fx += m * q * q * dx
+                fy += m * q * q * dy
+            else:
+                for c in range(4):
+                    stack[top] = child[node, c]
+                    top += 1
+        force[i, 0], force[i, 1] = fx, fy
+        sum_q[i] = sq
+    return force, sum_q
+
+
+def _attractive_forces(y, indptr, indices, p, exaggeration):
+    """Per point: sum_j exaggeration * p_ij q_ij (y_i - y_j) over the sparse P."""
+    n, dim = y.shape
+    force = np.zeros((n, dim))
+    for i in prange(n):
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            d2 = 0.0
+            for a in range(dim):
+                d = y[i, a] - y[j, a]
+                d2 += d * d
+            w = exaggeration * p[k] / (1.0 + d2)
+            for a in range(dim):
+                force[i, a] += w * (y[i, a] - y[j, a])
+    return force
+
+
+def _sparse_kl_terms(y, indptr, indices, p, log_z):
+    """sum over P's non-zeros of p log(p / q), q = q_unnorm / Z, per point."""
+    n, dim = y.shape
+    out = np.zeros(n)
+    for i in prange(n):
+        s = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            if p[k] <= 0:
+                continue
+            j = indices[k]
+            d2 = 0.0
+            for a in range(dim):
+                d = y[i, a] - y[j, a]
+                d2 += d * d
+            s += p[k] * (np.log(p[k]) + np.log1p(d2) + log_z)
+        out[i] = s
+    return out
+
+
+def _renamed(function, suffix):
+    """A copy of ``function`` under another name, so Numba's on-disk cache keeps both builds apart."""
+    copy = types.FunctionType(function.__code__, function.__globals__, function.__name__ + suffix,
+                              function.__defaults__, function.__closure__)
+    copy.__qualname__ = function.__qualname__ + suffix
+    return copy
+
+
+# Each per-point loop compiled twice: serial for small N, parallel for large N.
+_KERNELS = {
+    name: (njit(cache=True)(_renamed(function, "_serial")), njit(parallel=True, cache=True)(_renamed(function, "_parallel")))
+    for name, function in (("repulsive", _repulsive_forces), ("attractive", _attractive_forces),
+                           ("kl", _sparse_kl_terms))
+}
+
+
+def _pick(name, n):
+    return _KERNELS[name][n >= PARALLEL_FROM]
+
+
+def repulsive_forces(y, half, com, mass, child, theta):
+    return _pick("repulsive", y.shape[0])(y, half, com, mass, child, theta)
+
+
+def attractive_forces(y, indptr, indices, p, exaggeration):
+    return _pick("attractive", y.shape[0])(y, indptr, indices, p, exaggeration)
+
+
+def sparse_kl_terms(y, indptr, indices, p, log_z):
+    return _pick("kl", y.shape[0])(y, indptr, indices, p, log_z)

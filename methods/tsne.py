@@ -1,0 +1,405 @@
+"""t-SNE of feature vectors, our own implementation, and the lecture notes' picture of it.
+
+t-SNE (van der Maaten & Hinton 2008, "Visualizing Data using t-SNE", JMLR 9) places N points in
+2-D so that the Student-t similarities Q of the embedding match the Gaussian affinities P of the
+data: it minimises KL(P || Q) by gradient descent with momentum. For large N the repulsive part
+of the gradient is estimated with a Barnes-Hut quadtree and P is restricted to each point's
+3 * perplexity nearest neighbours (van der Maaten 2014, "Accelerating t-SNE using Tree-Based
+Algorithms", JMLR 15); the kernels are in ``methods/_tsne_bh.py`` (Numba, imported only then).
+
+Published defaults (see shared/notes/technique-anchors.md, section 10):
+
+* perplexity 30; each point's Gaussian precision found by binary search on its entropy;
+* early exaggeration 12 for the first 250 iterations, momentum 0.5 there and 0.8 after
+  (van der Maaten & Hinton 2008), 1000 iterations in all (the paper's and scikit-learn's count);
+* PCA initialisation rescaled so the first coordinate has standard deviation 1e-4 (openTSNE);
+* learning rate max(N / exaggeration, 50) in each phase (openTSNE's rule, after Belkina et al.
+  2019). The rule is stated for the gradient without the constant factor 4 (openTSNE's and
+  bhtsne's convention), which is how the step below uses it; scikit-learn's ``learning_rate``
+  is 4x smaller for the same step;
+* per-coordinate gains (+0.2 when the gradient changes sign, x0.8 otherwise, at least 0.01;
+  Jacobs 1988, as in every reference implementation) and openTSNE's step-norm cap of 5.
+
+Deterministic given ``seed`` (it only matters for ``init="random"``). The notes' picture
+(lecture "Understanding ConvNets": "we place the image at the coordinate") is drawn by
+:meth:`TSNEResult.pictures` when the images are given.
+"""
+
+import math
+import time
+
+import numpy as np
+
+from methods import imaging
+from methods.progress import Progress
+from methods.result import Result
+
+#: N below which ``method="auto"`` uses the exact O(N^2) gradient.
+EXACT_BELOW = 1000
+
+_PALETTE = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
+                     [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]], np.uint8)
+
+
+# ----- affinities -----
+
+
+def squared_distances(a, b=None):
+    """Squared Euclidean distances between the rows of ``a`` and ``b`` (float64, never negative)."""
+    a = np.asarray(a, np.float64)
+    b = a if b is None else np.asarray(b, np.float64)
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.maximum(d, 0.0)
+
+
+def conditional_affinities(distances, perplexity, tol=1e-5, max_steps=200):
+    """Rows p_{j|i} = exp(-beta_i d_ij) / sum, with beta_i found by bisection so that each row's
+    entropy is log(perplexity) (nats). ``distances`` (N, K) holds squared distances to the K
+    candidate neighbours of each point (the point itself excluded). Returns (P_cond, beta)."""
+    d = np.asarray(distances, np.float64)
+    d = d - d.min(axis=1, keepdims=True)  # the entropy does not change; exp cannot underflow to 0 everywhere
+    n = d.shape[0]
+    target = math.log(perplexity)
+    beta = np.ones(n)
+    low = np.full(n, -np.inf)
+    high = np.full(n, np.inf)
+    active = np.arange(n)
+    for _ in range(max_steps):
+        if active.size == 0:
+            break
+        da, b = d[active], beta[active]
+        p = np.exp(-b[:, None] * da)
+        s = p.sum(1)
+        entropy = np.log(s) + b * (da * p).sum(1) / s
+        error = entropy - target
+        done = np.abs(error) < tol
+        up = error > 0  # entropy too high: the Gaussian is too wide, raise the precision
+        low[active[up]] = b[up]
+        high[active[~up]] = b[~up]
+        lo, hi = low[active], high[active]
+        new = np.where(up, np.where(np.isinf(hi), b * 2, 0.5 * (b + hi)),
+                       np.where(np.isinf(lo), b / 2, 0.5 * (b + lo)))
+        beta[active[~done]] = new[~done]
+        active = active[~done]
+    p = np.exp(-beta[:, None] * d)
+    return p / p.sum(1, keepdims=True), beta
+
+
+def _check_perplexity(n, perplexity):
+    if not perplexity > 0:
+        raise ValueError(f"tsne: perplexity must be positive, got {perplexity}")
+    if perplexity >= n - 1:
+        raise ValueError(f"tsne: perplexity {perplexity} needs more than {perplexity + 1:g} points, got {n}; "
+                         "lower the perplexity (a third of N or less is usual)")
+
+
+def joint_affinities_dense(x, perplexity):
+    """The symmetric P = (P_cond + P_cond^T) / 2N over all pairs, as a dense (N, N) array."""
+    n = x.shape[0]
+    d = squared_distances(x)
+    off = ~np.eye(n, dtype=bool)
+    cond, _ = conditional_affinities(d[off].reshape(n, n - 1), perplexity)
+    p = np.zeros((n, n))
+    p[off] = cond.ravel()
+    return (p + p.T) / (2.0 * n)
+
+
+def nearest_neighbours(x, k, chunk=2048):
+    """Indices and squared distances of each row's k nearest other rows (exact, chunked)."""
+    n = x.shape[0]
+    index = np.empty((n, k), np.int64)
+    dist = np.empty((n, k))
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        d = squared_distances(x[start:stop], x)
+        d[np.arange(stop - start), np.arange(start, stop)] = np.inf
+        part = np.argpartition(d, k - 1, axis=1)[:, :k]
+        pd = np.take_along_axis(d, part, 1)
+        order = np.argsort(pd, axis=1)
+        index[start:stop] = np.take_along_axis(part, order, 1)
+        dist[start:stop] = np.take_along_axis(pd, order, 1)
+    return index, dist
+
+
+def joint_affinities_sparse(x, perplexity):
+    """P restricted to the k = min(N-1, 3*perplexity) nearest neighbours, symmetrised and
+    normalised like the dense one; returned in CSR form (indptr, indices, values)."""
+    n = x.shape[0]
+    k = min(n - 1, int(3 * perplexity))
+    index, dist = nearest_neighbours(x, k)
+    cond, _ = conditional_affinities(dist, perplexity)
+    rows = np.repeat(np.arange(n), k)
+    cols = index.ravel()
+    key = np.concatenate([rows * n + cols, cols * n + rows])
+    values = np.concatenate([cond.ravel(), cond.ravel()])
+    keys, inverse = np.unique(key, return_inverse=True)
+    summed = np.bincount(inverse, weights=values) / (2.0 * n)
+    rows, cols = keys // n, keys % n
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return indptr, cols.astype(np.int64), summed
+
+
+# ----- initialisation -----
+
+
+def pca_initialisation(x, n_components=2, std=1e-4):
+    """The top principal components of x, signs fixed (largest |value| positive), rescaled so
+    that the first coordinate has standard deviation ``std`` (openTSNE's rescale)."""
+    x = np.asarray(x, np.float64)
+    x = x - x.mean(0)
+    n, dim = x.shape
+    if dim <= n:
+        _, vectors = np.linalg.eigh(x.T @ x)
+        y = x @ vectors[:, ::-1][:, :n_components]
+    else:
+        values, vectors = np.linalg.eigh(x @ x.T)
+        y = vectors[:, ::-1][:, :n_components] * np.sqrt(np.maximum(values[::-1][:n_components], 0))
+    signs = np.sign(y[np.abs(y).argmax(0), np.arange(y.shape[1])])
+    y = y * np.where(signs == 0, 1, signs)
+    scale = y[:, 0].std()
+    return y / scale * std if scale > 0 else y
+
+
+# ----- gradients -----
+
+
+def exact_forces(p, y, exaggeration):
+    """The KL gradient divided by 4 (exact): sum_j (exag * p_ij - q_ij) w_ij (y_i - y_j),
+    w_ij = 1 / (1 + |y_i - y_j|^2), q_ij = w_ij / Z. Also returns Z."""
+    w = 1.0 / (1.0 + squared_distances(y))
+    np.fill_diagonal(w, 0.0)
+    z = w.sum()
+    m = (exaggeration * p - w / z) * w
+    return m.sum(1)[:, None] * y - m @ y, z
+
+
+def exact_kl(p, y):
+    """KL(P || Q) over all pairs."""
+    w = 1.0 / (1.0 + squared_distances(y))
+    np.fill_diagonal(w, 0.0)
+    q = w / w.sum()
+    mask = p > 0
+    return float((p[mask] * np.log(p[mask] / np.maximum(q[mask], 1e-300))).sum())
+
+
+class _Exact:
+    def __init__(self, x, perplexity):
+        self.p = joint_affinities_dense(x, perplexity)
+
+    def forces(self, y, exaggeration):
+        return exact_forces(self.p, y, exaggeration)[0]
+
+    def kl(self, y):
+        return exact_kl(self.p, y)
+
+
+class _BarnesHut:
+    def __init__(self, x, perplexity, theta):
+        try:
+            from methods import _tsne_bh
+        except ImportError as error:
+            raise ImportError(f"Barnes-Hut t-SNE needs numba: pip install numba ({error}); "
+                              "or pass method='exact'") from error
+        self.bh = _tsne_bh
+        self.theta = theta
+        self.indptr, self.indices, self.p = joint_affinities_sparse(x, perplexity)
+        self.log_z = None
+
+    def forces(self, y, exaggeration):
+        tree = self.bh.build_quadtree(y)
+        repulsive, sum_q = self.bh.repulsive_forces(y, *tree, self.theta)
+        z = sum_q.sum()
+        self.log_z = math.log(z)
+        return self.bh.attractive_forces(y, self.indptr, self.indices, self.p, float(exaggeration)) - repulsive / z
+
+    def kl(self, y):
+        """KL over P's non-zeros with Z estimated by the tree (the BH approximation of the cost)."""
+        tree = self.bh.build_quadtree(y)
+        _, sum_q = self.bh.repulsive_forces(y, *tree, self.theta)
+        return float(self.bh.sparse_kl_terms(y, self.indptr, self.indices, self.p, math.log(sum_q.sum())).sum())
+
+
+# ----- the optimiser -----
+
+
+def tsne(features, perplexity=30.0, n_iter=1000, early_exaggeration=12.0, early_exaggeration_iter=250,
+         learning_rate="auto", initial_momentum=0.5, final_momentum=0.8, init="pca", method="auto",
+         theta=0.5, max_step_norm=5.0, min_gain=0.01, seed=0, images=None, labels=None, verbose=None):
+    """Embed ``features`` (N, D) in 2-D with t-SNE; returns a :class:`TSNEResult`.
+
+    ``method``: "exact" (O(N^2) gradient, van der Maaten & Hinton 2008), "barnes-hut" (O(N log N),
+    van der Maaten 2014, 2-D only, needs numba) or "auto" (exact below ``EXACT_BELOW`` points).
+    ``learning_rate="auto"`` is max(N / exaggeration, 50) in each phase (openTSNE). ``init`` is
+    "pca", "random" (N(0, 1e-4^2), drawn from ``seed``) or an (N, 2) array. ``images`` (N, H, W[, 3]
+    uint8) and ``labels`` (N,) are kept for the picture. Ctrl-C stops early and keeps the result.
+    """
+    x = np.asarray(features, np.float64)
+    if x.ndim != 2:
+        x = x.reshape(x.shape[0], -1) if x.ndim > 2 else x
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"tsne: features must have shape (N, D) with N >= 2, got {np.shape(features)}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("tsne: features contain NaN or infinite values")
+    n = x.shape[0]
+    _check_perplexity(n, perplexity)
+    if early_exaggeration_iter > n_iter:
+        raise ValueError(f"tsne: early_exaggeration_iter ({early_exaggeration_iter}) exceeds n_iter ({n_iter})")
+    if method == "auto":
+        method = "exact" if n < EXACT_BELOW else "barnes-hut"
+    if method not in ("exact", "barnes-hut"):
+        raise ValueError(f"tsne: method must be 'auto', 'exact' or 'barnes-hut', got {method!r}")
+    if images is not None and len(images) != n:
+        raise ValueError(f"tsne: {len(images)} images for {n} feature vectors")
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"tsne: {len(labels)} labels for {n} feature vectors")
+
+    start = time.perf_counter()
+    objective = _Exact(x, perplexity) if method == "exact" else _BarnesHut(x, perplexity, theta)
+    if isinstance(init, str):
+        if init == "pca":
+            y = pca_initialisation(x)
+        elif init == "random":
+            y = np.random.default_rng(seed).normal(0.0, 1e-4, (n, 2))
+        else:
+            raise ValueError(f"tsne: init must be 'pca', 'random' or an (N, 2) array, got {init!r}")
+    else:
+        y = np.array(init, np.float64)
+        if y.shape != (n, 2):
+            raise ValueError(f"tsne: an init array must have shape ({n}, 2), got {y.shape}")
+    affinity_seconds = time.perf_counter() - start
+
+    update = np.zeros_like(y)
+    gains = np.ones_like(y)
+    kl_history = []
+    steps = Progress(range(n_iter), f"t-SNE ({method}, N={n})", verbose=verbose)
+    done = 0
+    try:
+        for it in steps:
+            early = it < early_exaggeration_iter
+            exaggeration = early_exaggeration if early else 1.0
+            momentum = initial_momentum if early else final_momentum
+            lr = max(n / exaggeration, 50.0) if learning_rate == "auto" else float(learning_rate)
+            grad = objective.forces(y, exaggeration)
+            same = np.sign(grad) == np.sign(update)
+            gains = np.maximum(np.where(same, gains * 0.8, gains + 0.2), min_gain)
+            update = momentum * update - lr * gains * grad
+            if max_step_norm:
+                norm = np.sqrt((update * update).sum(1, keepdims=True))
+                update = np.where(norm > max_step_norm, update * (max_step_norm / np.maximum(norm, 1e-300)), update)
+            y = y + update
+            y -= y.mean(0)
+            done = it + 1
+            if done % 50 == 0 or done == n_iter:
+                kl_history.append((done, objective.kl(y)))
+                steps.set(kl=kl_history[-1][1])
+    except KeyboardInterrupt:
+        pass
+    kl = kl_history[-1][1] if kl_history and kl_history[-1][0] == done else objective.kl(y)
+    params = dict(perplexity=perplexity, n_iter=n_iter, early_exaggeration=early_exaggeration,
+                  early_exaggeration_iter=early_exaggeration_iter, learning_rate=learning_rate,
+                  initial_momentum=initial_momentum, final_momentum=final_momentum,
+                  init=init if isinstance(init, str) else "array", method=method, theta=theta,
+                  max_step_norm=max_step_norm, seed=seed)
+    return TSNEResult(params, y, kl, images=images, labels=labels, kl_history=kl_history,
+                      iterations=done, seconds=time.perf_counter() - start, affinity_seconds=affinity_seconds)
+
+
+class TSNEResult(Result):
+    """``coordinates`` (N, 2), ``kl_divergence`` (final KL(P||Q); for Barnes-Hut the cost over P's
+    non-zeros with the tree's Z), ``kl_history`` [(iteration, KL)] every 50 iterations."""
+
+    technique = "tsne"
+
+    def __init__(self, params, coordinates, kl_divergence, images=None, labels=None, kl_history=(),
+                 iterations=0, seconds=0.0, affinity_seconds=0.0, canvas=2000, thumbnail=None):
+        super().__init__(params, kl_divergence=kl_divergence, kl_history=list(kl_history),
+                         iterations=iterations, seconds=seconds, affinity_seconds=affinity_seconds)
+        self.coordinates = coordinates
+        self.kl_divergence = kl_divergence
+        self.kl_history = list(kl_history)
+        self.images = None if images is None else np.asarray(images)
+        self.labels = None if labels is None else np.asarray(labels)
+        self.canvas = canvas
+        self.thumbnail = thumbnail
+
+    def pictures(self):
+        pictures = {"scatter": self.scatter()}
+        if self.images is not None:
+            pictures["embedding"] = self.image_map()
+        return pictures
+
+    def _positions(self, size, margin):
+        y = self.coordinates
+        low, high = y.min(0), y.max(0)
+        span = np.where(high > low, high - low, 1.0)
+        return np.round((y - low) / span * (size - margin)).astype(int)
+
+    def scatter(self, size=600, dot=3):
+        """Dots at the coordinates on a white canvas, coloured by label when labels are known."""
+        canvas = np.full((size, size, 3), 255, np.uint8)
+        pos = self._positions(size, 2 * dot)
+        labels = self.labels if self.labels is not None else np.zeros(len(pos), int)
+        codes = np.unique(labels, return_inverse=True)[1]
+        for (col, row), code in zip(pos, codes):
+            top = size - 2 * dot - row
+            canvas[top: top + 2 * dot, col: col + 2 * dot] = _PALETTE[code % len(_PALETTE)]
+        return canvas
+
+    def image_map(self, size=None, thumbnail=None):
+        """The notes' picture: every image drawn at its t-SNE coordinate (later ones on top),
+        framed in its label's colour when labels are known."""
+        size = size or self.canvas
+        images = self.images
+        if images.dtype != np.uint8:
+            images = imaging.to_uint8(images)
+        h, w = images.shape[1:3]
+        thumb = thumbnail or self.thumbnail or max(h, w)
+        rows = (np.arange(thumb) * h) // thumb
+        cols = (np.arange(thumb) * w) // thumb
+        canvas = np.full((size, size, 3), 255, np.uint8)
+        pos = self._positions(size, thumb + 2)
+        codes = np.unique(self.labels, return_inverse=True)[1] if self.labels is not None else None
+        for i, (col, row) in enumerate(pos):
+            tile = images[i][rows][:, cols]
+            tile = np.repeat(tile[..., None], 3, 2) if tile.ndim == 2 else tile[..., :3]
+            top, left = size - (thumb + 2) - row, col
+            if codes is not None:
+                canvas[top: top + thumb + 2, left: left + thumb + 2] = _PALETTE[codes[i] % len(_PALETTE)]
+            canvas[top + 1: top + 1 + thumb, left + 1: left + 1 + thumb] = tile
+        return canvas
+
+
+# ----- the CLI -----
+
+
+def add_cli_arguments(parser):
+    parser.add_argument("--layer", default="fc7", help="layer whose activations are embedded (default: fc7)")
+    parser.add_argument("--dataset", default="sample",
+                        help="'sample' (the shipped Fashion-MNIST sample) or a folder of images (default: sample)")
+    parser.add_argument("--limit", type=int, default=1000, help="at most this many dataset images (default: 1000)")
+    parser.add_argument("--perplexity", type=float, default=30.0, help="perplexity (default: 30)")
+    parser.add_argument("--n-iter", type=int, default=1000, help="iterations in all (default: 1000)")
+    parser.add_argument("--early-exaggeration", type=float, default=12.0, help="early exaggeration (default: 12)")
+    parser.add_argument("--early-exaggeration-iter", type=int, default=250,
+                        help="iterations with early exaggeration (default: 250)")
+    parser.add_argument("--learning-rate", default="auto",
+                        help="step size, or 'auto' = max(N / exaggeration, 50) (openTSNE; default: auto)")
+    parser.add_argument("--method", default="auto", choices=("auto", "exact", "barnes-hut"),
+                        help=f"gradient: exact, barnes-hut, or auto (exact below {EXACT_BELOW} points; default: auto)")
+    parser.add_argument("--theta", type=float, default=0.5, help="Barnes-Hut opening angle (default: 0.5)")
+    parser.add_argument("--init", default="pca", choices=("pca", "random"), help="initialisation (default: pca)")
+
+
+def run_cli(args, model, x):
+    from methods.activations import layer_features
+    from methods.patches import load_dataset
+
+    images, labels = load_dataset(model, args.dataset, limit=args.limit)
+    features = layer_features(model, model.preprocess(list(images)), args.layer)
+    lr = args.learning_rate if args.learning_rate == "auto" else float(args.learning_rate)
+    result = tsne(features, perplexity=args.perplexity, n_iter=args.n_iter, early_exaggeration=args.early_exaggeration,
+                  early_exaggeration_iter=args.early_exaggeration_iter, learning_rate=lr, method=args.method,
+                  theta=args.theta, init=args.init, seed=args.seed, images=images, labels=labels)
+    result.params.update(layer=args.layer, dataset=args.dataset, limit=args.limit)
+    return result
