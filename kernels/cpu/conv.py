@@ -81,14 +81,24 @@ def _columns(x, n, w_shape, stride, padding, dilation, out_hw):
     return col
 
 
-def conv2d_forward(x, w, b, stride, padding, dilation, groups, algorithm="auto"):
+def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     """2-D cross-correlation, PyTorch's conv2d: y (N, O, OH, OW) from x (N, C, H, W) and
     w (O, C // groups, KH, KW), plus b (O,) unless None.
 
     y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, g*C/groups + c, i*sh + p*dh, j*sw + q*dw]
 
-    ``algorithm`` ("auto", "winograd", "im2col") is for tests and benchmarks; the contract's
-    callers leave it at "auto"."""
+    Winograd where ``choose_algorithm`` says so, im2col + BLAS otherwise."""
+    return forward(x, w, b, stride, padding, dilation, groups)
+
+
+def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
+    """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x."""
+    return backward_data(gy, w, x_shape, stride, padding, dilation, groups)
+
+
+def forward(x, w, b, stride, padding, dilation, groups, algorithm="auto"):
+    """conv2d_forward with a choice of ``algorithm`` ("auto", "winograd", "im2col"), so that
+    tests and benchmarks can force a path."""
     stride, padding, dilation, groups, out_hw = _common.conv_geometry(
         np.shape(x), np.shape(w), stride, padding, dilation, groups)
     dtype = _common.common_dtype(x, w, b)
@@ -121,8 +131,8 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, algorithm="auto")
     return y
 
 
-def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="auto"):
-    """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x.
+def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="auto"):
+    """conv2d_backward_data with a choice of ``algorithm`` ("auto", "winograd", "im2col").
 
     Winograd path: a stride-1 3x3 correlation of gy with padding 2 - p by the kernel flipped
     in both axes with in/out channels swapped. im2col path: per sample and group the column

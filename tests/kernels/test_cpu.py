@@ -1,0 +1,332 @@
+"""Parity of the Numba kernels (kernels.cpu) with the NumPy reference (kernels.reference).
+
+Shapes and geometry are drawn by Hypothesis (odd sizes, stride larger than the kernel,
+padding, dilation, groups, batch > 1, overlapping pooling windows); values come from a seeded
+NumPy generator. Each test draws its dtype from (float32, float64), so both specializations
+of every jitted loop are compiled once and then exercised by every example. The Winograd
+path is checked against the direct method (the reference, in float64) on its own, on
+VGG-sized layers, and on the logits of a reduced VGG16.
+
+Kept small on purpose: the first run compiles every kernel (Numba's cache makes later runs
+fast), so the drawn shapes stay tiny and the number of distinct specializations low.
+"""
+
+import inspect
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytest.importorskip("numba")
+
+import kernels  # noqa: E402
+from kernels import cpu as K  # noqa: E402
+from kernels import reference as R  # noqa: E402
+from kernels.cpu import _winograd, conv  # noqa: E402
+
+CONTRACT = (
+    "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "bias_relu_forward",
+    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "relu_forward", "relu_backward", "lrn_forward", "lrn_backward",
+)
+
+dtypes = st.sampled_from([np.float32, np.float64])
+seeds = st.integers(0, 2**32 - 1)
+
+
+def _tol(dtype):
+    return 2e-5 if dtype == np.float32 else 1e-11
+
+
+def assert_close(actual, expected, dtype, scale_tol=None):
+    """Equal shape and dtype, and |actual - expected| <= tol * max(1, max|expected|)."""
+    assert actual.shape == expected.shape
+    assert actual.dtype == np.dtype(dtype)
+    assert actual.flags.c_contiguous
+    tol = _tol(dtype) if scale_tol is None else scale_tol
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=tol * scale)
+
+
+def noncontiguous(a):
+    """A copy of ``a`` seen through a non-contiguous view: every axis of a twice larger
+    buffer taken with step -2 (Chainer's trick), then reversed back."""
+    big = np.empty(tuple(2 * s for s in a.shape), a.dtype)
+    view = big[(slice(None, None, -2),) * a.ndim][(slice(None, None, -1),) * a.ndim]
+    view[...] = a
+    assert a.size <= 1 or not view.flags.c_contiguous
+    return view
+
+
+# ----------------------------------------------------------------------------------------
+# the contract itself
+
+
+def test_exports_match_the_contract():
+    assert set(CONTRACT) <= set(K.__all__)
+    for name in CONTRACT:
+        mine = inspect.signature(getattr(K, name))
+        spec = inspect.signature(getattr(R, name))
+        assert list(mine.parameters) == list(spec.parameters), name
+
+
+def test_load_numba_returns_this_module():
+    assert kernels.load("numba") is K
+
+
+# ----------------------------------------------------------------------------------------
+# convolution
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.integers(1, 2))
+    cg, og = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))  # up to larger than the kernel
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    n = draw(st.integers(1, 2))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 9))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 9))
+    return dict(
+        x_shape=(n, cg * groups, h, w), w_shape=(og * groups, cg, kh, kw),
+        geometry=((sh, sw), (ph, pw), (dh, dw), groups),
+    )
+
+
+@given(case=conv_cases(), dtype=dtypes, seed=seeds, bias=st.booleans(), contiguous=st.booleans())
+def test_conv2d_matches_reference(case, dtype, seed, bias, contiguous):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(case["x_shape"]).astype(dtype)
+    w = rng.standard_normal(case["w_shape"]).astype(dtype)
+    b = rng.standard_normal(case["w_shape"][0]).astype(dtype) if bias else None
+    geometry = case["geometry"]
+    y = R.conv2d_forward(x, w, b, *geometry)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    xs, ws, gys = (x, w, gy) if contiguous else (noncontiguous(x), noncontiguous(w), noncontiguous(gy))
+    assert_close(K.conv2d_forward(xs, ws, b, *geometry), y, dtype)
+    assert_close(K.conv2d_backward_data(gys, ws, x.shape, *geometry),
+                 R.conv2d_backward_data(gy, w, x.shape, *geometry), dtype)
+    assert_close(K.conv2d_backward_weight(gys, xs, w.shape, *geometry),
+                 R.conv2d_backward_weight(gy, x, w.shape, *geometry), dtype)
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 9), k=st.integers(1, 9), h=st.integers(1, 13),
+       w=st.integers(1, 13), ph=st.integers(0, 2), pw=st.integers(0, 2), seed=seeds)
+def test_winograd_matches_direct(n, c, k, h, w, ph, pw, seed):
+    """Winograd F(4x4, 3x3), forward and data gradient, against the float64 direct method."""
+    if h + 2 * ph < 3 or w + 2 * pw < 3:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((k, c, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    geometry = ((1, 1), (ph, pw), (1, 1), 1)
+    y = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *geometry)
+    gy = rng.standard_normal(y.shape)
+    gx = R.conv2d_backward_data(gy, wt.astype(np.float64), x.shape, *geometry)
+    assert_close(conv.forward(x, wt, b, *geometry, algorithm="winograd"), y, np.float32, 1e-5)
+    assert_close(conv.backward_data(gy.astype(np.float32), wt, x.shape, *geometry, algorithm="winograd"),
+                 gx, np.float32, 1e-5)
+
+
+@pytest.mark.parametrize("c, k, size", [(64, 64, 56), (512, 512, 14)])
+def test_winograd_error_on_vgg_sized_layers(c, k, size):
+    """Relative to the output's largest magnitude, float32 Winograd stays within 2e-5 of the
+    float64 direct convolution on VGG16's layer shapes (He-scaled weights)."""
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.standard_normal((1, c, size, size)), 0).astype(np.float32)
+    w = (rng.standard_normal((k, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(np.float32)
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    assert conv.choose_algorithm(x.shape, w.shape, *geometry, np.float32) == "winograd"
+    y = R.conv2d_forward(x.astype(np.float64), w.astype(np.float64), None, *geometry)
+    got = K.conv2d_forward(x, w, None, *geometry)
+    assert np.abs(got - y).max() / np.abs(y).max() < 2e-5
+    gy = rng.standard_normal(y.shape)
+    gx = R.conv2d_backward_data(gy, w.astype(np.float64), x.shape, *geometry)
+    got = K.conv2d_backward_data(gy.astype(np.float32), w, x.shape, *geometry)
+    assert np.abs(got - gx).max() / np.abs(gx).max() < 2e-5
+
+
+def test_winograd_logits_of_a_reduced_vgg16():
+    """VGG16's 13 3x3 layers and 5 pools with channels divided by 8 (at least 16), on a 64x64
+    image: Winograd float32 logits within 1e-4 (relative) of the float64 direct method."""
+    from benchmarks import networks
+
+    spec = []
+    for layer in networks.vgg16_spec():
+        if layer[0] == "conv":
+            name, cin, cout = layer[1], layer[2], layer[3]
+            spec.append(("conv", name, 3 if cin == 3 else max(16, cin // 8), max(16, cout // 8), 3, 1, 1))
+        elif layer[0] == "pool":
+            spec.append(layer)
+    spec += [("fc", "fc6", 64 * 2 * 2, 32, True), ("fc", "fc8", 32, 10, False)]
+    weights = networks.make_weights(spec)
+    weights64 = {name: (w.astype(np.float64), b.astype(np.float64)) for name, (w, b) in weights.items()}
+    x = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    ours = networks.KernelNet(spec, weights, K, conv_algorithm="winograd").forward(x, keep=False)
+    exact = networks.KernelNet(spec, weights64, R).forward(x.astype(np.float64), keep=False)
+    assert np.abs(ours - exact).max() / np.abs(exact).max() < 1e-4
+
+
+def test_weight_cache_sees_in_place_updates():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 16, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    first = conv.forward(x, w, None, *geometry, algorithm="winograd")
+    np.testing.assert_array_equal(conv.forward(x, w, None, *geometry, algorithm="winograd"), first)
+    w *= 2  # an optimizer step on the same array
+    second = conv.forward(x, w, None, *geometry, algorithm="winograd")
+    np.testing.assert_allclose(second, 2 * first, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_rejects_bad_geometry():
+    x = np.zeros((1, 4, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="groups"):
+        K.conv2d_forward(x, np.zeros((3, 2, 3, 3), np.float32), None, (1, 1), (0, 0), (1, 1), 2)
+    with pytest.raises(ValueError, match="not positive"):
+        K.conv2d_forward(x, np.zeros((3, 4, 7, 7), np.float32), None, (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(ValueError, match="gy has shape"):
+        K.conv2d_backward_data(np.zeros((1, 3, 2, 2), np.float32), np.zeros((3, 4, 3, 3), np.float32),
+                               x.shape, (1, 1), (0, 0), (1, 1), 1)
+
+
+# ----------------------------------------------------------------------------------------
+# pooling
+
+
+@st.composite
+def pool_cases(draw):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))  # includes 3x3/2 overlap and s > k
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    h = draw(st.integers(max(1, kh - 2 * ph), 9))
+    w = draw(st.integers(max(1, kw - 2 * pw), 9))
+    return (n, c, h, w), (kh, kw), (sh, sw), (ph, pw)
+
+
+@given(case=pool_cases(), dtype=dtypes, seed=seeds, ties=st.booleans(), contiguous=st.booleans())
+def test_max_pool_matches_reference(case, dtype, seed, ties, contiguous):
+    """With ties=True the values are small integers, so windows hold repeated maxima (and
+    overlapping windows share them): the winner must be the same pixel as the reference's,
+    the first maximum in row-major order, and gradients of shared winners must add up."""
+    shape, ksize, stride, padding = case
+    rng = np.random.default_rng(seed)
+    if ties:
+        x = rng.integers(-2, 3, size=shape).astype(dtype)
+    else:
+        x = rng.permutation(np.prod(shape)).reshape(shape).astype(dtype) + rng.uniform(0, 0.5, shape).astype(dtype)
+    y, arg = R.max_pool2d_forward(x, ksize, stride, padding)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    xs, gys = (x, gy) if contiguous else (noncontiguous(x), noncontiguous(gy))
+    y2, arg2 = K.max_pool2d_forward(xs, ksize, stride, padding)
+    np.testing.assert_array_equal(y2, y)
+    assert arg2.dtype == np.int64
+    np.testing.assert_array_equal(arg2, arg)
+    assert_close(K.max_pool2d_backward(gys, arg, shape, ksize, stride, padding),
+                 R.max_pool2d_backward(gy, arg, shape, ksize, stride, padding), dtype)
+
+
+def test_max_pool_tie_rule_by_hand():
+    x = np.array([[[[1.0, 3.0, 3.0], [3.0, 0.0, 3.0], [2.0, 3.0, 1.0]]]], np.float32)
+    y, arg = K.max_pool2d_forward(x, (2, 2), (1, 1), (0, 0))
+    np.testing.assert_array_equal(arg[0, 0], [[1, 1], [3, 5]])
+    # padding never wins, even against an all-negative window
+    y, arg = K.max_pool2d_forward(-np.ones((1, 1, 2, 2), np.float32), (3, 3), (1, 1), (1, 1))
+    np.testing.assert_array_equal(y, -1)
+    np.testing.assert_array_equal(arg[0, 0], [[0, 0], [0, 0]])
+    gx = K.max_pool2d_backward(np.ones((1, 1, 2, 2), np.float32), arg, (1, 1, 2, 2), (3, 3), (1, 1), (1, 1))
+    np.testing.assert_array_equal(gx[0, 0], [[4, 0], [0, 0]])  # all four windows add into pixel 0
+
+
+def test_max_pool_rejects_bad_argmax():
+    with pytest.raises(ValueError, match="outside"):
+        K.max_pool2d_backward(np.ones((1, 1, 1, 1), np.float32), np.array([[[[9]]]]), (1, 1, 2, 2),
+                              (2, 2), (2, 2), (0, 0))
+    with pytest.raises(ValueError, match="padding"):
+        K.max_pool2d_forward(np.ones((1, 1, 4, 4), np.float32), (2, 2), (2, 2), (2, 2))
+
+
+@given(case=pool_cases(), dtype=dtypes, seed=seeds, count_include_pad=st.booleans(), contiguous=st.booleans())
+def test_avg_pool_matches_reference(case, dtype, seed, count_include_pad, contiguous):
+    shape, ksize, stride, padding = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    y = R.avg_pool2d_forward(x, ksize, stride, padding, count_include_pad)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    xs, gys = (x, gy) if contiguous else (noncontiguous(x), noncontiguous(gy))
+    assert_close(K.avg_pool2d_forward(xs, ksize, stride, padding, count_include_pad), y, dtype)
+    assert_close(K.avg_pool2d_backward(gys, shape, ksize, stride, padding, count_include_pad),
+                 R.avg_pool2d_backward(gy, shape, ksize, stride, padding, count_include_pad), dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# ReLU, bias + ReLU, LRN
+
+small_shapes = st.tuples(st.integers(1, 2), st.integers(1, 4), st.integers(1, 7), st.integers(1, 7))
+
+
+@given(shape=small_shapes, dtype=dtypes, seed=seeds, rule=st.sampled_from(R.RELU_RULES), contiguous=st.booleans())
+def test_relu_matches_reference(shape, dtype, seed, rule, contiguous):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    x[rng.random(shape) < 0.1] = 0  # exact zeros: the mask is x > 0, not x >= 0
+    gy = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    xs, gys = (x, gy) if contiguous else (noncontiguous(x), noncontiguous(gy))
+    np.testing.assert_array_equal(K.relu_forward(xs), R.relu_forward(x))
+    gx = K.relu_backward(gys, xs, rule)
+    assert gx.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(gx, R.relu_backward(gy, x, rule))
+    np.testing.assert_array_equal(K.bias_relu_forward(xs, b), R.bias_relu_forward(x, b))
+
+
+def test_relu_backward_rules_by_hand():
+    x = np.array([[[[-1.0, 2.0, 3.0, -4.0]]]])
+    gy = np.array([[[[5.0, -6.0, 7.0, 8.0]]]])
+    np.testing.assert_array_equal(K.relu_backward(gy, x, "standard")[0, 0, 0], [0, -6, 7, 0])
+    np.testing.assert_array_equal(K.relu_backward(gy, x, "deconvnet")[0, 0, 0], [5, 0, 7, 8])
+    np.testing.assert_array_equal(K.relu_backward(gy, x, "guided")[0, 0, 0], [0, 0, 7, 0])
+    with pytest.raises(ValueError, match="rule"):
+        K.relu_backward(gy, x, "bogus")
+
+
+@given(shape=st.tuples(st.integers(1, 2), st.integers(1, 9), st.integers(1, 4), st.integers(1, 5)),
+       size=st.integers(1, 6), alpha=st.floats(1e-4, 1.0), beta=st.floats(0.1, 1.0), k=st.floats(0.5, 2.0),
+       dtype=dtypes, seed=seeds)
+def test_lrn_matches_reference(shape, size, alpha, beta, k, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    y = R.lrn_forward(x, size, alpha, beta, k)
+    assert_close(K.lrn_forward(x, size, alpha, beta, k), y, dtype)
+    assert_close(K.lrn_backward(gy, x, y, size, alpha, beta, k), R.lrn_backward(gy, x, y, size, alpha, beta, k), dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# frozen weights: backprop to the image never computes a weight gradient
+
+
+def test_no_weight_gradient_kernel_runs_for_frozen_weights(monkeypatch):
+    minigrad = pytest.importorskip("minigrad")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("conv2d_backward_weight ran although the weights are frozen")
+
+    monkeypatch.setattr(K, "conv2d_backward_weight", forbidden)
+    previous = minigrad.get_backend()
+    minigrad.set_backend("numba")
+    try:
+        rng = np.random.default_rng(0)
+        x = minigrad.tensor(rng.standard_normal((1, 3, 8, 8)).astype(np.float32), requires_grad=True)
+        w = minigrad.tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=False)
+        b = minigrad.tensor(np.zeros(4, np.float32), requires_grad=False)
+        y = minigrad.functional.conv2d(x, w, b, padding=1)
+        y.sum().backward()
+        assert x.grad is not None and w.grad is None
+    finally:
+        minigrad.set_backend(None if previous == kernels.default_cpu_backend() else previous)
