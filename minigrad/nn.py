@@ -114,12 +114,13 @@ class StateDictError(RuntimeError):
 def _as_array(value, key):
     """A state_dict value (NumPy/CuPy array, minigrad Tensor, torch tensor, number) as an array."""
     if isinstance(value, Tensor):
-        return value.data
-    if isinstance(value, np.ndarray) or backend.is_cupy_array(value):
-        return value
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
-        value = value.detach().cpu().numpy()
-    array = np.asarray(value)
+        array = value.data
+    elif isinstance(value, np.ndarray) or backend.is_cupy_array(value):
+        array = value
+    elif hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
+        array = value.detach().cpu().numpy()
+    else:
+        array = np.asarray(value)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"state_dict entry {key!r} is not a numeric array (got {type(value).__name__})")
     return array
@@ -885,7 +886,8 @@ class MaxPool2d(Module):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                "dilation=1, ceil_mode=False")
 
 
 class AvgPool2d(Module):
@@ -934,7 +936,7 @@ class Dropout(Module):
         return F.dropout(x, self.p, training=self.training)
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}, inplace=False"
 
 
 class BatchNorm2d(Module):
@@ -1053,6 +1055,9 @@ class Upsample(Module):
             raise ValueError(f"Upsample mode must be 'nearest' or 'bilinear', got {mode!r}")
         if mode == "nearest" and align_corners:
             raise ValueError("align_corners applies only to mode='bilinear'")
+        if scale_factor is not None:
+            scale_factor = (float(scale_factor) if np.isscalar(scale_factor)
+                            else tuple(float(s) for s in scale_factor))
         self.size, self.scale_factor, self.mode, self.align_corners = size, scale_factor, mode, align_corners
 
     def forward(self, x):
