@@ -52,6 +52,14 @@ def _tensor_class():
     return minigrad.Tensor
 
 
+def _call(closure):
+    """Run the user's closure with gradient recording on (also when step() runs under no_grad)."""
+    import minigrad
+
+    with minigrad.enable_grad():
+        return closure()
+
+
 def _loss_value(loss):
     """A closure's loss (a Tensor, an array or a number) as a Python float."""
     if hasattr(loss, "item"):
@@ -246,7 +254,7 @@ class SGD(Optimizer):
 
     def step(self, closure=None):
         """Apply one update to every tensor that has a gradient; returns ``closure()`` if given."""
-        loss = closure() if closure is not None else None
+        loss = _call(closure) if closure is not None else None
         for group in self.param_groups:
             lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
             nesterov, wd = group["nesterov"], group["weight_decay"]
@@ -311,7 +319,7 @@ class Adam(Optimizer):
 
     def step(self, closure=None):
         """Apply one Adam update to every tensor that has a gradient; returns ``closure()``."""
-        loss = closure() if closure is not None else None
+        loss = _call(closure) if closure is not None else None
         for group in self.param_groups:
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             wd = group["weight_decay"]
@@ -663,7 +671,7 @@ class LBFGS(Optimizer):
 
         if bounded:
             self._project()
-        orig_loss = closure()
+        orig_loss = _call(closure)
         loss = _loss_value(orig_loss)
         if not math.isfinite(loss):
             raise FloatingPointError(f"LBFGS: the closure returned a non-finite loss ({loss})")
@@ -732,7 +740,7 @@ class LBFGS(Optimizer):
 
                 def phi(step, x0=x0, d=d):
                     self._add_step(step, d)
-                    f = _loss_value(closure())
+                    f = _loss_value(_call(closure))
                     gg = self._flat_grad()
                     self._set_params(x0)
                     return f, gg
@@ -745,7 +753,7 @@ class LBFGS(Optimizer):
             else:
                 self._add_step(t, d)
                 if n_iter != max_iter:
-                    loss = _loss_value(closure())
+                    loss = _loss_value(_call(closure))
                     g = self._flat_grad()
                     converged = self._grad_converged(g, tol_grad)
                     ls_evals = 1

@@ -1,6 +1,7 @@
 """minigrad.nn: registration, state_dict round trips and strict loading, PyTorch key layout and
 numerical parity (torch oracle, skipped without torch), hooks, initialization, train/eval."""
 
+import copy
 from collections import OrderedDict
 
 import numpy as np
@@ -372,6 +373,16 @@ def test_init_is_reproducible_given_a_seed_and_init_helpers_work():
     assert abs(conv.weight.data.std() / np.sqrt(2 / (64 * 9)) - 1) < 0.05
     nn.init.zeros_(conv.bias)
     assert np.all(conv.bias.data == 0) and conv.bias.dtype == np.float32
+
+
+def test_deepcopy_gives_an_independent_model():
+    net = build_net(nn)
+    twin = copy.deepcopy(net)
+    assert list(twin.state_dict()) == list(net.state_dict()) and repr(twin) == repr(net)
+    twin.features[0].weight.data += 1
+    twin.features[1].running_mean += 1
+    np.testing.assert_array_equal(net.features[0].weight.data + 1, twin.features[0].weight.data)
+    assert np.all(net.features[1].running_mean == 0)
 
 
 def test_layers_accept_a_dtype():

@@ -480,3 +480,13 @@ def test_optimizers_run_on_cupy_arrays():
             opt.step()
         assert isinstance(x.data, cupy.ndarray)
         np.testing.assert_allclose(x.numpy(), exact, atol=1e-2)
+
+
+def test_closures_record_gradients_even_when_step_runs_under_no_grad():
+    for make in (lambda p: optim.LBFGS(p, line_search_fn="strong_wolfe"), lambda p: optim.SGD(p, lr=0.1)):
+        x = minigrad.tensor(np.ones(3), requires_grad=True)
+        opt = make([x])
+        closure = make_closure(opt, x, lambda v: ((v - 2.0) ** 2).sum())
+        with minigrad.no_grad():
+            loss = opt.step(closure)
+        assert loss.item() == pytest.approx(3.0) and x.grad is not None
