@@ -419,7 +419,9 @@ def strong_wolfe_line_search(phi, t, d, f0, g0, gtd0, c1=1e-4, c2=0.9, tolerance
     This differs from ``torch.optim.LBFGS`` only in rare corner cases, where it follows the book:
     a_lo is always a point satisfying sufficient decrease (torch takes the lower of the two
     function values), and the "no improvement over the previous trial" test applies from the
-    second trial on.
+    second trial on. It also never exceeds ``max_ls`` evaluations in total, where torch's zoom may
+    make one more (its counter skips the first trial), so when LBFGS's ``max_eval`` budget binds,
+    torch can take one extra closure call per step.
 
     Arguments:
         phi: callable ``phi(a) -> (f, g)``, the loss (float) and flat gradient at ``x + a d``.
