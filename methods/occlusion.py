@@ -225,7 +225,7 @@ class OcclusionResult(Result):
     """Maps over occluder positions, (N, rows, cols): ``probability`` of the target class,
     ``top_class`` and ``top_probability`` (the most probable class and its probability);
     ``pixel_map`` (N, H, W) the target probability averaged over the occluders covering each
-    pixel; ``base_probability`` (N,) without occluder; ``rows``/``cols`` the positions."""
+    pixel (the unoccluded one where none does); ``base_probability`` (N,) without occluder; ``rows``/``cols`` the positions."""
 
     technique = "occlusion"
 
@@ -329,7 +329,8 @@ def occlusion(model, x, target=None, size=None, stride=None, fill="zeros", batch
         for q, x0 in enumerate(cols):
             total[:, y:y + size, x0:x0 + size] += probability[:, r, q, None, None]
             count[y:y + size, x0:x0 + size] += 1
-    pixel_map = total / count
+    # pixels no occluder covers (stride > size) keep the unoccluded probability
+    pixel_map = np.where(count > 0, total / np.maximum(count, 1), base_probability[:, None, None])
     params = {"target": target, "size": size, "stride": stride, "fill": fill, "batch_size": batch_size,
               "incremental": incremental, "blur_sigma": blur_sigma}
     return OcclusionResult(probability, top_class, top_probability, pixel_map, base_probability, targets,
