@@ -62,7 +62,7 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        tensors = [None if x is None else as_tensor(x) for x in inputs]
+        tensors = _as_operands(inputs)
         arrays = [None if t is None else t.data for t in tensors]
         _check_same_device(cls.__name__, arrays)
         needs_input_grad = tuple(t is not None and t.requires_grad for t in tensors)
@@ -74,6 +74,29 @@ class Function:
             result.requires_grad = True
             result._ctx = ctx
         return result
+
+
+def _as_operands(inputs):
+    """Inputs as Tensors; Python numbers take the dtype and device of the array operands.
+
+    This is NumPy's "weak scalar" rule: ``x * 0.1`` stays float64 for a float64 ``x`` and
+    float32 for a float32 one, and a number next to a GPU tensor lands on the GPU.
+    """
+    arrays = [x.data if isinstance(x, Tensor) else x for x in inputs if x is not None and not _is_number(x)]
+    like = next((a for a in arrays if getattr(getattr(a, "dtype", None), "kind", "") == "f"), None)
+    operands = []
+    for x in inputs:
+        if x is None:
+            operands.append(None)
+        elif _is_number(x) and like is not None:
+            operands.append(Tensor(backend.get_array_module(like).asarray(x, dtype=like.dtype)))
+        else:
+            operands.append(as_tensor(x))
+    return operands
+
+
+def _is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _check_same_device(name, arrays):
@@ -291,14 +314,14 @@ class Tensor:
     def mean(self, axis=None, keepdims=False):
         axes = ops.normalize_axis(axis, self.ndim)
         count = int(np.prod([self.shape[a] for a in axes]))
-        return self.sum(axis=axes, keepdims=keepdims) * (1.0 / max(count, 1))
+        return self.sum(axis=axes, keepdims=keepdims) / max(count, 1)
 
     def var(self, axis=None, keepdims=False, ddof=0):
         """Variance, sum((x - mean)^2) / (n - ddof); ddof=0 as in NumPy (torch's default is 1)."""
         axes = ops.normalize_axis(axis, self.ndim)
         count = int(np.prod([self.shape[a] for a in axes]))
         centred = self - self.mean(axis=axes, keepdims=True)
-        return (centred * centred).sum(axis=axes, keepdims=keepdims) * (1.0 / max(count - ddof, 1))
+        return (centred * centred).sum(axis=axes, keepdims=keepdims) / max(count - ddof, 1)
 
     def max(self, axis=None, keepdims=False):
         """Maximum; the gradient is shared equally among tied maxima."""
