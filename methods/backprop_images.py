@@ -44,7 +44,11 @@ def _array_module(x):
 
 
 def _expected_input(model):
-    """(channels, (H, W) or None) the model takes, as far as it says."""
+    """(channels, (H, W) or None) the model takes, as far as it says (``input_shape`` (C, H, W),
+    or ``input_channels`` / ``input_size``)."""
+    shape = getattr(model, "input_shape", None)
+    if shape is not None and len(shape) == 3:
+        return int(shape[0]), (int(shape[1]), int(shape[2]))
     channels = getattr(model, "input_channels", None)
     size = getattr(model, "input_size", None)
     if isinstance(size, int):

@@ -21,8 +21,8 @@ inputs with the same weights, so the map is the same as recomputing everything (
 summation order of the convolution kernels; see the tests and the benchmark). Positions are
 batched (``batch_size`` occluded copies per pass).
 
-The model's layers are read from the model (a flat ``nn.Sequential`` of named layers, or a
-``layers``/``features``-``classifier`` structure); the sequence is checked against
+The model's layers are read from the model (``named_layers()``, minigrad.models' VGG/AlexNet
+steps, a flat ``nn.Sequential``, or its leaf modules in order); the sequence is checked against
 ``model(x)`` once, and if it does not reproduce the model's output, or ``incremental=False``,
 every occluded image runs through the whole model.
 """
@@ -93,6 +93,8 @@ def _pair(v):
 
 
 def _step_for(name, module, input_shape):
+    if module is None:
+        return _Step(name, module, "global")
     kind = type(module).__name__
     if kind == "Conv2d":
         return _Step(name, module, "window",
@@ -124,13 +126,18 @@ def _leaves(module, prefix=""):
 
 
 def layer_sequence(model):
-    """[(name, module)] the model applies in order, or None when it does not show one."""
+    """[(name, module)] the model applies in order (None for a plain flatten), or None when it
+    does not show one: ``model.named_layers()``, minigrad.models' ``ConvNet`` steps, a
+    ``layers`` Sequential, or the model's leaf modules in registration order."""
     if hasattr(model, "named_layers"):
         return list(model.named_layers())
+    steps = getattr(model, "_steps", None)  # minigrad.models.ConvNet: (name, module or None)
+    if steps is not None:
+        return list(steps)
     layers = getattr(model, "layers", None)
     if layers is not None and hasattr(layers, "named_children"):
         return _leaves(layers)
-    if type(model).__name__ == "Sequential" or hasattr(model, "named_children"):
+    if hasattr(model, "named_children"):
         return _leaves(model)
     return None
 
@@ -138,9 +145,10 @@ def layer_sequence(model):
 def _run_sequence(sequence, x):
     """Forward through the sequence, flattening before the first fully connected layer."""
     for _, module in sequence:
-        if type(module).__name__ == "Linear" and x.ndim > 2:
+        if module is None or (type(module).__name__ == "Linear" and x.ndim > 2):
             x = x.reshape(x.shape[0], -1)
-        x = module(x)
+        if module is not None:
+            x = module(x)
     return x
 
 

@@ -1,0 +1,104 @@
+"""Occlusion (Zeiler & Fergus 2014): incremental inference against full recomputation.
+
+    python -m benchmarks.occlusion [--model vgg16] [--image-size 224] [--size 32] [--stride 32]
+                                   [--batch-size 16] [--json PATH]
+
+Times ``methods.occlusion`` twice on one random image, with ``incremental=True`` and False,
+checks that the two maps agree, and prints the seconds per occluder position and the
+speed-up. The cost per position does not depend on the stride, so the default stride equals
+the size to keep the run short (7 x 7 = 49 positions at 224). The model is
+``minigrad.models.load(name)`` when that exists (random init), else the same VGG16 built
+here from ``weights.archs`` with random weights (timings do not depend on the values).
+"""
+
+import argparse
+import json
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+import minigrad
+from minigrad import nn
+
+
+def _build_from_table(arch, seed=0):
+    from weights.archs import layers
+
+    rng = np.random.default_rng(seed)
+    modules = []
+    for layer in layers(arch):
+        p = layer.params
+        if layer.kind == "conv":
+            m = nn.Conv2d(p["in_channels"], p["out_channels"], p["kernel_size"], p["stride"], p["padding"])
+        elif layer.kind == "linear":
+            m = nn.Linear(p["in_features"], p["out_features"])
+        elif layer.kind == "relu":
+            m = nn.ReLU()
+        elif layer.kind == "maxpool":
+            m = nn.MaxPool2d(p["kernel_size"], p["stride"], p["padding"])
+        elif layer.kind == "adaptive_avgpool":
+            m = nn.AdaptiveAvgPool2d(p["output_size"])
+        elif layer.kind == "flatten":
+            m = nn.Flatten()
+        elif layer.kind == "dropout":
+            m = nn.Dropout(p["p"])
+        else:
+            raise ValueError(f"layer kind {layer.kind} not handled here")
+        for param in m.parameters():  # He-normal keeps activations at a realistic scale
+            fan_in = int(np.prod(param.shape[1:])) if param.ndim > 1 else 1
+            param.data[...] = rng.normal(0, np.sqrt(2.0 / fan_in), param.shape) if param.ndim > 1 else 0
+        modules.append((layer.name, m))
+    return nn.Sequential(OrderedDict(modules)).eval()
+
+
+def load_model(name):
+    try:
+        from minigrad import models
+
+        return models.load(name), "minigrad.models"
+    except ImportError:
+        return _build_from_table(name), "weights.archs table (minigrad.models not available)"
+
+
+def main(argv=None):
+    from methods.occlusion import occlusion
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vgg16")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--stride", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    model, source = load_model(args.model)
+    x = np.random.default_rng(0).normal(size=(1, 3, args.image_size, args.image_size)).astype(np.float32)
+    timings, results = {}, {}
+    for incremental in (True, False):
+        start = time.perf_counter()
+        results[incremental] = occlusion(model, x, size=args.size, stride=args.stride, batch_size=args.batch_size,
+                                         incremental=incremental)
+        timings[incremental] = time.perf_counter() - start
+    a, b = results[True], results[False]
+    positions = a.extras["positions"]
+    report = {
+        "model": args.model, "model_source": source, "backend": minigrad.get_backend(),
+        "image_size": args.image_size, "occluder": args.size, "stride": args.stride, "positions": positions,
+        "batch_size": args.batch_size, "used_incremental": a.extras["used_incremental"],
+        "seconds_incremental": timings[True], "seconds_full": timings[False],
+        "seconds_per_position_incremental": timings[True] / positions,
+        "seconds_per_position_full": timings[False] / positions,
+        "speedup": timings[False] / timings[True],
+        "max_abs_probability_difference": float(np.abs(a.probability - b.probability).max()),
+        "top_class_maps_equal": bool((a.top_class == b.top_class).all()),
+    }
+    print(json.dumps(report, indent=2))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(report, handle, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()
