@@ -51,6 +51,8 @@ def _pair(value):
 
 def named_layers(model):
     """[(name, module)] in forward order, from the model's own modules."""
+    if callable(getattr(model, "named_layers", None)):
+        return list(model.named_layers())
     names = getattr(model, "layer_names", None)
     if names is not None and callable(getattr(model, "layer", None)):
         return [(name, model.layer(name)) for name in names]
@@ -167,6 +169,9 @@ def input_channels(model):
     channels = getattr(model, "input_channels", None)
     if channels is not None:
         return int(channels)
+    shape = getattr(model, "input_shape", None)
+    if shape is not None and len(shape) == 3:
+        return int(shape[0])
     for _, module in named_layers(model):
         if type(module).__name__ == "Conv2d":
             return int(module.in_channels if hasattr(module, "in_channels") else module.weight.shape[1])
@@ -194,7 +199,8 @@ def load_dataset(model, spec="sample", limit=None, size=None):
         raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {spec}")
     files = files[:limit] if limit else files
     if size is None:
-        s = getattr(model, "input_size", None) or 224
+        shape = getattr(model, "input_shape", None)
+        s = getattr(model, "input_size", None) or (tuple(shape[1:]) if shape is not None and len(shape) == 3 else 224)
         size = (s, s) if np.isscalar(s) else (s[1], s[0])
     grayscale = input_channels(model) == 1
     images = np.stack([imaging.load_image(f, size=size, grayscale=grayscale) for f in files])
