@@ -108,10 +108,11 @@ def _alexnet(num_classes):
         conv(10, 5, 256, 256, 3, 1, 1), Layer("features.11", "relu", "relu5"), pool(12, 5),
         Layer("avgpool", "adaptive_avgpool", "avgpool", output_size=(6, 6)),
         Layer("flatten", "flatten", "flatten"),
-        Layer("classifier.0", "dropout", "drop6", p=0.5),
+        # torchvision drops out the input of each hidden fc layer; named after what they follow
+        Layer("classifier.0", "dropout", "drop5", p=0.5),
         Layer("classifier.1", "linear", "fc6", in_features=256 * 6 * 6, out_features=4096),
         Layer("classifier.2", "relu", "relu6"),
-        Layer("classifier.3", "dropout", "drop7", p=0.5),
+        Layer("classifier.3", "dropout", "drop6", p=0.5),
         Layer("classifier.4", "linear", "fc7", in_features=4096, out_features=4096),
         Layer("classifier.5", "relu", "relu7"),
         Layer("classifier.6", "linear", "fc8", in_features=4096, out_features=num_classes),

@@ -1,0 +1,80 @@
+"""Pretrained-architecture models: AlexNet and VGG 11/13/16/19 (with and without batch norm).
+
+::
+
+    from minigrad import models
+
+    model = models.vgg16()                       # torchvision's random initialization
+    model = models.vgg16(weights="vgg16")        # after: python -m weights fetch vgg16
+    model = models.vgg16(weights="my.safetensors")   # or a torchvision .pth, read without torch
+    model = models.load("vgg16")                 # same, in eval mode with frozen weights
+
+    x = model.preprocess("cat.jpg", center_crop=True)       # (1, 3, 224, 224) float32
+    acts = model.extract(x, ["relu4_2", "fc7"])            # {"relu4_2": Tensor, "fc7": Tensor}
+    model.decode(model(x))                                  # [[(281, "tabby", 0.62), ...]]
+
+Every model has torchvision's ``state_dict`` keys (``features.N.*``, ``classifier.N.*``), the
+papers' layer names (``model.layer_names``), its weights' preprocessing and class names
+(``model.labels``). Weights come from the ``weights`` package; see ``python -m weights list``.
+"""
+
+from weights import archs as _archs
+from weights import registry as _registry
+from weights.convert import load_state as _load_state
+
+from minigrad.models.convnet import ConvNet, build
+from minigrad.models.preprocessing import TORCHVISION, Preprocessing
+
+__all__ = [
+    "ARCHS", "ConvNet", "Preprocessing", "TORCHVISION", "alexnet", "load", "vgg11", "vgg11_bn", "vgg13",
+    "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+]
+
+ARCHS = _archs.ARCHS
+
+
+def _builder(arch, paper):
+    def make(weights=None, num_classes=None):
+        return build(arch, weights, num_classes)
+
+    make.__name__ = make.__qualname__ = arch
+    make.__doc__ = f"""{paper}, in torchvision's layout.
+
+    ``weights``: None for torchvision's random initialization; a path to a ``.safetensors``
+    file made by ``python -m weights convert`` (or a torchvision ``.pth``, read without torch);
+    or a registry name such as ``"{arch}"`` for the converted file ``python -m weights fetch``
+    stored. ``num_classes`` defaults to 1000, or to what the weights hold.
+    Returns a :class:`ConvNet` in training mode, as PyTorch constructors do; call ``.eval()``.
+    """
+    return make
+
+
+alexnet = _builder("alexnet", "AlexNet (Krizhevsky et al. 2012, torchvision's one-GPU variant)")
+vgg11 = _builder("vgg11", "VGG-11, configuration A (Simonyan & Zisserman 2015)")
+vgg11_bn = _builder("vgg11_bn", "VGG-11 with batch normalization")
+vgg13 = _builder("vgg13", "VGG-13, configuration B (Simonyan & Zisserman 2015)")
+vgg13_bn = _builder("vgg13_bn", "VGG-13 with batch normalization")
+vgg16 = _builder("vgg16", "VGG-16, configuration D (Simonyan & Zisserman 2015)")
+vgg16_bn = _builder("vgg16_bn", "VGG-16 with batch normalization")
+vgg19 = _builder("vgg19", "VGG-19, configuration E (Simonyan & Zisserman 2015)")
+vgg19_bn = _builder("vgg19_bn", "VGG-19 with batch normalization")
+
+
+def load(name, arch=None):
+    """A pretrained model ready for visualization: eval mode, parameters frozen.
+
+    ``name`` is a registry name (``"vgg16"``, fetched beforehand with ``python -m weights fetch``)
+    or a weights file; the architecture comes from the registry, the file's metadata, or its
+    keys and shapes (``arch`` overrides). Call ``.train()`` / ``.requires_grad_()`` to fine-tune.
+    """
+    if arch is None:
+        if isinstance(name, str) and name in _registry.CHECKPOINTS:
+            arch = _registry.get(name).arch
+        else:
+            tensors, meta = _load_state(_registry.resolve(name))
+            arch = meta.get("arch") or _archs.guess_arch({k: v.shape for k, v in tensors.items()})
+            if arch is None:
+                raise ValueError(
+                    f"{name}: cannot tell the architecture from the file (none of {', '.join(ARCHS)}); pass arch="
+                )
+    return build(arch, name).eval().requires_grad_(False)

@@ -1,0 +1,287 @@
+"""VGG and AlexNet in torchvision's exact layout, with the papers' layer names.
+
+The network is built from the layer table in :mod:`weights.archs` (the same table the checkpoint
+converter checks files against), as three children exactly like torchvision's::
+
+    features    Sequential: conv / [bn] / relu / maxpool ...   keys features.N.weight, ...
+    avgpool     AdaptiveAvgPool2d(7) for VGG, (6) for AlexNet   (so any input size >= 32 works)
+    classifier  Sequential: linear / relu / dropout ...         keys classifier.N.weight, ...
+
+so a torchvision ``state_dict`` (converted by ``python -m weights convert``) loads with strict
+key and shape checks. On top of that every layer has its name from the papers -- ``conv1_1``,
+``relu1_1``, ``pool1`` ... ``fc8`` -- and :meth:`ConvNet.extract` returns the activations of the
+layers asked for, running the forward only as deep as the deepest of them.
+"""
+
+import contextlib
+import math
+import threading
+
+import numpy as np
+
+import weights
+from minigrad import nn
+from minigrad.models.preprocessing import TORCHVISION, Preprocessing
+from minigrad.seeding import random_generator
+from minigrad.tensor import Tensor, tensor
+from weights import archs, registry
+from weights.convert import load_state
+
+__all__ = ["ConvNet", "build"]
+
+_skip = threading.local()
+
+
+@contextlib.contextmanager
+def _no_default_init():
+    """Layers built inside skip PyTorch's default initialization: the model then either loads
+    every weight from a file or applies its own scheme, so drawing ~138M random numbers first
+    would only waste seconds."""
+    _skip.on = True
+    try:
+        yield
+    finally:
+        _skip.on = False
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose default initialization can be deferred (see ``_no_default_init``)."""
+
+    def reset_parameters(self):
+        if not getattr(_skip, "on", False):
+            super().reset_parameters()
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` whose default initialization can be deferred (see ``_no_default_init``)."""
+
+    def reset_parameters(self):
+        if not getattr(_skip, "on", False):
+            super().reset_parameters()
+
+
+def _module(layer):
+    p, kind = layer.params, layer.kind
+    if kind == "conv":
+        return Conv2d(p["in_channels"], p["out_channels"], p["kernel_size"], p["stride"], p["padding"])
+    if kind == "bn":
+        return nn.BatchNorm2d(p["num_features"], eps=p["eps"], momentum=p["momentum"])
+    if kind == "relu":
+        return nn.ReLU(inplace=True)
+    if kind == "maxpool":
+        return nn.MaxPool2d(p["kernel_size"], p["stride"], p["padding"])
+    if kind == "adaptive_avgpool":
+        return nn.AdaptiveAvgPool2d(p["output_size"])
+    if kind == "dropout":
+        return nn.Dropout(p["p"])
+    if kind == "linear":
+        return Linear(p["in_features"], p["out_features"])
+    raise ValueError(f"unknown layer kind {kind!r}")
+
+
+class ConvNet(nn.Module):
+    """AlexNet or a VGG (``arch`` in :data:`weights.archs.ARCHS`), torchvision's layout.
+
+    Usually made by ``minigrad.models.vgg16(...)`` and friends or ``minigrad.models.load(...)``.
+    ``init`` ("torchvision", or None to leave the weights zero for loading) picks the initial
+    weights. ``preprocessing`` and ``labels`` describe what the weights expect and predict.
+
+    Attributes: ``arch``, ``num_classes``, ``layer_names`` (every layer's paper-style name in
+    forward order), ``preprocessing`` (a :class:`Preprocessing`), ``labels`` (tuple of class
+    names, or None).
+    """
+
+    def __init__(self, arch, num_classes=1000, init="torchvision", preprocessing=None, labels=None):
+        super().__init__()
+        table = archs.layers(arch, num_classes)
+        with _no_default_init():
+            mods = [(layer, _module(layer)) if layer.kind != "flatten" else (layer, None) for layer in table]
+        feats = [m for layer, m in mods if layer.key.startswith("features.")]
+        heads = [m for layer, m in mods if layer.key.startswith("classifier.")]
+        self.features = nn.Sequential(*feats)
+        self.avgpool = next(m for layer, m in mods if layer.key == "avgpool")
+        self.classifier = nn.Sequential(*heads)
+        object.__setattr__(self, "arch", arch)
+        object.__setattr__(self, "num_classes", int(num_classes))
+        # (name, module or None for the flatten between avgpool and the classifier), forward order
+        object.__setattr__(self, "_steps", [(layer.name, m) for layer, m in mods])
+        object.__setattr__(self, "layer_names", tuple(layer.name for layer in table if layer.kind != "flatten"))
+        object.__setattr__(self, "_index", {name: i for i, (name, _) in enumerate(self._steps)})
+        object.__setattr__(self, "preprocessing", preprocessing or TORCHVISION)
+        object.__setattr__(self, "labels", tuple(labels) if labels is not None else None)
+        if init == "torchvision":
+            self.reset_parameters()
+        elif init is not None:
+            raise ValueError(f"init must be 'torchvision' or None, got {init!r}")
+
+    # ---- initialization -------------------------------------------------------------------
+    def reset_parameters(self):
+        """torchvision's initialization, drawn from ``minigrad.random_generator()``.
+
+        VGG (``torchvision.models.VGG.__init__``): conv weights Kaiming-normal with fan_out and
+        the ReLU gain, conv and linear biases zero, linear weights N(0, 0.01^2), BatchNorm
+        weight 1 and bias 0. AlexNet keeps PyTorch's layer defaults: weights and biases
+        U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Numbers are drawn directly in float32.
+        """
+        rng = random_generator()
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) or isinstance(m, nn.Linear):
+                w, b = m.weight.data, m.bias.data
+                fan_in = math.prod(w.shape[1:])
+                if self.arch == "alexnet":
+                    bound = np.float32(1.0 / math.sqrt(fan_in))
+                    for a in (w, b):  # U(-bound, bound), drawn in place
+                        rng.random(out=a, dtype=np.float32)
+                        a *= 2 * bound
+                        a -= bound
+                    continue
+                if isinstance(m, nn.Conv2d):
+                    std = math.sqrt(2.0 / (w.shape[0] * math.prod(w.shape[2:])))  # fan_out, ReLU gain
+                else:
+                    std = 0.01
+                rng.standard_normal(out=w, dtype=np.float32)
+                w *= np.float32(std)
+                b[...] = 0
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.data[...] = 1
+                m.bias.data[...] = 0
+                m.reset_running_stats()
+        return self
+
+    # ---- running ----------------------------------------------------------------------------
+    @staticmethod
+    def _input(x):
+        if isinstance(x, Tensor):
+            return x
+        return tensor(np.asarray(x, dtype=np.float32) if isinstance(x, (list, tuple)) else x)
+
+    def _check(self, x):
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(
+                f"{self.arch} expects images as (N, 3, H, W), got shape {tuple(x.shape)}; "
+                "model.preprocess(images) makes that from H x W x 3 images"
+            )
+
+    def _run(self, x, upto):
+        """Run steps 0..upto, yielding (name, output) after each."""
+        for name, module in self._steps[: upto + 1]:
+            x = x.flatten(1) if module is None else module(x)
+            yield name, x
+
+    def forward(self, x):
+        """Logits (N, num_classes) for preprocessed images ``x`` (N, 3, H, W)."""
+        x = self._input(x)
+        self._check(x)
+        for _, x in self._run(x, len(self._steps) - 1):
+            pass
+        return x
+
+    def layer(self, name):
+        """The module called ``name`` (e.g. ``model.layer("conv5_3")``)."""
+        self._names_ok([name])
+        return self._steps[self._index[name]][1]
+
+    def _names_ok(self, names):
+        unknown = [n for n in names if n not in self._index or self._steps[self._index[n]][1] is None]
+        if unknown:
+            raise ValueError(
+                f"unknown layer name(s) {', '.join(map(repr, unknown))} for {self.arch}; "
+                f"valid names: {', '.join(self.layer_names)}"
+            )
+
+    def extract(self, x, names):
+        """The activations of the layers ``names`` for input ``x``, as ``{name: Tensor}``.
+
+        ``names`` is a list of layer names (or one name). The forward runs only as far as the
+        deepest requested layer, and the outputs stay connected to ``x`` for backpropagation.
+        An unknown name raises ``ValueError`` listing the valid ones.
+        """
+        if isinstance(names, str):
+            names = [names]
+        names = list(names)
+        if not names:
+            raise ValueError(f"no layer names given; valid names: {', '.join(self.layer_names)}")
+        self._names_ok(names)
+        x = self._input(x)
+        self._check(x)
+        wanted = set(names)
+        found = {}
+        for name, out in self._run(x, max(self._index[n] for n in names)):
+            if name in wanted:
+                found[name] = out
+        return {n: found[n] for n in names}
+
+    # ---- data in and out ----------------------------------------------------------------------
+    def preprocess(self, images, center_crop=False):
+        """Images (uint8 H x W x 3 arrays, PIL images or paths; one or a list) -> the (N, 3, H, W)
+        float32 array these weights expect. ``center_crop=True`` applies the evaluation
+        transform (shorter side to 256, central 224 x 224 for torchvision weights)."""
+        return self.preprocessing(images, center_crop=center_crop)
+
+    def deprocess(self, x):
+        """Undo :meth:`preprocess`: (N, 3, H, W) -> (N, H, W, 3) uint8 (or (3, H, W) -> (H, W, 3))."""
+        return self.preprocessing.inverse(x)
+
+    def decode(self, logits, k=5):
+        """Top-``k`` predictions per image: lists of (class index, label or None, probability)."""
+        if isinstance(logits, Tensor):
+            logits = logits.numpy()
+        z = np.asarray(logits, dtype=np.float64)
+        z = z[None] if z.ndim == 1 else z
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        out = []
+        for row in p:
+            top = np.argsort(-row, kind="stable")[:k]
+            out.append([(int(i), self.labels[i] if self.labels else None, float(row[i])) for i in top])
+        return out
+
+    def extra_repr(self):
+        return f"arch={self.arch!r}, num_classes={self.num_classes}"
+
+
+def _metadata_preprocessing(meta):
+    text = meta.get("preprocessing")
+    return Preprocessing.from_json(text) if text else TORCHVISION
+
+
+def _metadata_labels(meta, num_classes):
+    list_id = meta.get("labels")
+    if list_id:
+        names = weights.labels(list_id)
+        if len(names) == num_classes:
+            return names
+    return None
+
+
+def build(arch, weights_arg=None, num_classes=None):
+    """Make ``arch`` with torchvision's random init (``weights_arg=None``) or with the weights in
+    a file (our safetensors, or a torch ``.pth`` read without torch) or registry entry
+    (``"vgg16"``: the converted file that ``python -m weights fetch vgg16`` stored)."""
+    if arch not in archs.ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(archs.ARCHS)}")
+    if weights_arg is None:
+        return ConvNet(arch, 1000 if num_classes is None else num_classes,
+                       labels=weights.imagenet_labels() if num_classes in (None, 1000) else None)
+    if isinstance(weights_arg, str) and weights_arg in registry.CHECKPOINTS:
+        entry = registry.get(weights_arg)
+        if entry.arch != arch:
+            raise ValueError(f"checkpoint {weights_arg!r} holds {entry.arch} weights, not {arch}")
+    path = registry.resolve(weights_arg)
+    tensors, meta = load_state(path)
+    file_arch = meta.get("arch")
+    if file_arch and file_arch != arch:
+        raise ValueError(f"{path} holds {file_arch} weights, not {arch}")
+    shapes = {k: v.shape for k, v in tensors.items()}
+    missing, unexpected, mismatched = archs.check_state(arch, shapes)
+    if missing or unexpected or mismatched:
+        raise weights.CheckpointError(f"{path}: " + archs.describe_mismatch(arch, missing, unexpected, mismatched))
+    n = int(shapes["classifier.6.weight"][0])
+    if num_classes is not None and num_classes != n:
+        raise ValueError(f"{path} has {n} classes, but num_classes={num_classes} was asked for")
+    model = ConvNet(arch, n, init=None, preprocessing=_metadata_preprocessing(meta),
+                    labels=_metadata_labels(meta, n))
+    model.load_state_dict(tensors)
+    object.__setattr__(model, "source", meta.get("source", str(path)))
+    return model
+
