@@ -61,14 +61,14 @@ def test_receptive_field_is_exactly_the_gradient_support(layer):
 
 
 def test_vgg16_and_alexnet_receptive_fields_match_the_known_values():
-    models = pytest.importorskip("minigrad.models")
-    vgg = models.ConvNet("vgg16", init=None)
+    convnet = pytest.importorskip("minigrad.models.convnet")
+    vgg = convnet.ConvNet("vgg16", init=None)  # weights left zero: only the geometry is read
     fields = P.receptive_fields(vgg, (1, 3, 224, 224))
     known = {"conv1_1": 3, "conv1_2": 5, "pool1": 6, "conv2_2": 14, "pool2": 16, "conv3_3": 40, "pool3": 44,
              "conv4_3": 92, "pool4": 100, "conv5_3": 196, "pool5": 212}
     assert {name: fields[name].size[0] for name in known} == known
     assert fields["pool5"].jump == (32, 32) and fields["fc7"].whole_image
-    alexnet = models.ConvNet("alexnet", init=None)
+    alexnet = convnet.ConvNet("alexnet", init=None)
     fields = P.receptive_fields(alexnet, (1, 3, 224, 224))
     assert fields["conv1"].size == (11, 11) and fields["conv5"].size == (163, 163) and fields["pool5"].size == (195, 195)
 
@@ -152,3 +152,32 @@ def test_folder_dataset(tmp_path):
         imaging.save_png(str(tmp_path / name / f"{i}.png"), np.full((20, 30, 3), 40 * i, np.uint8))
     images, labels = P.load_dataset(model, str(tmp_path))
     assert images.shape == (2, 16, 16) and list(labels) == [0, 1]
+
+
+def small_fashion_vgg():
+    fashion = pytest.importorskip("minigrad.models.fashion_vgg")
+    minigrad.manual_seed(0)
+    return fashion.FashionVGG(blocks=((4,), (4,), (6,)), hidden=8).eval()
+
+
+def test_on_fashion_vgg_through_the_cli_entry_point():
+    import argparse
+
+    model = small_fashion_vgg()
+    assert P.receptive_field(model, "pool3", (1, 1, 28, 28)).size == (22, 22)
+    parser = argparse.ArgumentParser()
+    P.add_cli_arguments(parser)
+    args = parser.parse_args(["--layer", "conv3_1", "--channel", "5", "-k", "4", "--limit", "40"])
+    result = P.run_cli(args, model, None)
+    images, _ = P.load_dataset(model, "sample", limit=40)
+    x = model.preprocess(images)
+    for record, crop in zip(result.patches, result.crops):
+        t, l, b, r = record["clipped_box"]
+        np.testing.assert_array_equal(crop, images[record["image"], t:b, l:r])
+        with minigrad.no_grad():
+            act = model.extract(minigrad.tensor(x[record["image"]:record["image"] + 1]), ["conv3_1"])["conv3_1"]
+        assert act.numpy()[0, 5][record["unit"]] == pytest.approx(record["activation"], rel=1e-5, abs=1e-6)
+    with pytest.raises(ValueError, match="out of range"):
+        P.maximally_activating_patches(model, images, "conv3_1", channel=6)
+    with pytest.raises(ValueError, match="unknown layer"):
+        P.maximally_activating_patches(model, images, "conv4_1", channel=0)
