@@ -64,3 +64,34 @@ def test_bad_input():
         Nb.neighbours(model, images, layer="fc3", k=30, x=x)
     with pytest.raises(ValueError, match="channels"):
         Nb.neighbours(model, images, layer="fc3", x=np.repeat(x, 3, 1))
+
+
+def test_cli_entry_points_on_fashion_vgg(tmp_path):
+    """filters, activations, neighbours and t-SNE through run_cli on a small fashion-vgg and the shipped sample."""
+    import argparse
+
+    fashion = pytest.importorskip("minigrad.models.fashion_vgg")
+    from methods import activations, filters, tsne
+
+    minigrad.manual_seed(0)
+    model = fashion.FashionVGG(blocks=((4,), (4,), (6,)), hidden=8).eval()
+    from methods import data
+
+    x = model.preprocess(data.fashion_sample()[0][:1])
+
+    def run(module, argv):
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--image", action="append", default=None)
+        parser.add_argument("--seed", type=int, default=0)
+        module.add_cli_arguments(parser)
+        result = module.run_cli(parser.parse_args(argv), model, x)
+        paths = result.save(str(tmp_path / module.__name__), overwrite=True)
+        assert any(p.endswith(".png") for p in paths) and any(p.endswith(".json") for p in paths)
+        return result
+
+    assert run(filters, []).weights.shape == (4, 1, 3, 3)
+    assert run(activations, ["--layer", "relu2_1"]).maps.shape == (1, 4, 14, 14)
+    result = run(Nb, ["--layer", "fc7", "--limit", "50", "-k", "3", "--queries", "0", "1"])
+    assert result.feature_index.shape == (2, 3)
+    result = run(tsne, ["--layer", "fc7", "--limit", "60", "--n-iter", "300", "--perplexity", "10"])
+    assert result.coordinates.shape == (60, 2) and "embedding" in result.pictures()
