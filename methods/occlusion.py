@@ -171,6 +171,7 @@ class _IncrementalEngine:
             x = module(x)
         self.stop_input = x.data
         self.rest = sequence[len(self.steps):]
+        self.logits = _run_sequence(self.rest, x).data[0]  # to check the sequence against the model
         xp = minigrad.get_array_module(x.data)
         self.padded = []
         for step, a in zip(self.steps, self.inputs):
@@ -297,12 +298,6 @@ def occlusion(model, x, target=None, size=None, stride=None, fill="zeros", batch
         base_probability = F.softmax(minigrad.tensor(base_logits.astype(np.float64)), axis=1).numpy()
         base_probability = base_probability[np.arange(n), targets]
         sequence = layer_sequence(model) if incremental else None
-        if sequence is not None:
-            check = _run_sequence(sequence, minigrad.tensor(x[:1])).numpy()
-            if check.shape != base_logits[:1].shape or not np.allclose(check, base_logits[:1], rtol=1e-4, atol=1e-5):
-                warnings.warn("occlusion: the model's layer sequence does not reproduce its output; "
-                              "running every occluded image through the whole model instead")
-                sequence = None
         used_incremental = sequence is not None
         probability = np.empty((n, len(ys_all)))
         top_class = np.empty((n, len(ys_all)), dtype=np.int64)
@@ -314,9 +309,14 @@ def occlusion(model, x, target=None, size=None, stride=None, fill="zeros", batch
             ys, xs = ys_all[b:b + batch_size], xs_all[b:b + batch_size]
             filler = _fill_patches(image, fill, size, blur_sigma)
             patch = np.stack([filler[:, y:y + size, x0:x0 + size] for y, x0 in zip(ys, xs)])
+            if used_incremental and engine_image != i:
+                engine, engine_image = _IncrementalEngine(sequence, image), i
+                check = minigrad.Tensor(engine.logits).numpy()
+                if check.shape != base_logits[i].shape or not np.allclose(check, base_logits[i], rtol=1e-4, atol=1e-5):
+                    warnings.warn("occlusion: the model's layer sequence does not reproduce its output; "
+                                  "running every occluded image through the whole model instead")
+                    used_incremental = False
             if used_incremental:
-                if engine_image != i:
-                    engine, engine_image = _IncrementalEngine(sequence, image), i
                 logits = engine.scores(ys, xs, patch)
             else:
                 occluded = np.repeat(image[None], len(ys), axis=0)
