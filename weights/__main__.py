@@ -75,7 +75,10 @@ def cmd_fetch(args):
         dest.unlink()
         print(f"removed the bad download {dest}", file=sys.stderr)
         raise
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"cannot create the cache folder {out.parent}: {e.strerror or e}") from None
     res = convert_pth(dest, out, entry.arch, overwrite=True)
     print(f"{entry.name}: sha256 {digest} ok; {res.count} tensors, {_mib(res.nbytes)} MiB -> {out}")
     return EXIT_OK

@@ -109,14 +109,15 @@ def convert_pth(src, out, arch=None, *, overwrite=False, check_hash=True, progre
     return ConvertResult(out, arch, digest, len(state), nbytes, fmt, num_classes)
 
 
-def load_state(path):
-    """Read weights for a model from ``path``: our safetensors (memory-mapped) or a torch
-    ``.pth`` (read without torch). Returns ``(tensors, metadata)``; a ``.pth`` gets metadata
+def load_state(path, copy_on_write=False):
+    """Read weights for a model from ``path``: our safetensors (memory-mapped; with
+    ``copy_on_write`` the arrays are writable private pages) or a torch ``.pth`` (read without
+    torch; read-only views). Returns ``(tensors, metadata)``; a ``.pth`` gets metadata
     describing torchvision's conventions."""
     path = os.fspath(path)
     fmt = read_format(path)
     if fmt == "safetensors":
-        f = SafetensorsFile(path)
+        f = SafetensorsFile(path, copy_on_write)
         return {k: f[k] for k in f.keys()}, dict(f.metadata)
     tensors = load_pth(path)
     meta = {"source": os.path.basename(path), "source_format": fmt,

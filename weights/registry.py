@@ -255,10 +255,10 @@ def download(url, dest, *, expected_size=None, progress=True, timeout=60):
     """
     import urllib.request  # here, so importing weights never loads the network stack
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     h = hashlib.sha256()
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(url, timeout=timeout) as r:
             total = r.headers.get("Content-Length") if hasattr(r, "headers") else None
             total = int(total) if total and total.isdigit() else expected_size
@@ -276,6 +276,8 @@ def download(url, dest, *, expected_size=None, progress=True, timeout=60):
         if part.exists():
             part.unlink()
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
+        if getattr(e, "filename", None):
+            reason = f"{reason}: {e.filename}"
         raise CheckpointError(f"download of {url} failed: {reason}") from None
     except BaseException:
         if part.exists():

@@ -240,22 +240,25 @@ def read_header(path):
 
 
 class SafetensorsFile:
-    """A safetensors file opened read-only through ``numpy.memmap``; a mapping name -> array.
+    """A safetensors file opened through ``numpy.memmap``; a mapping name -> array.
 
-    Opening parses and validates the header only; ``f[name]`` returns a read-only ndarray that
-    views the mapped file (no copy, pages load on first touch), except BF16 tensors, which
-    NumPy cannot hold and are widened to a float32 copy. Use as a context manager or call
+    Opening parses and validates the header only; ``f[name]`` returns an ndarray that views the
+    mapped file (no copy, pages load on first touch), except BF16 tensors, which NumPy cannot
+    hold and are widened to a float32 copy. The arrays are read-only, or with
+    ``copy_on_write=True`` writable with private copy-on-write pages: a model can own them as
+    its parameters and train, and the file never changes. Use as a context manager or call
     :meth:`close`; arrays already handed out keep the mapping alive.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, copy_on_write=False):
         self.path = os.fspath(path)
+        self._mode = "c" if copy_on_write else "r"
         self.header = read_header(self.path)
         self.metadata = dict(self.header.metadata)
         self._mm = None
         if self.header.file_size > 0:
             try:
-                self._mm = np.memmap(self.path, dtype=np.uint8, mode="r", shape=(self.header.file_size,))
+                self._mm = np.memmap(self.path, dtype=np.uint8, mode=self._mode, shape=(self.header.file_size,))
             except (OSError, ValueError) as e:
                 raise CheckpointError(f"{self.path}: cannot map the file ({e})") from None
 
@@ -294,7 +297,7 @@ class SafetensorsFile:
     def _view(self, info, dt):
         if info.nbytes == 0:
             out = np.empty(info.shape, dt)
-            out.flags.writeable = False
+            out.flags.writeable = self._mode == "c"
             return out
         return np.ndarray(info.shape, dtype=dt, buffer=self._mm, offset=self.header.data_start + info.begin)
 
@@ -312,9 +315,10 @@ class SafetensorsFile:
         return f"SafetensorsFile({self.path!r}, {len(self)} tensors)"
 
 
-def load_file(path):
-    """Return ``(tensors, metadata)``: a dict name -> read-only memmap-backed array, and the metadata map."""
-    f = SafetensorsFile(path)
+def load_file(path, copy_on_write=False):
+    """Return ``(tensors, metadata)``: a dict name -> memmap-backed array (read-only, or private
+    copy-on-write with ``copy_on_write=True``), and the metadata map."""
+    f = SafetensorsFile(path, copy_on_write)
     return {k: f[k] for k in f.keys()}, f.metadata
 
 

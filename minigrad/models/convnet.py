@@ -268,7 +268,7 @@ def build(arch, weights_arg=None, num_classes=None):
         if entry.arch != arch:
             raise ValueError(f"checkpoint {weights_arg!r} holds {entry.arch} weights, not {arch}")
     path = registry.resolve(weights_arg)
-    tensors, meta = load_state(path)
+    tensors, meta = load_state(path, copy_on_write=True)
     file_arch = meta.get("arch")
     if file_arch and file_arch != arch:
         raise ValueError(f"{path} holds {file_arch} weights, not {arch}")
@@ -281,7 +281,37 @@ def build(arch, weights_arg=None, num_classes=None):
         raise ValueError(f"{path} has {n} classes, but num_classes={num_classes} was asked for")
     model = ConvNet(arch, n, init=None, preprocessing=_metadata_preprocessing(meta),
                     labels=_metadata_labels(meta, n))
-    model.load_state_dict(tensors)
+    _adopt(model, tensors)
     object.__setattr__(model, "source", meta.get("source", str(path)))
     return model
 
+
+def _adopt(model, tensors):
+    """Load ``tensors`` (keys and shapes already checked) into ``model``.
+
+    Writable float32 C-contiguous arrays -- the copy-on-write views of a memory-mapped
+    safetensors file -- become the parameters' data as they are: loading VGG16 then takes
+    milliseconds, pages are read on first use, and a write (fine-tuning) copies only the page
+    it touches, never the file. Anything else (a .pth's read-only views, other dtypes) is
+    copied by ``load_state_dict``.
+    """
+    modules = dict(model.named_modules())
+    rest = {}
+    for key, arr in tensors.items():
+        path, _, name = key.rpartition(".")
+        module = modules.get(path)
+        current = getattr(module, name, None) if module is not None else None
+        if current is None:
+            rest[key] = arr  # load_state_dict reports it
+            continue
+        data = current.data if isinstance(current, nn.Parameter) else current
+        if (isinstance(arr, np.ndarray) and isinstance(data, np.ndarray) and arr.dtype == data.dtype
+                and arr.shape == data.shape and arr.flags.writeable and arr.flags.c_contiguous):
+            if isinstance(current, nn.Parameter):
+                current.data = arr
+            else:
+                setattr(module, name, arr)  # a buffer (BatchNorm running statistics)
+        else:
+            rest[key] = arr
+    if rest:
+        model.load_state_dict(rest, strict=False)

@@ -46,15 +46,11 @@ def test_usage_errors_exit_2(home):
     assert r.returncode == 2 and "unknown checkpoint 'resnet50'" in r.stderr
     r = cli("frobnicate", home=home)
     assert r.returncode == 2 and "invalid choice" in r.stderr
-    r = cli("convert", "x.pth", home=home)
-    assert r.returncode == 2 and "-o/--output" in r.stderr
 
 
 def test_missing_file(home):
     r = cli("convert", "missing.pth", "-o", "out.safetensors", home=home)
     assert r.returncode == 1 and "missing.pth: no such file" in r.stderr
-    r = cli("info", "missing.pth", home=home)
-    assert r.returncode == 1 and "no such file" in r.stderr
 
 
 def test_keys_that_do_not_fit_are_listed(home):
@@ -99,10 +95,9 @@ def test_unsafe_pickle(home):
     marker = home / "pwned"
     evil = pickle.dumps({"w": Payload(os.system, f"touch '{marker}'")}, protocol=2)
     (home / "evil.pth").write_bytes(zip_checkpoint(evil, {}))
-    for cmd in (["convert", "evil.pth", "--arch", "vgg16", "-o", "out.safetensors"], ["info", "evil.pth"]):
-        r = cli(*cmd, home=home)
-        assert r.returncode == 1
-        assert "unsafe pickle: global posix.system is not allowed" in r.stderr or "global os.system" in r.stderr
+    r = cli("convert", "evil.pth", "--arch", "vgg16", "-o", "out.safetensors", home=home)
+    assert r.returncode == 1
+    assert "unsafe pickle: global posix.system is not allowed" in r.stderr or "global os.system" in r.stderr
     assert not marker.exists()
 
 

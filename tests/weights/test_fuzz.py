@@ -91,7 +91,7 @@ def test_damaged_files_fail_cleanly(kind):
     with tempfile.TemporaryDirectory() as folder:
         check_reader(read, seed, folder)  # the undamaged seed reads
 
-        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
         @given(mutate(seed))
         def run(data):
             check_reader(read, data, folder)
@@ -108,7 +108,7 @@ def test_damaged_torch_saved_files_fail_cleanly(zipped):
         torch.save(net.state_dict(), path, _use_new_zipfile_serialization=zipped)
         seed = path.read_bytes()
 
-        @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
         @given(mutate(seed))
         def run(data):
             check_reader(load_pth, data, folder)
