@@ -3,7 +3,8 @@
 A quadtree is rebuilt from the 2-D embedding every iteration (O(N log N)); each point then
 walks it and treats a cell as one point at the cell's centre of mass when the cell is small
 seen from the point (cell side / distance < theta). The attractive forces run over the sparse
-affinity matrix P (CSR). Every loop over points runs in parallel (``prange``).
+affinity matrix P (CSR). The loops over points run in parallel (``prange``) from
+``PARALLEL_FROM`` points on; below that, serially (threads would cost more than they save).
 
 Node layout (arrays indexed by node): ``centre`` (cx, cy), ``half`` (half side), ``com``
 (centre of mass), ``mass`` (number of points), ``child`` (four children, -1 for a leaf),
@@ -122,25 +123,25 @@ def _repulsive_forces(y, half, com, mass, child, theta):
 
 
 def _attractive_forces(y, indptr, indices, p, exaggeration):
-    """Per point: sum_j exaggeration * p_ij q_ij (y_i - y_j) over the sparse P."""
-    n, dim = y.shape
-    force = np.zeros((n, dim))
+    """Per point: sum_j exaggeration * p_ij q_ij (y_i - y_j) over the sparse P (2-D)."""
+    n = y.shape[0]
+    force = np.zeros((n, 2))
     for i in prange(n):
+        yi0, yi1 = y[i, 0], y[i, 1]
+        f0, f1 = 0.0, 0.0
         for k in range(indptr[i], indptr[i + 1]):
             j = indices[k]
-            d2 = 0.0
-            for a in range(dim):
-                d = y[i, a] - y[j, a]
-                d2 += d * d
-            w = exaggeration * p[k] / (1.0 + d2)
-            for a in range(dim):
-                force[i, a] += w * (y[i, a] - y[j, a])
+            d0, d1 = yi0 - y[j, 0], yi1 - y[j, 1]
+            w = p[k] / (1.0 + d0 * d0 + d1 * d1)
+            f0 += w * d0
+            f1 += w * d1
+        force[i, 0], force[i, 1] = exaggeration * f0, exaggeration * f1
     return force
 
 
 def _sparse_kl_terms(y, indptr, indices, p, log_z):
-    """sum over P's non-zeros of p log(p / q), q = q_unnorm / Z, per point."""
-    n, dim = y.shape
+    """sum over P's non-zeros of p log(p / q), q = q_unnorm / Z, per point (2-D)."""
+    n = y.shape[0]
     out = np.zeros(n)
     for i in prange(n):
         s = 0.0
@@ -148,11 +149,8 @@ def _sparse_kl_terms(y, indptr, indices, p, log_z):
             if p[k] <= 0:
                 continue
             j = indices[k]
-            d2 = 0.0
-            for a in range(dim):
-                d = y[i, a] - y[j, a]
-                d2 += d * d
-            s += p[k] * (np.log(p[k]) + np.log1p(d2) + log_z)
+            d0, d1 = y[i, 0] - y[j, 0], y[i, 1] - y[j, 1]
+            s += p[k] * (np.log(p[k]) + np.log1p(d0 * d0 + d1 * d1) + log_z)
         out[i] = s
     return out
 
