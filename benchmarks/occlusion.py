@@ -7,58 +7,25 @@ Times ``methods.occlusion`` twice on one random image, with ``incremental=True``
 checks that the two maps agree, and prints the seconds per occluder position and the
 speed-up. The cost per position does not depend on the stride, so the default stride equals
 the size to keep the run short (7 x 7 = 49 positions at 224). The model is
-``minigrad.models.load(name)`` when that exists (random init), else the same VGG16 built
-here from ``weights.archs`` with random weights (timings do not depend on the values).
+``minigrad.models.<name>()`` with torchvision's random initialization (timings do not
+depend on the values).
 """
 
 import argparse
 import json
 import time
-from collections import OrderedDict
 
 import numpy as np
 
 import minigrad
-from minigrad import nn
-
-
-def _build_from_table(arch, seed=0):
-    from weights.archs import layers
-
-    rng = np.random.default_rng(seed)
-    modules = []
-    for layer in layers(arch):
-        p = layer.params
-        if layer.kind == "conv":
-            m = nn.Conv2d(p["in_channels"], p["out_channels"], p["kernel_size"], p["stride"], p["padding"])
-        elif layer.kind == "linear":
-            m = nn.Linear(p["in_features"], p["out_features"])
-        elif layer.kind == "relu":
-            m = nn.ReLU()
-        elif layer.kind == "maxpool":
-            m = nn.MaxPool2d(p["kernel_size"], p["stride"], p["padding"])
-        elif layer.kind == "adaptive_avgpool":
-            m = nn.AdaptiveAvgPool2d(p["output_size"])
-        elif layer.kind == "flatten":
-            m = nn.Flatten()
-        elif layer.kind == "dropout":
-            m = nn.Dropout(p["p"])
-        else:
-            raise ValueError(f"layer kind {layer.kind} not handled here")
-        for param in m.parameters():  # He-normal keeps activations at a realistic scale
-            fan_in = int(np.prod(param.shape[1:])) if param.ndim > 1 else 1
-            param.data[...] = rng.normal(0, np.sqrt(2.0 / fan_in), param.shape) if param.ndim > 1 else 0
-        modules.append((layer.name, m))
-    return nn.Sequential(OrderedDict(modules)).eval()
 
 
 def load_model(name):
-    try:
-        from minigrad import models
+    """``minigrad.models.<name>()`` with torchvision's random initialization, in eval mode."""
+    from minigrad import models
 
-        return models.load(name), "minigrad.models"
-    except ImportError:
-        return _build_from_table(name), "weights.archs table (minigrad.models not available)"
+    minigrad.manual_seed(0)
+    return getattr(models, name)().eval().requires_grad_(False), f"minigrad.models.{name}() (random init)"
 
 
 def main(argv=None):

@@ -159,7 +159,7 @@ class GMM:
         for c in range(self.k):
             if self.weights[c] > 0:
                 diff = samples - self.means[c]
-                mahalanobis = np.einsum("ni,ij,nj->n", diff, self.inverses[c], diff)
+                mahalanobis = ((diff @ self.inverses[c]) * diff).sum(axis=1)
                 out[:, c] = np.exp(-0.5 * mahalanobis) / np.sqrt(self.dets[c])
         return out
 
