@@ -17,7 +17,6 @@ import pytest
 
 from tests.weights.fixtures import (
     P,
-    T,
     Payload,
     legacy_checkpoint,
     small_legacy,
@@ -29,7 +28,7 @@ from tests.weights.fixtures import (
 from weights import CheckpointError, load_pth
 
 
-def plain_unpickle_in_child(data, first_only=True):
+def plain_unpickle_in_child(data):
     """Run the stock unpickler on ``data`` in a child process (what an unsafe loader does)."""
     code = "import pickle, io, sys; f = io.BytesIO(sys.stdin.buffer.read()); pickle.load(f)"
     subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=30)
