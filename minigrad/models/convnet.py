@@ -20,7 +20,7 @@ import threading
 import numpy as np
 
 import weights
-from minigrad import nn
+from minigrad import backend, nn
 from minigrad.models.preprocessing import TORCHVISION, Preprocessing
 from minigrad.seeding import random_generator
 from minigrad.tensor import Tensor, tensor
@@ -79,6 +79,33 @@ def _module(layer):
     raise ValueError(f"unknown layer kind {kind!r}")
 
 
+def _draw(array, fill):
+    """Run ``fill(host)`` on a float32 host array and make ``array`` hold the result: in place
+    for a NumPy float32 array (no temporary for VGG's 100M-weight fc6), else through a host
+    buffer (CuPy arrays, float64 models)."""
+    if isinstance(array, np.ndarray) and array.dtype == np.float32 and array.flags.c_contiguous:
+        fill(array)
+        return
+    host = np.empty(array.shape, np.float32)
+    fill(host)
+    array[...] = backend.to_device(host, backend.device_of(array)) if backend.device_of(array) != "cpu" else host
+
+
+def _uniform(rng, bound):
+    def fill(h):  # U(-bound, bound) in place
+        rng.random(out=h, dtype=np.float32)
+        h *= 2 * bound
+        h -= bound
+    return fill
+
+
+def _normal(rng, std):
+    def fill(h):  # N(0, std^2) in place
+        rng.standard_normal(out=h, dtype=np.float32)
+        h *= std
+    return fill
+
+
 class ConvNet(nn.Module):
     """AlexNet or a VGG (``arch`` in :data:`weights.archs.ARCHS`), torchvision's layout.
 
@@ -130,17 +157,14 @@ class ConvNet(nn.Module):
                 fan_in = math.prod(w.shape[1:])
                 if self.arch == "alexnet":
                     bound = np.float32(1.0 / math.sqrt(fan_in))
-                    for a in (w, b):  # U(-bound, bound), drawn in place
-                        rng.random(out=a, dtype=np.float32)
-                        a *= 2 * bound
-                        a -= bound
+                    _draw(w, _uniform(rng, bound))
+                    _draw(b, _uniform(rng, bound))
                     continue
                 if isinstance(m, nn.Conv2d):
-                    std = math.sqrt(2.0 / (w.shape[0] * math.prod(w.shape[2:])))  # fan_out, ReLU gain
+                    std = np.float32(math.sqrt(2.0 / (w.shape[0] * math.prod(w.shape[2:]))))  # fan_out, ReLU
                 else:
-                    std = 0.01
-                rng.standard_normal(out=w, dtype=np.float32)
-                w *= np.float32(std)
+                    std = np.float32(0.01)
+                _draw(w, _normal(rng, std))
                 b[...] = 0
             elif isinstance(m, nn.BatchNorm2d):
                 m.weight.data[...] = 1
