@@ -63,10 +63,15 @@ vgg19_bn = _builder("vgg19_bn", "VGG-19 with batch normalization")
 def load(name, arch=None):
     """A pretrained model ready for visualization: eval mode, parameters frozen.
 
-    ``name`` is a registry name (``"vgg16"``, fetched beforehand with ``python -m weights fetch``)
-    or a weights file; the architecture comes from the registry, the file's metadata, or its
-    keys and shapes (``arch`` overrides). Call ``.train()`` / ``.requires_grad_()`` to fine-tune.
+    ``name`` is ``"fashion-vgg"`` (the small network shipped in weights/), a registry name
+    (``"vgg16"``, fetched beforehand with ``python -m weights fetch``) or a weights file; the
+    architecture comes from the registry, the file's metadata, or its keys and shapes (``arch``
+    overrides). Call ``.train()`` / ``.requires_grad_()`` to fine-tune.
     """
+    if name in ("fashion-vgg", "fashion_vgg") and arch is None:
+        from minigrad.models.fashion_vgg import fashion_vgg
+
+        return fashion_vgg().eval().requires_grad_(False)
     if arch is None:
         if isinstance(name, str) and name in _registry.CHECKPOINTS:
             arch = _registry.get(name).arch

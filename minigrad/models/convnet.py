@@ -76,6 +76,8 @@ def _module(layer):
         return nn.Dropout(p["p"])
     if kind == "linear":
         return Linear(p["in_features"], p["out_features"])
+    if kind == "flatten":  # torch.flatten(x, 1) in torchvision's forward; not a registered child
+        return nn.Flatten(1)
     raise ValueError(f"unknown layer kind {kind!r}")
 
 
@@ -115,14 +117,15 @@ class ConvNet(nn.Module):
 
     Attributes: ``arch``, ``num_classes``, ``layer_names`` (every layer's paper-style name in
     forward order), ``preprocessing`` (a :class:`Preprocessing`), ``labels`` (tuple of class
-    names, or None).
+    names, or None), ``input_shape`` (3, 224, 224): the size the weights were trained at (any
+    size from 32 x 32 for VGG, 63 x 63 for AlexNet, runs thanks to the adaptive pooling).
     """
 
     def __init__(self, arch, num_classes=1000, init="torchvision", preprocessing=None, labels=None):
         super().__init__()
         table = archs.layers(arch, num_classes)
         with _no_default_init():
-            mods = [(layer, _module(layer)) if layer.kind != "flatten" else (layer, None) for layer in table]
+            mods = [(layer, _module(layer)) for layer in table]
         feats = [m for layer, m in mods if layer.key.startswith("features.")]
         heads = [m for layer, m in mods if layer.key.startswith("classifier.")]
         self.features = nn.Sequential(*feats)
@@ -130,12 +133,14 @@ class ConvNet(nn.Module):
         self.classifier = nn.Sequential(*heads)
         object.__setattr__(self, "arch", arch)
         object.__setattr__(self, "num_classes", int(num_classes))
-        # (name, module or None for the flatten between avgpool and the classifier), forward order
+        # (name, module) in forward order; the flatten between avgpool and classifier is not a
+        # registered child (torchvision has none), so state_dict keys and repr stay torchvision's
         object.__setattr__(self, "_steps", [(layer.name, m) for layer, m in mods])
-        object.__setattr__(self, "layer_names", tuple(layer.name for layer in table if layer.kind != "flatten"))
+        object.__setattr__(self, "layer_names", tuple(layer.name for layer in table))
         object.__setattr__(self, "_index", {name: i for i, (name, _) in enumerate(self._steps)})
         object.__setattr__(self, "preprocessing", preprocessing or TORCHVISION)
         object.__setattr__(self, "labels", tuple(labels) if labels is not None else None)
+        object.__setattr__(self, "input_shape", (3, self.preprocessing.crop, self.preprocessing.crop))
         if init == "torchvision":
             self.reset_parameters()
         elif init is not None:
@@ -189,7 +194,7 @@ class ConvNet(nn.Module):
     def _run(self, x, upto):
         """Run steps 0..upto, yielding (name, output) after each."""
         for name, module in self._steps[: upto + 1]:
-            x = x.flatten(1) if module is None else module(x)
+            x = module(x)
             yield name, x
 
     def forward(self, x):
@@ -200,13 +205,17 @@ class ConvNet(nn.Module):
             pass
         return x
 
+    def named_layers(self):
+        """[(paper name, module)] for every layer in forward order (``flatten`` included)."""
+        return list(self._steps)
+
     def layer(self, name):
         """The module called ``name`` (e.g. ``model.layer("conv5_3")``)."""
         self._names_ok([name])
         return self._steps[self._index[name]][1]
 
     def _names_ok(self, names):
-        unknown = [n for n in names if n not in self._index or self._steps[self._index[n]][1] is None]
+        unknown = [n for n in names if n not in self._index]
         if unknown:
             raise ValueError(
                 f"unknown layer name(s) {', '.join(map(repr, unknown))} for {self.arch}; "

@@ -38,7 +38,7 @@ def test_paper_layer_names():
     names = vgg16.layer_names
     assert names[:5] == ("conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1")
     assert names[names.index("pool4") + 1 :] == (
-        "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "pool5", "avgpool",
+        "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "pool5", "avgpool", "flatten",
         "fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8")
     # the notes' index table: relu4_2 = features.20, relu5_3 = features.29 in VGG16
     assert vgg16.layer("relu4_2") is vgg16.features[20]
@@ -51,7 +51,10 @@ def test_paper_layer_names():
     alex = models.ConvNet("alexnet", init=None)
     assert alex.layer_names == (
         "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "conv4", "relu4",
-        "conv5", "relu5", "pool5", "avgpool", "drop5", "fc6", "relu6", "drop6", "fc7", "relu7", "fc8")
+        "conv5", "relu5", "pool5", "avgpool", "flatten", "drop5", "fc6", "relu6", "drop6", "fc7", "relu7",
+        "fc8")
+    assert [n for n, _ in alex.named_layers()] == list(alex.layer_names)
+    assert "flatten" not in repr(alex) and alex.input_shape == (3, 224, 224)
     assert alex.layer("fc6") is alex.classifier[1]
     assert alex.avgpool.output_size == (6, 6) and vgg16.avgpool.output_size == (7, 7)
 
@@ -70,6 +73,7 @@ def test_extract_runs_only_as_deep_as_needed_and_names_are_checked():
         model.extract(x, ["relu9"])
     with pytest.raises(ValueError, match="valid names"):
         model.layer("features.0")
+    assert model.extract(x, "flatten")["flatten"].shape == (1, 256 * 36)
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         model(np.zeros((3, 64, 64), np.float32))
 
