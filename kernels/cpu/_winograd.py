@@ -18,9 +18,10 @@ around it are the jitted loops below:
   once, because G's entries (1/6, 1/12, 1/24) are not exact in float32;
 * ``input_transform``: V[xi, c, p] = (B^T d_p B)[xi] for every 6x6 tile d_p of the
   zero-padded input plane (tiles overlap by 2 pixels); done as two 1-D passes (rows, then
-  columns), the second of which runs along contiguous tiles and vectorises;
+  columns). The padded plane is stored split by column phase (w mod 4), so that both passes
+  read contiguous runs along the tile index and vectorise;
 * ``output_transform``: y[n, k, 4*ty + r, 4*tx + s] = (A^T m A)[r, s] (+ bias, ReLU), again
-  as two 1-D passes, writing only the in-bounds part of edge tiles.
+  as two 1-D passes into column-phase order, interleaved into the in-bounds output pixels.
 
 Each transform runs ``prange`` over independent (sample, channel) planes: every plane's
 tiles write disjoint slots of V, M or y, so there are no races.
@@ -92,54 +93,71 @@ def input_transform(x, v, ph, pw, th, tw):
     n_batch, n_ch, height, width = x.shape
     tiles = th * tw
     hp = 4 * th + 2
-    wp = 4 * tw + 2
     for plane in prange(n_batch * n_ch):
         nc = np.int64(plane)
         n = nc // n_ch
         c = nc % n_ch
-        # zero-padded copy of the plane, large enough for every tile: no bounds tests below
-        xp = np.zeros((hp, wp), np.float32)
-        h_hi = min(height, hp - ph)
-        w_hi = min(width, wp - pw)
-        for h in range(h_hi):
-            for ww in range(w_hi):
-                xp[h + ph, ww + pw] = x[n, c, h, ww]
-        # pass 1, along rows: t[j, h, tx] = (B^T applied to xp[h, 4tx : 4tx+6])[j]
+        # The zero-padded plane, split by column phase: xq[q, h, t] = xpad[h, 4t + q]. A
+        # tile's six columns 4tx .. 4tx+5 are then xq[0..3, h, tx], xq[0..1, h, tx+1]: six
+        # contiguous streams along tx instead of stride-4 reads, so pass 1 vectorises too.
+        xq = np.zeros((4, hp, tw + 1), np.float32)
+        for h in range(min(height, hp - ph)):
+            for q in range(4):
+                # columns ww = 4t + q - pw of the input, for every t that lands inside it
+                t_lo = max(0, (pw - q + 3) // 4)
+                t_hi = min(tw + 1, (width - 1 + pw - q) // 4 + 1)
+                for t in range(t_lo, t_hi):
+                    xq[q, h + ph, t] = x[n, c, h, 4 * t + q - pw]
+        # pass 1, along rows: t[j, h, tx] = (B^T applied to xpad[h, 4tx : 4tx+6])[j].
+        # Each inner loop reads one array and writes one 1-D slice indexed by the bare
+        # loop counter: LLVM then needs a single alias check and vectorises it (with many
+        # arrays per loop it gives up on the checks and stays scalar).
         t = np.empty((6, hp, tw), np.float32)
         for h in range(hp):
+            a = xq[:, h, :]  # a[q, tx] = xpad[h, 4tx + q]; columns 4, 5 are a[0..1, tx + 1]
+            o = t[0, h]
             for tx in range(tw):
-                b = 4 * tx
-                d0 = xp[h, b]
-                d1 = xp[h, b + 1]
-                d2 = xp[h, b + 2]
-                d3 = xp[h, b + 3]
-                d4 = xp[h, b + 4]
-                d5 = xp[h, b + 5]
-                t[0, h, tx] = 4.0 * d0 - 5.0 * d2 + d4
-                t[1, h, tx] = -4.0 * (d1 + d2) + d3 + d4
-                t[2, h, tx] = 4.0 * (d1 - d2) - d3 + d4
-                t[3, h, tx] = 2.0 * (d3 - d1) - d2 + d4
-                t[4, h, tx] = 2.0 * (d1 - d3) - d2 + d4
-                t[5, h, tx] = 4.0 * d1 - 5.0 * d3 + d5
-        # pass 2, along columns, vectorised over the contiguous tx
+                o[tx] = 4.0 * a[0, tx] - 5.0 * a[2, tx] + a[0, tx + 1]
+            o = t[1, h]
+            for tx in range(tw):
+                o[tx] = -4.0 * (a[1, tx] + a[2, tx]) + a[3, tx] + a[0, tx + 1]
+            o = t[2, h]
+            for tx in range(tw):
+                o[tx] = 4.0 * (a[1, tx] - a[2, tx]) - a[3, tx] + a[0, tx + 1]
+            o = t[3, h]
+            for tx in range(tw):
+                o[tx] = 2.0 * (a[3, tx] - a[1, tx]) - a[2, tx] + a[0, tx + 1]
+            o = t[4, h]
+            for tx in range(tw):
+                o[tx] = 2.0 * (a[1, tx] - a[3, tx]) - a[2, tx] + a[0, tx + 1]
+            o = t[5, h]
+            for tx in range(tw):
+                o[tx] = 4.0 * a[1, tx] - 5.0 * a[3, tx] + a[1, tx + 1]
+        # pass 2, along columns (rows 4ty .. 4ty+5 of t), the same way
         base = n * tiles
         for ty in range(th):
             r = 4 * ty
             p0 = base + ty * tw
             for j in range(6):
+                e = t[j, r:r + 6, :]
+                o = v[j, c, p0:p0 + tw]
                 for tx in range(tw):
-                    e0 = t[j, r, tx]
-                    e1 = t[j, r + 1, tx]
-                    e2 = t[j, r + 2, tx]
-                    e3 = t[j, r + 3, tx]
-                    e4 = t[j, r + 4, tx]
-                    e5 = t[j, r + 5, tx]
-                    v[j, c, p0 + tx] = 4.0 * e0 - 5.0 * e2 + e4
-                    v[6 + j, c, p0 + tx] = -4.0 * (e1 + e2) + e3 + e4
-                    v[12 + j, c, p0 + tx] = 4.0 * (e1 - e2) - e3 + e4
-                    v[18 + j, c, p0 + tx] = 2.0 * (e3 - e1) - e2 + e4
-                    v[24 + j, c, p0 + tx] = 2.0 * (e1 - e3) - e2 + e4
-                    v[30 + j, c, p0 + tx] = 4.0 * e1 - 5.0 * e3 + e5
+                    o[tx] = 4.0 * e[0, tx] - 5.0 * e[2, tx] + e[4, tx]
+                o = v[6 + j, c, p0:p0 + tw]
+                for tx in range(tw):
+                    o[tx] = -4.0 * (e[1, tx] + e[2, tx]) + e[3, tx] + e[4, tx]
+                o = v[12 + j, c, p0:p0 + tw]
+                for tx in range(tw):
+                    o[tx] = 4.0 * (e[1, tx] - e[2, tx]) - e[3, tx] + e[4, tx]
+                o = v[18 + j, c, p0:p0 + tw]
+                for tx in range(tw):
+                    o[tx] = 2.0 * (e[3, tx] - e[1, tx]) - e[2, tx] + e[4, tx]
+                o = v[24 + j, c, p0:p0 + tw]
+                for tx in range(tw):
+                    o[tx] = 2.0 * (e[1, tx] - e[3, tx]) - e[2, tx] + e[4, tx]
+                o = v[30 + j, c, p0:p0 + tw]
+                for tx in range(tw):
+                    o[tx] = 4.0 * e[1, tx] - 5.0 * e[3, tx] + e[5, tx]
 
 
 @njit(parallel=True, cache=True)
@@ -149,13 +167,14 @@ def output_transform(m, y, bias, relu, th, tw):
     m (36, K, N*th*tw) float32, y (N, K, OH, OW), bias (K,) (zeros for no bias)."""
     n_batch, n_out, oh, ow = y.shape
     tiles = th * tw
+    full = ow // 4  # tiles whose four columns are all inside the output
     for plane in prange(n_batch * n_out):
         nk = np.int64(plane)
         n = nk // n_out
         k = nk % n_out
         bk = bias[k]
         s = np.empty((4, 6, tw), np.float32)
-        rows = np.empty((4, 4 * tw), np.float32)
+        o = np.empty((4, 4, tw), np.float32)  # o[col, row, tx]: contiguous along tx
         for ty in range(th):
             p0 = n * tiles + ty * tw
             # pass 1, along i (contiguous in tx): s[r, j, tx] = (A^T m[:, j])[r]
@@ -175,7 +194,7 @@ def output_transform(m, y, bias, relu, th, tw):
                     s[1, j, tx] = b + 2.0 * d
                     s[2, j, tx] = a + 4.0 * cc
                     s[3, j, tx] = b + 8.0 * d + m5
-            # pass 2, along j: four output pixels per tile and row
+            # pass 2, along j, into column-phase order o[s, r, tx] (contiguous along tx)
             for r in range(4):
                 for tx in range(tw):
                     q0 = s[r, 0, tx]
@@ -188,22 +207,26 @@ def output_transform(m, y, bias, relu, th, tw):
                     b = q1 - q2
                     cc = q3 + q4
                     d = q3 - q4
-                    o = 4 * tx
-                    rows[r, o] = q0 + a + cc
-                    rows[r, o + 1] = b + 2.0 * d
-                    rows[r, o + 2] = a + 4.0 * cc
-                    rows[r, o + 3] = b + 8.0 * d + q5
-            # copy the in-bounds part with the fused bias (+ ReLU) epilogue
+                    o[0, r, tx] = q0 + a + cc
+                    o[1, r, tx] = b + 2.0 * d
+                    o[2, r, tx] = a + 4.0 * cc
+                    o[3, r, tx] = b + 8.0 * d + q5
+            # interleave the four column phases into the output rows (in-bounds part only)
             for r in range(4):
                 i = 4 * ty + r
-                if i < oh:
-                    if relu:
-                        for jj in range(ow):
-                            val = rows[r, jj] + bk
-                            y[n, k, i, jj] = val if val > 0.0 else np.float32(0.0)
-                    else:
-                        for jj in range(ow):
-                            y[n, k, i, jj] = rows[r, jj] + bk
+                if i >= oh:
+                    break
+                for tx in range(full):
+                    for col in range(4):
+                        val = o[col, r, tx] + bk
+                        if relu and not val > 0.0:
+                            val = np.float32(0.0)
+                        y[n, k, i, 4 * tx + col] = val
+                for jj in range(4 * full, ow):
+                    val = o[jj - 4 * full, r, full] + bk
+                    if relu and not val > 0.0:
+                        val = np.float32(0.0)
+                    y[n, k, i, jj] = val
 
 
 def transform_weights(w):

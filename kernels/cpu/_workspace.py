@@ -51,21 +51,24 @@ def release_scratch():
 
 @njit(parallel=True, cache=True)
 def _hash_words(words):
-    """An order-independent 64-bit hash of a uint32 array: the wrapping sum of a
-    splitmix64-style mix of (index, word), so a parallel reduction gives the same bits."""
-    total = np.uint64(0)
+    """Two 32-bit wrapping sums over a uint32 array, sum(word_i * (2i + 1)) and
+    sum((word_i ^ golden*i) * c): order-independent (a parallel reduction gives the same
+    bits), vectorisable, and a change of any single word always changes the first (an odd
+    multiplier is invertible mod 2**32)."""
+    s1 = np.uint32(0)
+    s2 = np.uint32(0)
     for ii in prange(words.size):
-        z = (np.uint64(ii) << np.uint64(32)) ^ np.uint64(words[ii])
-        z = z * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        total += z ^ (z >> np.uint64(31))
-    return total
+        i = np.uint32(ii)
+        word = words[ii]
+        s1 += word * (i + i + np.uint32(1))
+        s2 += (word ^ (i * np.uint32(0x9E3779B9))) * np.uint32(0x85EBCA6B)
+    return s1, s2
 
 
 def fingerprint(w):
-    """64-bit hash of a float32 array's bytes (changes when any element changes)."""
-    return int(_hash_words(np.ascontiguousarray(w).reshape(-1).view(np.uint32)))
+    """A 64-bit hash of a float32 array's bytes (changes when any element changes)."""
+    s1, s2 = _hash_words(np.ascontiguousarray(w).reshape(-1).view(np.uint32))
+    return (int(s1) << 32) | int(s2)
 
 
 class WeightCache:

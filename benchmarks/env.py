@@ -1,0 +1,118 @@
+"""The machine and the libraries a benchmark ran on, and the timer every suite uses.
+
+Timings are wall-clock (``time.perf_counter``) around calls that return finished NumPy
+arrays (CuPy timings synchronise the device first). Each case runs once to warm up (JIT
+compilation, Winograd weight transforms, page faults of first-touch buffers) and then
+``repeats`` times; we report the minimum, the least disturbed by other processes on a shared
+machine, and the median.
+"""
+
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def blas_info():
+    """What threadpoolctl reports for the BLAS libraries loaded in this process (the kernel
+    architecture OpenBLAS picked, its threads), or None without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return [
+        {k: v for k, v in entry.items() if k in ("internal_api", "architecture", "num_threads", "version", "prefix")}
+        for entry in threadpool_info()
+    ]
+
+
+def describe():
+    """A dict naming the machine, the library versions and the thread settings."""
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                                           "OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS")
+                if k in os.environ},
+    }
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+        info["numba_threads"] = numba.get_num_threads()
+        try:
+            info["numba_threading_layer"] = numba.threading_layer()
+        except ValueError:  # no parallel region has run yet
+            info["numba_threading_layer"] = numba.config.THREADING_LAYER
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    info["blas"] = blas_info()
+    return info
+
+
+def measure(fn, repeats, warmup=1, sync=None):
+    """Run ``fn`` ``warmup`` times, then ``repeats`` times timed; return a dict of seconds."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - start)
+    return {"min_s": min(times), "median_s": float(np.median(times)), "repeats": len(times)}
+
+
+def sgemm_rate(repeats=5, size=2048):
+    """GFLOP/s of a float32 (size x size) @ (size x size) numpy.matmul: the yardstick for "% of sgemm"."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    out = np.empty_like(a)
+    t = measure(lambda: np.matmul(a, b, out=out), repeats)
+    return 2.0 * size**3 / t["min_s"] / 1e9
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far, in MiB (Linux ru_maxrss is in KiB)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024.0 if platform.system() != "Darwin" else peak / 2**20

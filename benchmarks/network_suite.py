@@ -1,0 +1,160 @@
+"""End-to-end VGG16 / AlexNet: forward, and forward + backward to the input (frozen weights).
+
+Each (network, runner) pair runs in a fresh subprocess, so that its peak memory
+(``ru_maxrss``) is its own and no thread pool of one library (torch's OpenMP, Numba's,
+OpenBLAS's) is left spinning while another one is timed. Runners:
+
+* ``numba`` / ``reference``: ``networks.KernelNet``, the contract's kernels chained as a
+  framework would chain them (conv, bias + ReLU, max-pool; then ReLU backward, conv
+  backward-data, max-pool backward), batch 1, 224x224, float32;
+* ``minigrad``: ``minigrad.models`` (vgg16 / alexnet) with frozen parameters, on minigrad's
+  default CPU backend, when that package is importable;
+* ``torch``: the same layer table in torch, eval mode, frozen parameters, input requiring grad.
+
+The numba runner also reports the Winograd error: its float32 logits and input gradient
+against the float64 direct (im2col) chain with the same weights.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from . import env, networks
+
+RUNNERS = ("numba", "torch", "minigrad", "reference")
+
+
+def _torch_runner(spec, weights, x):
+    import torch
+
+    model = networks.torch_model(spec, weights)
+    xt = torch.from_numpy(x)
+
+    def forward():
+        with torch.no_grad():
+            return model(xt)
+
+    def forward_backward():
+        xx = xt.clone().requires_grad_(True)
+        y = model(xx)
+        y[0, 1].backward()
+        return xx.grad
+
+    return forward, forward_backward
+
+
+def _kernel_runner(spec, weights, x, backend):
+    import kernels
+
+    net = networks.KernelNet(spec, weights, kernels.load(backend))
+
+    def forward():
+        return net.forward(x, keep=False)
+
+    def forward_backward():
+        y = net.forward(x)
+        g = np.zeros_like(y)
+        g[0, 1] = 1
+        return net.backward_to_input(g)
+
+    return forward, forward_backward
+
+
+def _minigrad_runner(name, x):
+    import minigrad
+    from minigrad import models
+
+    model = getattr(models, name)()
+    model.eval()
+    for prm in model.parameters():
+        prm.requires_grad = False
+    onehot = np.zeros((1, 1000), np.float32)
+    onehot[0, 1] = 1
+
+    def forward():
+        with minigrad.no_grad():
+            return model(minigrad.tensor(x)).numpy()
+
+    def forward_backward():
+        xx = minigrad.tensor(x, requires_grad=True)
+        (model(xx) * minigrad.tensor(onehot)).sum().backward()
+        return xx.grad
+
+    return forward, forward_backward
+
+
+def winograd_error(spec, weights, x):
+    """Max |float32 Winograd - float64 direct| / max |float64 direct|, for logits and input gradient."""
+    import kernels
+    from kernels import cpu
+
+    weights64 = {k: (w.astype(np.float64), b.astype(np.float64)) for k, (w, b) in weights.items()}
+    fast = networks.KernelNet(spec, weights, cpu)
+    exact = networks.KernelNet(spec, weights64, kernels.load("numba"), conv_algorithm="im2col")
+    out = {}
+    y32 = fast.forward(x)
+    y64 = exact.forward(x.astype(np.float64))
+    g = np.zeros_like(y64)
+    g[0, int(np.argmax(y64[0]))] = 1
+    gx32 = fast.backward_to_input(g.astype(np.float32))
+    gx64 = exact.backward_to_input(g)
+    out["logits_rel_err"] = float(np.abs(y32 - y64).max() / np.abs(y64).max())
+    out["input_grad_rel_err"] = float(np.abs(gx32 - gx64).max() / np.abs(gx64).max())
+    out["input_grad_rel_l2_err"] = float(np.linalg.norm(gx32 - gx64) / np.linalg.norm(gx64))
+    return out
+
+
+def worker(name, runner, repeats, with_error):
+    """Body of the subprocess: time one runner on one network, print a JSON line."""
+    spec = networks.NETWORKS[name]()
+    weights = networks.make_weights(spec)
+    x = np.random.default_rng(1).standard_normal((1, 3, 224, 224), dtype=np.float32)
+    if runner == "torch":
+        forward, forward_backward = _torch_runner(spec, weights, x)
+    elif runner == "minigrad":
+        forward, forward_backward = _minigrad_runner(name, x)
+    else:
+        forward, forward_backward = _kernel_runner(spec, weights, x, runner)
+    result = {"network": name, "runner": runner}
+    result["forward"] = env.measure(forward, repeats)
+    result["forward_backward"] = env.measure(forward_backward, repeats)
+    result["peak_rss_mb"] = env.peak_rss_mb()
+    result["env"] = env.describe()
+    if with_error and runner == "numba":
+        result["winograd"] = winograd_error(spec, weights, x)
+    print("RESULT " + json.dumps(result))
+
+
+def run(networks_to_run, runners, repeats, log=print, reference_repeats=1, timeout=1800):
+    """Run every (network, runner) in its own subprocess; return the result dicts."""
+    results = []
+    for name in networks_to_run:
+        for runner in runners:
+            reps = min(repeats, reference_repeats) if runner == "reference" else repeats
+            cmd = [sys.executable, "-m", "benchmarks.network_suite", name, runner, str(reps),
+                   "1" if runner == "numba" else "0"]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                log(f"{name:<8} {runner:<9} skipped: {reason}")
+                continue
+            result = json.loads(lines[-1][len("RESULT "):])
+            results.append(result)
+            log(format_result(result))
+    return results
+
+
+def format_result(r):
+    text = (f"{r['network']:<8} {r['runner']:<9} forward {r['forward']['min_s'] * 1e3:8.1f} ms   "
+            f"forward+backward {r['forward_backward']['min_s'] * 1e3:8.1f} ms   peak {r['peak_rss_mb']:7.0f} MiB")
+    if "winograd" in r:
+        text += f"   winograd err logits {r['winograd']['logits_rel_err']:.1e}"
+    return text
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1")
