@@ -1,6 +1,5 @@
 """Occlusion (Zeiler & Fergus 2014): incremental inference gives the map of full recomputation."""
 
-
 import numpy as np
 import pytest
 
