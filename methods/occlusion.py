@@ -205,11 +205,9 @@ class _IncrementalEngine:
             sty, ch = self._axis(ys, h, n_in_h, n_out_h, kh, sh, ph, dh)
             stx, cw = self._axis(xs, w, n_in_w, n_out_w, kw, sw, pw, dw)
             win_h, win_w = (ch - 1) * sh + (kh - 1) * dh + 1, (cw - 1) * sw + (kw - 1) * dw + 1
-            rows = xp.asarray(sty[:, None] * sh + np.arange(win_h)[None])
-            cols = xp.asarray(stx[:, None] * sw + np.arange(win_w)[None])
-            windows = padded[:, rows[:, :, None], cols[:, None, :]].transpose(1, 0, 2, 3)
-            windows = xp.ascontiguousarray(windows)
+            windows = xp.empty((len(ys), padded.shape[0], win_h, win_w), dtype=padded.dtype)
             for b in range(len(ys)):
+                windows[b] = padded[:, sty[b] * sh:sty[b] * sh + win_h, stx[b] * sw:stx[b] * sw + win_w]
                 # the changed rectangle, in padded coordinates, clipped to this window
                 r0, c0 = ys[b] + ph - sty[b] * sh, xs[b] + pw - stx[b] * sw
                 ra, rb = max(r0, 0), min(r0 + h, win_h)
