@@ -47,6 +47,7 @@ its input and output channels swapped. ``backward_weights`` builds that kernel.
 import numpy as np
 from numba import njit, prange
 
+from ._gemm import stacked_matmul
 from ._workspace import scratch
 
 # Every jitted function in this file is compiled for float32 only: Winograd is the float32
@@ -253,7 +254,7 @@ def conv3x3(x, u, ph, pw, bias=None, relu=False):
     v = scratch("winograd_v", (36, c, n * th * tw), np.float32)
     input_transform(x, v, ph, pw, th, tw)
     m = scratch("winograd_m", (36, k, n * th * tw), np.float32)
-    np.matmul(u, v, out=m)
+    stacked_matmul(u, v, m)
     y = np.empty((n, k, oh, ow), np.float32)
     b = np.zeros(k, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     output_transform(m, y, b, bool(relu), th, tw)
