@@ -8,9 +8,8 @@ scatter-add ``gx[plane, argmax] += gy`` is sequential within its plane.
 
 Max-pool tie rule (the contract's, same as the reference): a window is scanned in row-major
 order starting from its first in-bounds pixel, and a later pixel wins only if it is strictly
-greater, so the first maximum wins and padding never does. A NaN wins over any number (the
-first NaN of the window), so NaNs propagate as in PyTorch. argmax holds the flat in-plane
-index h*W + w, as int64.
+greater, so the first maximum wins and padding never does (results on NaN inputs are
+unspecified by the contract). argmax holds the flat in-plane index h*W + w, as int64.
 """
 
 import numpy as np
@@ -19,31 +18,48 @@ from numba import njit, prange
 from . import _common
 
 
+@njit(cache=True, inline="always")
+def _valid_range(size, out, stride, offset):
+    """The output indices j in [lo, hi) with 0 <= j*stride + offset < size."""
+    lo = 0
+    if offset < 0:
+        lo = (-offset + stride - 1) // stride
+    last = size - 1 - offset
+    hi = 0 if last < 0 else min(out, last // stride + 1)
+    return lo, max(lo, hi)
+
+
 @njit(parallel=True, cache=True)
 def _max_forward(x, y, arg, kh, kw, sh, sw, ph, pw):
+    # One output row at a time, tap by tap in row-major window order, each tap swept along
+    # the whole row (a loop over j that vectorises). A window's first in-bounds tap always
+    # takes it (where < 0), later taps only when strictly greater: the contract's tie rule,
+    # and padding is never a candidate.
     n_planes, height, width = x.shape
     oh, ow = y.shape[1], y.shape[2]
     for plane in prange(n_planes):
         pl = np.int64(plane)
+        best = np.empty(ow, x.dtype)
+        where = np.empty(ow, np.int64)
         for i in range(oh):
-            h0 = i * sh - ph
-            h_lo = max(h0, 0)
-            h_hi = min(h0 + kh, height)
             for j in range(ow):
-                w0 = j * sw - pw
-                w_lo = max(w0, 0)
-                w_hi = min(w0 + kw, width)
-                best = x[pl, h_lo, w_lo]
-                where = h_lo * width + w_lo
-                for h in range(h_lo, h_hi):
-                    for w in range(w_lo, w_hi):
-                        v = x[pl, h, w]
-                        # strictly greater wins; a NaN beats any number (best == best: not NaN)
-                        if v > best or (v != v and best == best):
-                            best = v
-                            where = h * width + w
-                y[pl, i, j] = best
-                arg[pl, i, j] = where
+                where[j] = -1
+                best[j] = 0
+            for p in range(kh):
+                h = i * sh - ph + p
+                if h < 0 or h >= height:
+                    continue
+                row = x[pl, h]
+                for q in range(kw):
+                    j_lo, j_hi = _valid_range(width, ow, sw, q - pw)
+                    for j in range(j_lo, j_hi):
+                        col = j * sw + q - pw
+                        v = row[col]
+                        if where[j] < 0 or v > best[j]:
+                            best[j] = v
+                            where[j] = h * width + col
+            y[pl, i] = best
+            arg[pl, i] = where
 
 
 @njit(parallel=True, cache=True)
