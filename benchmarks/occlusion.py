@@ -4,7 +4,8 @@
                                    [--batch-size 16] [--json PATH]
 
 Times ``methods.occlusion`` twice on one random image, with ``incremental=True`` and False,
-checks that the two maps agree, and prints the seconds per occluder position and the
+after one untimed warm-up of each (Numba compiles on first use), checks that the two maps
+agree, and prints the seconds per occluder position and the
 speed-up. The cost per position does not depend on the stride, so the default stride equals
 the size to keep the run short (7 x 7 = 49 positions at 224). The model is
 ``minigrad.models.<name>()`` with torchvision's random initialization (timings do not
@@ -42,6 +43,8 @@ def main(argv=None):
     model, source = load_model(args.model)
     x = np.random.default_rng(0).normal(size=(1, 3, args.image_size, args.image_size)).astype(np.float32)
     timings, results = {}, {}
+    for incremental in (True, False):  # warm-up: JIT compilation and caches are not timed
+        occlusion(model, x, size=args.size, stride=args.image_size, batch_size=args.batch_size, incremental=incremental)
     for incremental in (True, False):
         start = time.perf_counter()
         results[incremental] = occlusion(model, x, size=args.size, stride=args.stride, batch_size=args.batch_size,
