@@ -56,6 +56,12 @@ def _expected_input(model):
     return channels, (tuple(size) if size is not None else None)
 
 
+def _size_is_fixed(model):
+    """False when an adaptive pooling layer lets the model take any image size (VGG, AlexNet)."""
+    modules = model.modules() if hasattr(model, "modules") else ()
+    return not any(type(m).__name__.startswith("AdaptiveAvgPool") for m in modules)
+
+
 def check_input(model, x):
     """``x`` as a float (N, C, H, W) array of what the model takes, or a ValueError that says why."""
     if isinstance(x, minigrad.Tensor):
@@ -73,7 +79,7 @@ def check_input(model, x):
     channels, size = _expected_input(model)
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"the model takes {channels}-channel images, got {x.shape[1]} channels (shape {x.shape})")
-    if size is not None and tuple(x.shape[2:]) != size:
+    if size is not None and tuple(x.shape[2:]) != size and _size_is_fixed(model):
         raise ValueError(f"the model takes {size[0]}x{size[1]} images, got {x.shape[2]}x{x.shape[3]} (shape {x.shape})")
     if not bool(xp.isfinite(x).all()):
         raise ValueError("the image batch contains NaN or infinite values")
