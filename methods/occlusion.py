@@ -158,9 +158,9 @@ def _run_sequence(sequence, x):
 class _IncrementalEngine:
     """Class scores of one image under a batch of occluders, recomputing only what changes."""
 
-    def __init__(self, sequence, image):
-        self.sequence = sequence
-        x = minigrad.tensor(image[None])
+    def __init__(self, sequence, image, device="cpu"):
+        self.sequence, self.device = sequence, device
+        x = minigrad.tensor(image[None]).to(device)
         self.steps, self.inputs = [], []
         for name, module in sequence:
             step = _step_for(name, module, x.shape)
@@ -192,6 +192,7 @@ class _IncrementalEngine:
 
     def scores(self, ys, xs, patch):
         """Logits for occluders whose (B, C, h, w) ``patch`` sits at rows ``ys``, columns ``xs``."""
+        patch = minigrad.tensor(patch).to(self.device).data
         xp = minigrad.get_array_module(patch)
         h, w = patch.shape[2:]
         for step, base, padded in zip(self.steps, self.inputs, self.padded):
@@ -274,7 +275,9 @@ def occlusion(model, x, target=None, size=None, stride=None, fill="zeros", batch
     ``batch_size`` occluded copies per pass; ``incremental`` recomputes only what an occluder
     can change. Returns an :class:`OcclusionResult`.
     """
-    x = np.asarray(minigrad.Tensor(check_input(model, x)).numpy())
+    x = check_input(model, x)
+    device = minigrad.Tensor(x).device  # the model runs where the images are; maps come back to NumPy
+    x = minigrad.Tensor(x).numpy()
     n, c, height, width = x.shape
     size = max(1, min(height, width) // 7) if size is None else int(size)
     stride = max(1, size // 2) if stride is None else int(stride)
@@ -291,7 +294,7 @@ def occlusion(model, x, target=None, size=None, stride=None, fill="zeros", batch
     ys_all, xs_all = grid_y.ravel(), grid_x.ravel()
     start = time.perf_counter()
     with frozen(model), minigrad.no_grad():
-        base_logits = model(minigrad.tensor(x)).numpy()
+        base_logits = model(minigrad.tensor(x).to(device)).numpy()
         targets = resolve_targets(target, base_logits)
         base_probability = F.softmax(minigrad.tensor(base_logits.astype(np.float64)), axis=1).numpy()
         base_probability = base_probability[np.arange(n), targets]
@@ -308,7 +311,7 @@ def occlusion(model, x, target=None, size=None, stride=None, fill="zeros", batch
             filler = _fill_patches(image, fill, size, blur_sigma)
             patch = np.stack([filler[:, y:y + size, x0:x0 + size] for y, x0 in zip(ys, xs)])
             if used_incremental and engine_image != i:
-                engine, engine_image = _IncrementalEngine(sequence, image), i
+                engine, engine_image = _IncrementalEngine(sequence, image, device), i
                 check = minigrad.Tensor(engine.logits).numpy()
                 if check.shape != base_logits[i].shape or not np.allclose(check, base_logits[i], rtol=1e-4, atol=1e-5):
                     warnings.warn("occlusion: the model's layer sequence does not reproduce its output; "
@@ -320,7 +323,7 @@ def occlusion(model, x, target=None, size=None, stride=None, fill="zeros", batch
                 occluded = np.repeat(image[None], len(ys), axis=0)
                 for k, (y, x0) in enumerate(zip(ys, xs)):
                     occluded[k, :, y:y + size, x0:x0 + size] = patch[k]
-                logits = model(minigrad.tensor(occluded)).data
+                logits = model(minigrad.tensor(occluded).to(device)).data
             probs = F.softmax(minigrad.tensor(minigrad.Tensor(logits).numpy().astype(np.float64)), axis=1).numpy()
             probability[i, b:b + batch_size] = probs[:, targets[i]]
             top_class[i, b:b + batch_size] = probs.argmax(axis=1)
