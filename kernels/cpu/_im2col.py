@@ -38,8 +38,9 @@ def _valid_range(size, out, stride, offset):
 
 
 @njit(parallel=True, cache=True)
-def im2col(x, n, col, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    """Fill col (C*KH*KW, OH*OW) from sample n of x (N, C, H, W); padding reads as zero."""
+def im2col(x, n, col, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow):
+    """Fill col (C*KH*KW, (i1 - i0)*OW) with output rows i0 <= i < i1 of sample n of
+    x (N, C, H, W); padding reads as zero."""
     n_ch, height, width = x.shape[1], x.shape[2], x.shape[3]
     zero = x.dtype.type(0)
     for row in prange(n_ch * kh * kw):
@@ -48,9 +49,9 @@ def im2col(x, n, col, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
         p = (r // kw) % kh
         q = r % kw
         j_lo, j_hi = _valid_range(width, ow, sw, q * dw - pw)
-        for i in range(oh):
+        for i in range(i0, i1):
             h = i * sh + p * dh - ph
-            base = i * ow
+            base = (i - i0) * ow
             if h < 0 or h >= height:
                 for j in range(ow):
                     col[r, base + j] = zero
@@ -69,25 +70,27 @@ def im2col(x, n, col, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
 
 
 @njit(parallel=True, cache=True)
-def col2im(col, gx, n, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    """gx[n, c, i*sh + p*dh - ph, j*sw + q*dw - pw] += col[(c*KH + p)*KW + q, i*OW + j];
-    gx[n] is overwritten (zeroed first); padding positions are dropped."""
+def col2im(col, gx, n, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, accumulate):
+    """gx[n, c, i*sh + p*dh - ph, j*sw + q*dw - pw] += col[(c*KH + p)*KW + q, (i - i0)*OW + j]
+    for the output rows i0 <= i < i1; gx[n] is zeroed first unless ``accumulate``; padding
+    positions are dropped."""
     n_ch, height, width = gx.shape[1], gx.shape[2], gx.shape[3]
     for plane in prange(n_ch):
         c = np.int64(plane)
-        for h in range(height):
-            for w in range(width):
-                gx[n, c, h, w] = 0
+        if not accumulate:
+            for h in range(height):
+                for w in range(width):
+                    gx[n, c, h, w] = 0
         for p in range(kh):
             for q in range(kw):
                 r = (c * kh + p) * kw + q
                 j_lo, j_hi = _valid_range(width, ow, sw, q * dw - pw)
                 w0 = q * dw - pw
-                for i in range(oh):
+                for i in range(i0, i1):
                     h = i * sh + p * dh - ph
                     if h < 0 or h >= height:
                         continue
-                    base = i * ow
+                    base = (i - i0) * ow
                     if sw == 1:
                         for j in range(j_lo, j_hi):
                             gx[n, c, h, j + w0] += col[r, base + j]

@@ -77,15 +77,29 @@ def _is_pointwise(w_shape, stride, padding, dilation):
     return tuple(w_shape[2:]) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
 
 
-def _columns(x, n, w_shape, stride, padding, dilation, out_hw):
-    """The (C*KH*KW, OH*OW) column matrix of sample n (a view of x for pointwise convs)."""
+# The column matrix of a whole 224x224 image is large (VGG16's conv1_2: 576 x 50176 floats,
+# 115 MB); it is built in blocks of output rows no larger than this.
+COLUMN_BLOCK_BYTES = 16 * 2**20
+
+
+def _row_blocks(c, kh, kw, out_hw, itemsize):
+    """Ranges (i0, i1) of output rows whose column block stays under COLUMN_BLOCK_BYTES."""
+    oh, ow = out_hw
+    rows = max(1, COLUMN_BLOCK_BYTES // max(1, c * kh * kw * ow * itemsize))
+    return [(i0, min(oh, i0 + rows)) for i0 in range(0, oh, rows)]
+
+
+def _columns(x, n, w_shape, stride, padding, dilation, out_hw, i0, i1):
+    """The (C*KH*KW, (i1 - i0)*OW) column block of sample n for output rows i0 .. i1 - 1 (a
+    view of x for pointwise convs)."""
     c = x.shape[1]
     kh, kw = w_shape[2], w_shape[3]
+    ow = out_hw[1]
     if _is_pointwise(w_shape, stride, padding, dilation):
-        return x[n].reshape(c, -1)
-    col = scratch("col", (c * kh * kw, out_hw[0] * out_hw[1]), x.dtype)
+        return x[n].reshape(c, -1)[:, i0 * ow:i1 * ow]
+    col = scratch("col", (c * kh * kw, (i1 - i0) * ow), x.dtype)
     _im2col.im2col(x, n, col, kh, kw, stride[0], stride[1], padding[0], padding[1],
-                   dilation[0], dilation[1], out_hw[0], out_hw[1])
+                   dilation[0], dilation[1], i0, i1, ow)
     return col
 
 
@@ -126,14 +140,17 @@ def forward(x, w, b, stride, padding, dilation, groups, algorithm="auto"):
     og = o // groups
     y = np.empty((n, o) + out_hw, dtype)
     w_mat = w.reshape(groups, og, -1)
+    blocks = _row_blocks(x.shape[1], w.shape[2], w.shape[3], out_hw, x.itemsize)
+    ow = out_hw[1]
     for s in range(n):
-        col = _columns(x, s, w.shape, stride, padding, dilation, out_hw)
-        col = col.reshape(groups, -1, col.shape[1])
-        out = y[s].reshape(groups, og, -1)
-        if groups == 1:
-            np.matmul(w_mat[0], col[0], out=out[0])
-        else:
-            np.matmul(w_mat, col, out=out)
+        y_s = y[s].reshape(groups, og, -1)
+        for i0, i1 in blocks:
+            col = _columns(x, s, w.shape, stride, padding, dilation, out_hw, i0, i1)
+            col = col.reshape(groups, -1, col.shape[1])
+            if len(blocks) == 1:
+                np.matmul(w_mat, col, out=y_s)
+            else:
+                y_s[:, :, i0 * ow:i1 * ow] = np.matmul(w_mat, col)
     if b is not None:
         y += b[:, None, None]
     return y
@@ -164,15 +181,18 @@ def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="
     gx = np.empty(x_shape, dtype)
     w_mat = w.reshape(groups, og, -1).transpose(0, 2, 1)  # (groups, Cg*KH*KW, Og)
     pointwise = _is_pointwise(w.shape, stride, padding, dilation)
+    blocks = _row_blocks(c, kh, kw, out_hw, gy.itemsize)
+    ow = out_hw[1]
     for s in range(n):
         gy_s = gy[s].reshape(groups, og, -1)
         if pointwise:
             np.matmul(w_mat, gy_s, out=gx[s].reshape(groups, c // groups, -1))
             continue
-        col = scratch("col", (groups, w_mat.shape[1], gy_s.shape[2]), dtype)
-        np.matmul(w_mat, gy_s, out=col)
-        _im2col.col2im(col.reshape(-1, gy_s.shape[2]), gx, s, kh, kw, stride[0], stride[1],
-                       padding[0], padding[1], dilation[0], dilation[1], out_hw[0], out_hw[1])
+        for i0, i1 in blocks:
+            col = scratch("col", (groups, w_mat.shape[1], (i1 - i0) * ow), dtype)
+            np.matmul(w_mat, gy_s[:, :, i0 * ow:i1 * ow], out=col)
+            _im2col.col2im(col.reshape(-1, col.shape[2]), gx, s, kh, kw, stride[0], stride[1],
+                           padding[0], padding[1], dilation[0], dilation[1], i0, i1, ow, i0 > 0)
     return gx
 
 
@@ -190,11 +210,14 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     x = _common.float_array("x", x, dtype)
     og = o // groups
     gw = np.zeros((groups, og, w_shape[1] * w_shape[2] * w_shape[3]), dtype)
-    part = np.empty_like(gw) if n > 1 else gw
+    part = np.empty_like(gw)
+    blocks = _row_blocks(np.shape(x)[1], w_shape[2], w_shape[3], out_hw, x.itemsize)
+    ow = out_hw[1]
     for s in range(n):
-        col = _columns(x, s, w_shape, stride, padding, dilation, out_hw)
-        col = col.reshape(groups, -1, col.shape[1])
-        np.matmul(gy[s].reshape(groups, og, -1), col.transpose(0, 2, 1), out=part)
-        if n > 1:
+        gy_s = gy[s].reshape(groups, og, -1)
+        for i0, i1 in blocks:
+            col = _columns(x, s, w_shape, stride, padding, dilation, out_hw, i0, i1)
+            col = col.reshape(groups, -1, col.shape[1])
+            np.matmul(gy_s[:, :, i0 * ow:i1 * ow], col.transpose(0, 2, 1), out=part)
             gw += part
     return gw.reshape(w_shape)

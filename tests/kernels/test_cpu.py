@@ -113,6 +113,24 @@ def test_conv2d_matches_reference(case, dtype, seed, bias, contiguous):
                  R.conv2d_backward_weight(gy, x, w.shape, *geometry), dtype)
 
 
+@pytest.mark.parametrize("geometry", [((1, 2), (1, 2), (2, 1), 2), ((2, 2), (0, 1), (1, 1), 1)])
+def test_im2col_in_row_blocks(monkeypatch, geometry):
+    """Large images build their column matrix a few output rows at a time; force one-row
+    blocks and check all three convolution kernels still match the reference."""
+    monkeypatch.setattr(conv, "COLUMN_BLOCK_BYTES", 1)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 11, 9))
+    w = rng.standard_normal((6, 4 // geometry[3], 3, 2))
+    b = rng.standard_normal(6)
+    y = R.conv2d_forward(x, w, b, *geometry)
+    gy = rng.standard_normal(y.shape)
+    assert_close(K.conv2d_forward(x, w, b, *geometry), y, np.float64)
+    assert_close(K.conv2d_backward_data(gy, w, x.shape, *geometry), R.conv2d_backward_data(gy, w, x.shape, *geometry),
+                 np.float64)
+    assert_close(K.conv2d_backward_weight(gy, x, w.shape, *geometry),
+                 R.conv2d_backward_weight(gy, x, w.shape, *geometry), np.float64)
+
+
 @given(n=st.integers(1, 2), c=st.integers(1, 9), k=st.integers(1, 9), h=st.integers(1, 13),
        w=st.integers(1, 13), ph=st.integers(0, 2), pw=st.integers(0, 2), seed=seeds)
 def test_winograd_matches_direct(n, c, k, h, w, ph, pw, seed):
