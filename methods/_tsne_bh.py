@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 #: N from which the per-point loops run on all cores (below it, threads cost more than they save).
-PARALLEL_FROM = 2000
+PARALLEL_FROM = 5000
 
 MAX_DEPTH = 60
 
@@ -82,16 +82,47 @@ def build_quadtree(y):
             c = (1 if px >= centre[node, 0] else 0) + (2 if py >= centre[node, 1] else 0)
             node = child[node, c]
             depth += 1
-    return half[:used].copy(), com[:used].copy(), mass[:used].copy(), child[:used].copy()
+    order = leaf_order(child[:used], point[:used], n)
+    return half[:used].copy(), com[:used].copy(), mass[:used].copy(), child[:used].copy(), order
 
 
-def _repulsive_forces(y, half, com, mass, child, theta):
-    """Per point: sum_j q_ij^2 (y_i - y_j) with q_ij = 1/(1+|y_i-y_j|^2) unnormalised, and sum_j q_ij."""
+@njit(cache=True)
+def leaf_order(child, point, n):
+    """The points in depth-first leaf order (points sharing a leaf with another are appended last)."""
+    order = np.empty(n, np.int64)
+    seen = np.zeros(n, np.bool_)
+    stack = np.empty(4 * MAX_DEPTH + 8, np.int64)
+    stack[0] = 0
+    top, count = 1, 0
+    while top > 0:
+        top -= 1
+        node = stack[top]
+        if child[node, 0] == -1:
+            p = point[node]
+            if p >= 0:
+                order[count] = p
+                seen[p] = True
+                count += 1
+        else:
+            for c in range(3, -1, -1):
+                stack[top] = child[node, c]
+                top += 1
+    for p in range(n):  # coincident points: only one of them is a leaf's point
+        if not seen[p]:
+            order[count] = p
+            count += 1
+    return order
+
+
+def _repulsive_forces(y, half, com, mass, child, order, theta):
+    """Per point: sum_j q_ij^2 (y_i - y_j) with q_ij = 1/(1+|y_i-y_j|^2) unnormalised, and sum_j q_ij.
+    Points are visited in ``order`` (the tree's leaf order), so consecutive walks touch the same cells."""
     n = y.shape[0]
     force = np.zeros((n, 2))
     sum_q = np.zeros(n)
     theta2 = theta * theta
-    for i in prange(n):
+    for t in prange(n):
+        i = order[t]
         stack = np.empty(4 * MAX_DEPTH + 8, np.int64)
         stack[0] = 0
         top = 1
@@ -175,8 +206,8 @@ def _pick(name, n):
     return _KERNELS[name][n >= PARALLEL_FROM]
 
 
-def repulsive_forces(y, half, com, mass, child, theta):
-    return _pick("repulsive", y.shape[0])(y, half, com, mass, child, theta)
+def repulsive_forces(y, half, com, mass, child, order, theta):
+    return _pick("repulsive", y.shape[0])(y, half, com, mass, child, order, theta)
 
 
 def attractive_forces(y, indptr, indices, p, exaggeration):
