@@ -28,6 +28,10 @@ def parse_args(argv):
                         help="kernel backends to time, those absent are skipped (default: all)")
     parser.add_argument("--runners", default="numba,minigrad,torch,reference",
                         help="end-to-end runners: " + ", ".join(network_suite.RUNNERS))
+    parser.add_argument("--threads", default="0",
+                        help="end-to-end thread counts, comma-separated; 0 = the libraries' defaults "
+                             "(e.g. 0,1 adds single-threaded runs, whose CPU-time ratios do not depend "
+                             "on what else the machine is doing)")
     parser.add_argument("--out", default="bench-results", help="folder for results.json and results.png")
     args = parser.parse_args(argv)
     args.suite = [s.strip() for s in args.suite.split(",") if s.strip()]
@@ -36,6 +40,7 @@ def parse_args(argv):
         parser.error(f"unknown suite(s) {', '.join(unknown)}; choose among {', '.join(SUITES)}")
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.runners = [r.strip() for r in args.runners.split(",") if r.strip()]
+    args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
     return args
 
 
@@ -44,16 +49,20 @@ def ratio_table(results):
     lines = []
     by_net = {}
     for r in results:
-        by_net.setdefault(r["network"], {})[r["runner"]] = r
-    for net, runs in by_net.items():
+        by_net.setdefault((r["network"], r.get("threads")), {})[r["runner"]] = r
+    for (net, threads), runs in by_net.items():
         torch_run = runs.get("torch")
         for runner, r in runs.items():
             f, fb = r["forward"]["min_s"], r["forward_backward"]["min_s"]
+            cpu = r["forward_backward"]["min_cpu_s"]
             rf = f"{f / torch_run['forward']['min_s']:.2f}x" if torch_run else "-"
             rfb = f"{fb / torch_run['forward_backward']['min_s']:.2f}x" if torch_run else "-"
-            lines.append(f"| {net} | {runner} | {f * 1e3:.0f} | {rf} | {fb * 1e3:.0f} | {rfb} | {r['peak_rss_mb']:.0f} |")
-    header = ["| network | runner | forward ms | vs torch | fwd+bwd-to-input ms | vs torch | peak RSS MiB |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+            rcpu = f"{cpu / torch_run['forward_backward']['min_cpu_s']:.2f}x" if torch_run else "-"
+            lines.append(f"| {net} | {threads} | {runner} | {f * 1e3:.0f} | {rf} | {fb * 1e3:.0f} | {rfb} | "
+                         f"{cpu * 1e3:.0f} | {rcpu} | {r['peak_rss_mb']:.0f} |")
+    header = ["| network | threads | runner | forward ms | vs torch | fwd+bwd-to-input ms | vs torch | "
+              "fwd+bwd CPU ms | vs torch | peak RSS MiB |",
+              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     return header + lines
 
 
@@ -84,7 +93,7 @@ def chart(results, kernel_rows, path):
         axes[0].legend()
     runs = [r for r in results if r["runner"] in ("numba", "minigrad", "torch")]
     if runs:
-        labels = [f"{r['network']}\n{r['runner']}" for r in runs]
+        labels = [f"{r['network']}\n{r['runner']}\n{r.get('threads')} thr" for r in runs]
         axes[1].bar(range(len(runs)), [r["forward_backward"]["min_s"] * 1e3 for r in runs], color="tab:gray",
                     label="forward + backward to input")
         axes[1].bar(range(len(runs)), [r["forward"]["min_s"] * 1e3 for r in runs], color="tab:blue", label="forward")
@@ -122,7 +131,9 @@ def main(argv=None):
     results = []
     if nets:
         print("\n== end to end (each runner in its own process) ==")
-        results = network_suite.run(nets, args.runners, args.repeats, reference_repeats=args.reference_repeats)
+        for threads in args.threads:
+            results += network_suite.run(nets, args.runners, args.repeats, reference_repeats=args.reference_repeats,
+                                         threads=threads)
         print()
         print("\n".join(ratio_table(results)))
     report["networks"] = results

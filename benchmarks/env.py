@@ -85,19 +85,33 @@ def describe():
 
 
 def measure(fn, repeats, warmup=1, sync=None):
-    """Run ``fn`` ``warmup`` times, then ``repeats`` times timed; return a dict of seconds."""
+    """Run ``fn`` ``warmup`` times, then ``repeats`` times timed; return a dict of seconds:
+    wall-clock min and median, and the process CPU time (all threads) of the fastest run.
+
+    On a machine shared with other work, wall time depends on the load; the CPU time of a
+    single-threaded run does not, which makes 1-thread CPU-time ratios the steadier figure."""
     for _ in range(warmup):
         fn()
     if sync:
         sync()
-    times = []
+    times, cpu = [], []
     for _ in range(max(1, repeats)):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         if sync:
             sync()
         times.append(time.perf_counter() - start)
-    return {"min_s": min(times), "median_s": float(np.median(times)), "repeats": len(times)}
+        cpu.append(time.process_time() - start_cpu)
+    best = int(np.argmin(times))
+    return {"min_s": times[best], "median_s": float(np.median(times)), "cpu_s": cpu[best],
+            "min_cpu_s": min(cpu), "repeats": len(times)}
+
+
+def set_threads(n):
+    """Limit every thread pool this process may use to ``n`` threads. Call before numpy,
+    numba or torch are imported for the environment variables to take full effect."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = str(n)
 
 
 def sgemm_rate(repeats=5, size=2048):

@@ -107,8 +107,15 @@ def winograd_error(spec, weights, x):
     return out
 
 
-def worker(name, runner, repeats, with_error):
+def worker(name, runner, repeats, with_error, threads=0):
     """Body of the subprocess: time one runner on one network, print a JSON line."""
+    if threads:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
     spec = networks.NETWORKS[name]()
     weights = networks.make_weights(spec)
     x = np.random.default_rng(1).standard_normal((1, 3, 224, 224), dtype=np.float32)
@@ -118,7 +125,7 @@ def worker(name, runner, repeats, with_error):
         forward, forward_backward = _minigrad_runner(name, x)
     else:
         forward, forward_backward = _kernel_runner(spec, weights, x, runner)
-    result = {"network": name, "runner": runner}
+    result = {"network": name, "runner": runner, "threads": threads or os.cpu_count()}
     result["forward"] = env.measure(forward, repeats)
     result["forward_backward"] = env.measure(forward_backward, repeats)
     result["peak_rss_mb"] = env.peak_rss_mb()
@@ -128,15 +135,20 @@ def worker(name, runner, repeats, with_error):
     print("RESULT " + json.dumps(result))
 
 
-def run(networks_to_run, runners, repeats, log=print, reference_repeats=1, timeout=1800):
-    """Run every (network, runner) in its own subprocess; return the result dicts."""
+def run(networks_to_run, runners, repeats, log=print, reference_repeats=1, timeout=1800, threads=0):
+    """Run every (network, runner) in its own subprocess; return the result dicts. With
+    ``threads`` > 0 every thread pool of the subprocess is limited to that many threads."""
     results = []
     for name in networks_to_run:
         for runner in runners:
             reps = min(repeats, reference_repeats) if runner == "reference" else repeats
             cmd = [sys.executable, "-m", "benchmarks.network_suite", name, runner, str(reps),
-                   "1" if runner == "numba" else "0"]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+                   "1" if runner == "numba" and not threads else "0", str(threads)]
+            child_env = dict(os.environ)
+            if threads:
+                for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+                    child_env[var] = str(threads)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
                 reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -149,12 +161,13 @@ def run(networks_to_run, runners, repeats, log=print, reference_repeats=1, timeo
 
 
 def format_result(r):
-    text = (f"{r['network']:<8} {r['runner']:<9} forward {r['forward']['min_s'] * 1e3:8.1f} ms   "
-            f"forward+backward {r['forward_backward']['min_s'] * 1e3:8.1f} ms   peak {r['peak_rss_mb']:7.0f} MiB")
+    text = (f"{r['network']:<8} {r['runner']:<9} {r.get('threads', '?')} thr  forward {r['forward']['min_s'] * 1e3:8.1f} ms"
+            f"   forward+backward {r['forward_backward']['min_s'] * 1e3:8.1f} ms"
+            f" (CPU {r['forward_backward']['min_cpu_s'] * 1e3:.0f} ms)   peak {r['peak_rss_mb']:7.0f} MiB")
     if "winograd" in r:
         text += f"   winograd err logits {r['winograd']['logits_rel_err']:.1e}"
     return text
 
 
 if __name__ == "__main__":
-    worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1")
+    worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]) if len(sys.argv) > 5 else 0)
