@@ -273,6 +273,9 @@ class Tensor:
     def __neg__(self):
         return ops.Neg.apply(self)
 
+    def __abs__(self):
+        return ops.Abs.apply(self)
+
     def __getitem__(self, index):
         return ops.GetItem.apply(self, index=ops.plain_index(index))
 
