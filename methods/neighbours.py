@@ -173,6 +173,6 @@ def run_cli(args, model, x):
     if args.image and args.queries is None:
         query_images = np.asarray(model.deprocess(x))
         return neighbours(model, images, layer=args.layer, metric=args.metric, k=args.neighbours,
-                          query_images=query_images.reshape((len(x),) + images.shape[1:]), query_x=x, labels=labels)
+                          query_images=query_images, query_x=x, labels=labels)
     return neighbours(model, images, queries=args.queries, layer=args.layer, metric=args.metric, k=args.neighbours,
                       labels=labels)

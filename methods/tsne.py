@@ -348,13 +348,14 @@ class TSNEResult(Result):
 
     def image_map(self, size=None, thumbnail=None):
         """The notes' picture: every image drawn at its t-SNE coordinate (later ones on top),
-        framed in its label's colour when labels are known."""
+        framed in its label's colour when labels are known. Thumbnails are at most a 25th of the
+        canvas side (``thumbnail`` pixels if given)."""
         size = size or self.canvas
         images = self.images
         if images.dtype != np.uint8:
             images = imaging.to_uint8(images)
         h, w = images.shape[1:3]
-        thumb = thumbnail or self.thumbnail or max(h, w)
+        thumb = thumbnail or self.thumbnail or min(max(h, w), max(8, size // 25))
         rows = (np.arange(thumb) * h) // thumb
         cols = (np.arange(thumb) * w) // thumb
         canvas = np.full((size, size, 3), 255, np.uint8)
