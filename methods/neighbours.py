@@ -8,7 +8,7 @@ neighbours drawn next to them show is *not* true of raw pixels.
 
 Distances: "l2" (Euclidean, as in the paper) or "cosine" (1 - cosine similarity). Pixel space
 uses the same metric on the raw uint8 pixels. A query taken from the dataset itself (given by
-index) is never returned as its own neighbour.
+index, or as an outside image identical to a dataset image) is never returned as its own neighbour.
 """
 
 import time
@@ -62,7 +62,7 @@ def neighbours(model, images, queries=None, layer="fc7", metric="l2", k=8, query
     ``images``: the dataset, uint8 (N, H, W[, 3]); ``x``: the same preprocessed (default
     ``model.preprocess(images)``). Queries are dataset indices (``queries``, default 0..4,
     each excluded from its own list) or outside images ``query_images`` (uint8, with
-    ``query_x`` preprocessed). Returns a :class:`NeighboursResult`.
+    ``query_x`` preprocessed; a dataset image identical to one is left out of its lists). Returns a :class:`NeighboursResult`.
     """
     start = time.perf_counter()
     if metric not in METRICS:
@@ -88,8 +88,11 @@ def neighbours(model, images, queries=None, layer="fc7", metric="l2", k=8, query
             raise ValueError(f"query images {query_images.shape[1:]} and dataset images {images.shape[1:]} differ in shape")
         query_x = _preprocess(model, query_images) if query_x is None else np.asarray(getattr(query_x, "data", query_x))
         query_features = layer_features(model, query_x, layer, batch_size=batch_size)
-        exclude = [None] * len(query_images)
         queries = None
+        # an outside query that is pixel for pixel a dataset image is that image: leave it out
+        flat = images.reshape(len(images), -1)
+        same = [np.flatnonzero((flat == q.ravel()).all(1)) for q in query_images]
+        exclude = [s if s.size else None for s in same]
     feature_index, feature_distance = _nearest(distances(query_features, features, metric), k, exclude)
     pixel_index, pixel_distance = _nearest(distances(query_images, images, metric), k, exclude)
     params = dict(layer=layer, metric=metric, k=int(k), queries=queries, dataset_size=len(images))
@@ -164,7 +167,8 @@ def add_cli_arguments(parser):
     parser.add_argument("--queries", type=int, nargs="*", default=None,
                         help="dataset indices to query (default: the --image images if given, else 0..4)")
     parser.add_argument("--dataset", default="sample",
-                        help="'sample' (shipped Fashion-MNIST sample) or a folder of images (default: sample)")
+                        help="'sample' (the shipped Fashion-MNIST sample for fashion-vgg, the shipped photos for "
+                             "other models) or a folder of images (default: sample)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N dataset images")
 
 

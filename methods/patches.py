@@ -178,18 +178,55 @@ def input_channels(model):
     return None
 
 
+def _resize(image, size):
+    """Nearest-neighbour resize of a uint8 image to (h, w) (no Pillow needed)."""
+    rows = (np.arange(size[0]) * image.shape[0]) // size[0]
+    cols = (np.arange(size[1]) * image.shape[1]) // size[1]
+    return image[rows][:, cols]
+
+
+def _photo_sample(size, grayscale):
+    """The shipped photographs and textures as a small dataset: from each, the central square and
+    the four corner squares (side: the shorter image side), resized to ``size`` (h, w)."""
+    from methods import data
+
+    images, labels = [], []
+    for label, name in enumerate(sorted(data.SAMPLE_IMAGES)):
+        image = data.sample_image(name)
+        if grayscale and image.ndim == 3:
+            image = np.round(image @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+        elif not grayscale and image.ndim == 2:
+            image = np.repeat(image[..., None], 3, 2)
+        h, w = image.shape[:2]
+        s = min(h, w)
+        for top, left in (((h - s) // 2, (w - s) // 2), (0, 0), (0, w - s), (h - s, 0), (h - s, w - s)):
+            images.append(_resize(image[top: top + s, left: left + s], size))
+            labels.append(label)
+    return np.stack(images), np.array(labels)
+
+
 def load_dataset(model, spec="sample", limit=None, size=None):
     """(images uint8 (N, H, W[, 3]), labels or None) for the techniques that scan a dataset.
 
-    ``spec``: "sample" (the shipped 2,000 Fashion-MNIST test images, with labels), or a folder
-    of image files (read in sorted order, grayscale for one-channel models, resized to ``size``
-    (w, h) -- default the model's ``input_size``, else 224 x 224 -- so they batch together;
-    labels are the names of the sub-folders they are in, when there are any).
+    ``spec``: "sample" -- for a one-channel 28 x 28 model (fashion-vgg) the shipped 2,000
+    Fashion-MNIST test images with their labels; for any other model the shipped photographs and
+    textures (5 square crops of each, resized to the model's input size, labelled by source
+    image) -- or a folder of image files (read in sorted order, grayscale for one-channel models,
+    resized to ``size`` (w, h), default the model's input size, else 224 x 224, so they batch
+    together; labelled by sub-folder when there are sub-folders).
     """
+    channels = input_channels(model)
+    if size is None:
+        shape = getattr(model, "input_shape", None)
+        s = getattr(model, "input_size", None) or (tuple(shape[1:]) if shape is not None and len(shape) == 3 else 224)
+        size = (s, s) if np.isscalar(s) else (s[1], s[0])
     if spec == "sample":
-        from methods import data
+        if channels == 1 and tuple(size) == (28, 28):
+            from methods import data
 
-        images, labels = data.fashion_sample()
+            images, labels = data.fashion_sample()
+        else:
+            images, labels = _photo_sample((size[1], size[0]), grayscale=channels == 1)
         return (images[:limit], labels[:limit]) if limit else (images, labels)
     if not os.path.isdir(spec):
         raise FileNotFoundError(f"dataset {spec!r} is neither 'sample' nor a folder of images")
@@ -198,18 +235,23 @@ def load_dataset(model, spec="sample", limit=None, size=None):
     if not files:
         raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {spec}")
     files = files[:limit] if limit else files
-    if size is None:
-        shape = getattr(model, "input_shape", None)
-        s = getattr(model, "input_size", None) or (tuple(shape[1:]) if shape is not None and len(shape) == 3 else 224)
-        size = (s, s) if np.isscalar(s) else (s[1], s[0])
-    grayscale = input_channels(model) == 1
-    images = np.stack([imaging.load_image(f, size=size, grayscale=grayscale) for f in files])
+    images = np.stack([imaging.load_image(f, size=size, grayscale=channels == 1) for f in files])
     folders = [os.path.relpath(os.path.dirname(f), spec) for f in files]
     labels = None
     if any(f != "." for f in folders):
         names = sorted(set(folders))
         labels = np.array([names.index(f) for f in folders])
     return images, labels
+
+
+def default_layer(model):
+    """The last pooling layer (Girshick et al. look at pool5 of AlexNet), else the last convolution."""
+    layers = named_layers(model)
+    for kinds in (("MaxPool2d", "AvgPool2d"), ("Conv2d",)):
+        found = [name for name, module in layers if type(module).__name__ in kinds]
+        if found:
+            return found[-1]
+    raise ValueError("the model has no convolution or pooling layer to search")
 
 
 # ----------------------------------------------------------------------------- the search
@@ -322,17 +364,20 @@ class PatchesResult(Result):
 
 
 def add_cli_arguments(parser):
-    parser.add_argument("--layer", default="pool5", help="layer to search (default: pool5, as in Girshick et al.)")
+    parser.add_argument("--layer", default=None,
+                        help="layer to search (default: the last pooling layer, e.g. pool5 as in Girshick et al.)")
     parser.add_argument("--channel", type=int, default=0, help="channel (unit) of that layer (default: 0)")
     parser.add_argument("-k", "--top", type=int, default=9, help="how many patches (default: 9)")
     parser.add_argument("--per-image", type=int, default=1,
                         help="at most this many patches per image; 0 = no limit (default: 1)")
     parser.add_argument("--dataset", default="sample",
-                        help="'sample' (shipped Fashion-MNIST sample) or a folder of images (default: sample)")
+                        help="'sample' (the shipped Fashion-MNIST sample for fashion-vgg, the shipped photos for "
+                             "other models) or a folder of images (default: sample)")
     parser.add_argument("--limit", type=int, default=None, help="scan only the first N dataset images")
 
 
 def run_cli(args, model, x):
     images, _ = load_dataset(model, args.dataset, limit=args.limit)
-    return maximally_activating_patches(model, images, args.layer, args.channel, k=args.top,
+    layer = args.layer or default_layer(model)
+    return maximally_activating_patches(model, images, layer, args.channel, k=args.top,
                                         per_image=args.per_image or None)

@@ -377,9 +377,11 @@ class TSNEResult(Result):
 def add_cli_arguments(parser):
     parser.add_argument("--layer", default="fc7", help="layer whose activations are embedded (default: fc7)")
     parser.add_argument("--dataset", default="sample",
-                        help="'sample' (the shipped Fashion-MNIST sample) or a folder of images (default: sample)")
+                        help="'sample' (the shipped Fashion-MNIST sample for fashion-vgg, the shipped photos for "
+                             "other models) or a folder of images (default: sample)")
     parser.add_argument("--limit", type=int, default=1000, help="at most this many dataset images (default: 1000)")
-    parser.add_argument("--perplexity", type=float, default=30.0, help="perplexity (default: 30)")
+    parser.add_argument("--perplexity", type=float, default=30.0,
+                        help="perplexity (default: 30; lowered to (N-1)/3 for datasets too small for it)")
     parser.add_argument("--n-iter", type=int, default=1000, help="iterations in all (default: 1000)")
     parser.add_argument("--early-exaggeration", type=float, default=12.0, help="early exaggeration (default: 12)")
     parser.add_argument("--early-exaggeration-iter", type=int, default=250,
@@ -399,7 +401,10 @@ def run_cli(args, model, x):
     images, labels = load_dataset(model, args.dataset, limit=args.limit)
     features = layer_features(model, model.preprocess(list(images)), args.layer)
     lr = args.learning_rate if args.learning_rate == "auto" else float(args.learning_rate)
-    result = tsne(features, perplexity=args.perplexity, n_iter=args.n_iter, early_exaggeration=args.early_exaggeration,
+    perplexity = args.perplexity
+    if 3 * perplexity > len(features) - 1:  # a small dataset (e.g. the photo sample for VGG): lower it
+        perplexity = max(1.0, (len(features) - 1) / 3)
+    result = tsne(features, perplexity=perplexity, n_iter=args.n_iter, early_exaggeration=args.early_exaggeration,
                   early_exaggeration_iter=args.early_exaggeration_iter, learning_rate=lr, method=args.method,
                   theta=args.theta, init=args.init, seed=args.seed, images=images, labels=labels)
     result.params.update(layer=args.layer, dataset=args.dataset, limit=args.limit)

@@ -191,3 +191,15 @@ def test_on_fashion_vgg_through_the_cli_entry_point():
         P.maximally_activating_patches(model, images, "conv3_1", channel=6)
     with pytest.raises(ValueError, match="unknown layer"):
         P.maximally_activating_patches(model, images, "conv4_1", channel=0)
+
+
+def test_sample_dataset_fits_the_model():
+    fashion = small_fashion_vgg()
+    images, labels = P.load_dataset(fashion, "sample", limit=10)
+    assert images.shape == (10, 28, 28) and labels.shape == (10,)
+    assert P.default_layer(fashion) == "pool3"
+    convnet = pytest.importorskip("minigrad.models.convnet")
+    vgg = convnet.ConvNet("vgg16", init=None)
+    images, labels = P.load_dataset(vgg, "sample")
+    assert images.shape[1:] == (224, 224, 3) and images.dtype == np.uint8 and len(images) == len(labels) >= 30
+    assert P.default_layer(vgg) == "pool5"
