@@ -75,7 +75,7 @@ def chart(results, kernel_rows, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(15, 5), gridspec_kw={"width_ratios": [3, 1]})
+    fig, axes = plt.subplots(1, 2, figsize=(16, 6), gridspec_kw={"width_ratios": [3, 1]})
     convs = [r for r in kernel_rows if r["kernel"] in ("conv2d_forward", "conv2d_backward_data")]
     layers = list(dict.fromkeys(r["layer"].split("+")[0] for r in convs))
     backends = [b for b in ("numba", "torch", "cupy") if any(r["backend"] == b for r in convs)]
@@ -98,7 +98,7 @@ def chart(results, kernel_rows, path):
                     label="forward + backward to input")
         axes[1].bar(range(len(runs)), [r["forward"]["min_s"] * 1e3 for r in runs], color="tab:blue", label="forward")
         axes[1].set_xticks(range(len(runs)))
-        axes[1].set_xticklabels(labels, fontsize=8)
+        axes[1].set_xticklabels(labels, fontsize=7, rotation=90)
         axes[1].set_ylabel("ms (batch 1, 224x224, float32)")
         axes[1].legend(fontsize=8)
     fig.tight_layout()

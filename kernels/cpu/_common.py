@@ -110,3 +110,37 @@ def pool_geometry(x_shape, kernel_size, stride, padding):
 def check_grad_shape(gy, expected):
     if tuple(gy.shape) != tuple(expected):
         raise ValueError(f"gy has shape {tuple(gy.shape)} but the forward output has shape {tuple(expected)}")
+
+
+# Below this many elements of work a parallel loop costs more than it saves: on a 2-core
+# machine shared with other processes, a parallel region must wait until every one of its
+# threads has been scheduled (a time slice, milliseconds), while the loop itself takes
+# microseconds. Such calls run on the calling thread alone.
+SERIAL_BELOW = 1 << 17
+
+
+class threads_for:
+    """Context manager: Numba loops entered inside run on one thread when ``work`` is small.
+
+    ``numba.set_num_threads`` is per calling thread, so this affects no other thread."""
+
+    def __init__(self, work):
+        self.serial = work < SERIAL_BELOW
+
+    def __enter__(self):
+        if self.serial:
+            import numba
+
+            self.previous = numba.get_num_threads()
+            if self.previous > 1:
+                numba.set_num_threads(1)
+            else:
+                self.serial = False
+        return self
+
+    def __exit__(self, *exc):
+        if self.serial:
+            import numba
+
+            numba.set_num_threads(self.previous)
+        return False

@@ -47,6 +47,7 @@ its input and output channels swapped. ``backward_weights`` builds that kernel.
 import numpy as np
 from numba import njit, prange
 
+from ._common import threads_for
 from ._gemm import stacked_matmul
 from ._workspace import scratch
 
@@ -252,10 +253,12 @@ def conv3x3(x, u, ph, pw, bias=None, relu=False):
     oh, ow = h + 2 * ph - 2, w + 2 * pw - 2
     th, tw = (oh + 3) // 4, (ow + 3) // 4
     v = scratch("winograd_v", (36, c, n * th * tw), np.float32)
-    input_transform(x, v, ph, pw, th, tw)
+    with threads_for(v.size):
+        input_transform(x, v, ph, pw, th, tw)
     m = scratch("winograd_m", (36, k, n * th * tw), np.float32)
     stacked_matmul(u, v, m)
     y = np.empty((n, k, oh, ow), np.float32)
     b = np.zeros(k, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
-    output_transform(m, y, b, bool(relu), th, tw)
+    with threads_for(m.size):
+        output_transform(m, y, b, bool(relu), th, tw)
     return y

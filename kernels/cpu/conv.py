@@ -98,8 +98,9 @@ def _columns(x, n, w_shape, stride, padding, dilation, out_hw, i0, i1):
     if _is_pointwise(w_shape, stride, padding, dilation):
         return x[n].reshape(c, -1)[:, i0 * ow:i1 * ow]
     col = scratch("col", (c * kh * kw, (i1 - i0) * ow), x.dtype)
-    _im2col.im2col(x, n, col, kh, kw, stride[0], stride[1], padding[0], padding[1],
-                   dilation[0], dilation[1], i0, i1, ow)
+    with _common.threads_for(col.size):
+        _im2col.im2col(x, n, col, kh, kw, stride[0], stride[1], padding[0], padding[1],
+                       dilation[0], dilation[1], i0, i1, ow)
     return col
 
 
@@ -191,8 +192,9 @@ def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="
         for i0, i1 in blocks:
             col = scratch("col", (groups, w_mat.shape[1], (i1 - i0) * ow), dtype)
             np.matmul(w_mat, gy_s[:, :, i0 * ow:i1 * ow], out=col)
-            _im2col.col2im(col.reshape(-1, col.shape[2]), gx, s, kh, kw, stride[0], stride[1],
-                           padding[0], padding[1], dilation[0], dilation[1], i0, i1, ow, i0 > 0)
+            with _common.threads_for(col.size):
+                _im2col.col2im(col.reshape(-1, col.shape[2]), gx, s, kh, kw, stride[0], stride[1],
+                               padding[0], padding[1], dilation[0], dilation[1], i0, i1, ow, i0 > 0)
     return gx
 
 

@@ -126,7 +126,8 @@ def relu_forward(x):
     """y = max(x, 0)."""
     x = _common.float_array("x", x)
     y = np.empty_like(x)
-    _relu_forward(x.reshape(-1), y.reshape(-1))
+    with _common.threads_for(x.size):
+        _relu_forward(x.reshape(-1), y.reshape(-1))
     return y
 
 
@@ -144,7 +145,8 @@ def relu_backward(gy, x, rule):
             raise ValueError(f"gy shape {gy.shape} does not match x shape {tuple(np.shape(x))}")
         xs = np.ascontiguousarray(x, dtype=gy.dtype)
     gx = np.empty_like(gy)
-    _relu_backward(gy.reshape(-1), xs.reshape(-1), gx.reshape(-1), code)
+    with _common.threads_for(gy.size):
+        _relu_backward(gy.reshape(-1), xs.reshape(-1), gx.reshape(-1), code)
     return gx
 
 
@@ -158,7 +160,8 @@ def bias_relu_forward(x, b):
     b = _common.float_array("b", b, dtype)
     n, c, h, w = x.shape
     y = np.empty_like(x)
-    _bias_relu(x.reshape(n * c, h * w), b, y.reshape(n * c, h * w))
+    with _common.threads_for(x.size):
+        _bias_relu(x.reshape(n * c, h * w), b, y.reshape(n * c, h * w))
     return y
 
 
@@ -176,7 +179,8 @@ def lrn_forward(x, size, alpha, beta, k):
     x = _common.float_array("x", x)
     y = np.empty_like(x)
     t = x.dtype.type
-    _lrn_forward(x, size, t(alpha), t(beta), t(k), y)
+    with _common.threads_for(x.size * size):
+        _lrn_forward(x, size, t(alpha), t(beta), t(k), y)
     return y
 
 
@@ -191,5 +195,6 @@ def lrn_backward(gy, x, y, size, alpha, beta, k):
     y = _common.float_array("y", y, dtype)
     gx = np.empty_like(x)
     t = x.dtype.type
-    _lrn_backward(gy, x, y, size, t(alpha), t(beta), t(k), gx)
+    with _common.threads_for(x.size * size):
+        _lrn_backward(gy, x, y, size, t(alpha), t(beta), t(k), gx)
     return gx

@@ -128,8 +128,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     n, c, h, w = x.shape
     y = np.empty((n, c, oh, ow), x.dtype)
     arg = np.empty((n, c, oh, ow), np.int64)
-    _max_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow),
-                 kh, kw, sh, sw, ph, pw)
+    with _common.threads_for(x.size):
+        _max_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow),
+                     kh, kw, sh, sw, ph, pw)
     return y, arg
 
 
@@ -146,7 +147,8 @@ def max_pool2d_backward(gy, argmax, x_shape, kernel_size, stride, padding):
     if argmax.size and (argmax.min() < 0 or argmax.max() >= h * w):
         raise ValueError(f"argmax holds indices outside the {h}x{w} input plane")
     gx = np.empty(x_shape, gy.dtype)
-    _max_backward(gy.reshape(n * c, -1), argmax.reshape(n * c, -1), gx.reshape(n * c, h * w))
+    with _common.threads_for(gx.size):
+        _max_backward(gy.reshape(n * c, -1), argmax.reshape(n * c, -1), gx.reshape(n * c, h * w))
     return gx
 
 
@@ -156,8 +158,9 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad):
     x = _common.float_array("x", x)
     n, c, h, w = x.shape
     y = np.empty((n, c, oh, ow), x.dtype)
-    _avg_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow), kh, kw, sh, sw, ph, pw,
-                 bool(count_include_pad))
+    with _common.threads_for(x.size):
+        _avg_forward(x.reshape(n * c, h, w), y.reshape(n * c, oh, ow), kh, kw, sh, sw, ph, pw,
+                     bool(count_include_pad))
     return y
 
 
@@ -169,6 +172,7 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, count_include
     _common.check_grad_shape(gy, (n, c) + out_hw)
     gy = _common.float_array("gy", gy)
     gx = np.empty(x_shape, gy.dtype)
-    _avg_backward(gy.reshape((n * c,) + out_hw), gx.reshape(n * c, h, w), kh, kw, sh, sw, ph, pw,
-                  bool(count_include_pad))
+    with _common.threads_for(gx.size):
+        _avg_backward(gy.reshape((n * c,) + out_hw), gx.reshape(n * c, h, w), kh, kw, sh, sw, ph, pw,
+                      bool(count_include_pad))
     return gx

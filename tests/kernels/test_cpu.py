@@ -23,13 +23,23 @@ pytest.importorskip("numba")
 import kernels  # noqa: E402
 from kernels import cpu as K  # noqa: E402
 from kernels import reference as R  # noqa: E402
-from kernels.cpu import _winograd, conv  # noqa: E402
+from kernels.cpu import _common, _winograd, conv  # noqa: E402
 
 CONTRACT = (
     "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "bias_relu_forward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "relu_forward", "relu_backward", "lrn_forward", "lrn_backward",
 )
+
+@pytest.fixture(autouse=True)
+def always_parallel():
+    """Small calls normally run on one thread (_common.SERIAL_BELOW); the tests' shapes are all
+    small, so switch that off: every parallel loop runs on all threads, races included."""
+    saved = _common.SERIAL_BELOW
+    _common.SERIAL_BELOW = 0
+    yield
+    _common.SERIAL_BELOW = saved
+
 
 dtypes = st.sampled_from([np.float32, np.float64])
 seeds = st.integers(0, 2**32 - 1)
