@@ -4,7 +4,8 @@ A quadtree is rebuilt from the 2-D embedding every iteration (O(N log N)); each 
 walks it and treats a cell as one point at the cell's centre of mass when the cell is small
 seen from the point (cell side / distance < theta). The attractive forces run over the sparse
 affinity matrix P (CSR). The loops over points run in parallel (``prange``) from
-``PARALLEL_FROM`` points on; below that, serially (threads would cost more than they save).
+``PARALLEL_FROM`` points on where Numba has at least ``PARALLEL_MIN_THREADS`` threads; otherwise
+serially (threads would cost more than they save).
 
 Node layout (arrays indexed by node): ``centre`` (cx, cy), ``half`` (half side), ``com``
 (centre of mass), ``mass`` (number of points), ``child`` (four children, -1 for a leaf),
@@ -13,11 +14,16 @@ Node layout (arrays indexed by node): ``centre`` (cx, cy), ``half`` (half side),
 
 import types
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 #: N from which the per-point loops run on all cores (below it, threads cost more than they save).
 PARALLEL_FROM = 5000
+#: ... and only with at least this many Numba threads: on this project's shared 2-core machine the
+#: serial loops ran 10,000 points x 1000 iterations in 61 s (39 s CPU), the parallel ones in 135 s
+#: (70 s CPU), threads waiting for each other at every one of the ~3000 barriers.
+PARALLEL_MIN_THREADS = 4
 
 MAX_DEPTH = 60
 
@@ -203,7 +209,7 @@ _KERNELS = {
 
 
 def _pick(name, n):
-    return _KERNELS[name][n >= PARALLEL_FROM]
+    return _KERNELS[name][n >= PARALLEL_FROM and numba.get_num_threads() >= PARALLEL_MIN_THREADS]
 
 
 def repulsive_forces(y, half, com, mass, child, order, theta):
