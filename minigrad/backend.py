@@ -7,6 +7,7 @@ them: CuPy's for a ``cupy.ndarray``, otherwise the CPU backend chosen by ``set_b
 only when a CuPy array or the "cuda" device is asked for.
 """
 
+import contextlib
 import sys
 
 import numpy as np
@@ -76,6 +77,17 @@ def set_backend(name):
     if name is not None:
         kernels.load(name)
     _state["cpu_backend"] = name
+
+
+@contextlib.contextmanager
+def using_backend(name):
+    """Run the block on the CPU kernels ``name``, then restore the previous choice."""
+    previous = _state["cpu_backend"]
+    set_backend(name)
+    try:
+        yield
+    finally:
+        _state["cpu_backend"] = previous
 
 
 def get_backend():
