@@ -57,33 +57,39 @@ from ._workspace import scratch
 
 @njit(cache=True, inline="always")
 def _g_row(g0, g1, g2):
-    """G @ (g0, g1, g2): the 1-D kernel transform, a 3-vector to a 6-vector."""
-    return (
-        g0 / 4.0,
-        -(g0 + g1 + g2) / 6.0,
-        -(g0 - g1 + g2) / 6.0,
-        g0 / 24.0 + g1 / 12.0 + g2 / 6.0,
-        g0 / 24.0 - g1 / 12.0 + g2 / 6.0,
-        g2,
-    )
+    """G @ (g0, g1, g2): the 1-D kernel transform, a 3-vector to a 6-vector (multiplications
+    by the reciprocals, which is as exact in float64 as dividing and much faster)."""
+    s = (g0 + g2) * (-1.0 / 6.0)
+    t = g1 * (1.0 / 6.0)
+    a = g0 * (1.0 / 24.0) + g2 * (1.0 / 6.0)
+    b = g1 * (1.0 / 12.0)
+    return (g0 * 0.25, s - t, s + t, a + b, a - b, g2)
 
 
 @njit(parallel=True, cache=True)
 def weight_transform(w, u):
-    """u[i*6 + j, k, c] = (G w[k, c] G^T)[i, j]; w (K, C, 3, 3), u (36, K, C)."""
+    """u[i*6 + j, k, c] = (G w[k, c] G^T)[i, j]; w (K, C, 3, 3), u (36, K, C).
+
+    Per output channel k, the C kernels are first gathered tap-major (g[tap, c]), so that
+    every step below is a loop along c over contiguous rows, in float64."""
     n_out, n_in = w.shape[0], w.shape[1]
     for kk in prange(n_out):
         k = np.int64(kk)
-        t = np.empty((6, 3), np.float64)
+        g = np.empty((9, n_in), np.float64)
         for c in range(n_in):
-            # t = G g (6x3), column by column
-            for q in range(3):
-                r = _g_row(np.float64(w[k, c, 0, q]), np.float64(w[k, c, 1, q]), np.float64(w[k, c, 2, q]))
+            for tap in range(9):
+                g[tap, c] = w[k, c, tap // 3, tap % 3]
+        # t[i*3 + q] = (G g)[i, q]: the 1-D transform down each of the 3 columns
+        t = np.empty((18, n_in), np.float64)
+        for q in range(3):
+            for c in range(n_in):
+                r = _g_row(g[q, c], g[3 + q, c], g[6 + q, c])
                 for i in range(6):
-                    t[i, q] = r[i]
-            # (G g) G^T: the same transform along each row of t
-            for i in range(6):
-                r = _g_row(t[i, 0], t[i, 1], t[i, 2])
+                    t[i * 3 + q, c] = r[i]
+        # u[i*6 + j] = ((G g) G^T)[i, j]: the same transform along each of the 6 rows
+        for i in range(6):
+            for c in range(n_in):
+                r = _g_row(t[i * 3, c], t[i * 3 + 1, c], t[i * 3 + 2, c])
                 for j in range(6):
                     u[i * 6 + j, k, c] = r[j]
 
