@@ -29,7 +29,10 @@ passive ones. The variable is restored right after, so other OpenMP runtimes loa
 
 import os
 
-from numba.np.ufunc import parallel as _numba_parallel
+try:  # Numba internals: if they move, we only lose the passive start
+    from numba.np.ufunc import parallel as _numba_parallel
+except ImportError:  # pragma: no cover
+    _numba_parallel = None
 
 from .conv import conv2d_backward_data, conv2d_backward_weight, conv2d_forward
 from .elementwise import RELU_RULES, bias_relu_forward, lrn_backward, lrn_forward, relu_backward, relu_forward
@@ -54,7 +57,7 @@ __all__ = [
 
 def _start_numba_threads_passive():
     """Start Numba's thread pool now, with OpenMP's passive wait policy (see module docstring)."""
-    if _numba_parallel._is_initialized:
+    if _numba_parallel is None or getattr(_numba_parallel, "_is_initialized", True):
         return
     had = "OMP_WAIT_POLICY" in os.environ
     if not had:

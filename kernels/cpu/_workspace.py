@@ -65,10 +65,23 @@ def _hash_words(words):
     return s1, s2
 
 
+def _hash_words_numpy(words):
+    """The same two sums with NumPy arrays (used when Numba's JIT is disabled: the loop
+    above would then run in Python, slowly, and warn about the intended wraparound)."""
+    i = np.arange(words.size, dtype=np.uint32)
+    s1 = np.sum(words * (i + i + np.uint32(1)), dtype=np.uint32)
+    s2 = np.sum((words ^ (i * np.uint32(0x9E3779B9))) * np.uint32(0x85EBCA6B), dtype=np.uint32)
+    return s1, s2
+
+
 def fingerprint(w):
     """A 64-bit hash of a float32 array's bytes (changes when any element changes)."""
-    s1, s2 = _hash_words(np.ascontiguousarray(w).reshape(-1).view(np.uint32))
-    return (int(s1) << 32) | int(s2)
+    words = np.ascontiguousarray(w).reshape(-1).view(np.uint32)
+    import numba
+
+    s1, s2 = _hash_words_numpy(words) if numba.config.DISABLE_JIT else _hash_words(words)
+    # (Numba may widen the accumulators to 64 bits; their low 32 bits are the same sums.)
+    return ((int(s1) & 0xFFFFFFFF) << 32) | (int(s2) & 0xFFFFFFFF)
 
 
 class WeightCache:
