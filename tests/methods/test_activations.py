@@ -10,16 +10,6 @@ from methods.activations import layer_features
 from tests.methods.tiny_models import tiny_vgg
 
 
-@pytest.fixture(autouse=True, scope="module")
-def reference_kernels():
-    """About the technique, not the kernels (they have their own parity tests): run on the NumPy
-    reference, which on tiny arrays skips Numba's compile and thread-pool start-up."""
-    previous = minigrad.backend._state["cpu_backend"]
-    minigrad.set_backend("reference")
-    yield
-    minigrad.set_backend(previous)
-
-
 def batch(n=2, channels=3, size=16, seed=0):
     return np.random.default_rng(seed).normal(size=(n, channels, size, size)).astype(np.float32)
 

@@ -4,20 +4,8 @@ import numpy as np
 import pytest
 
 import methods
-import minigrad
 from methods.backprop_images import backprop_image, gradient_image
 from tests.methods.tiny_models import tiny_vgg
-
-
-@pytest.fixture(autouse=True, scope="module")
-def reference_kernels():
-    """These tests are about the techniques, not the kernels (those have their own parity tests
-    against the reference): run them on the NumPy reference, whose cost on tiny arrays does not
-    include Numba's compile and thread-pool start-up."""
-    previous = minigrad.backend._state["cpu_backend"]
-    minigrad.set_backend("reference")
-    yield
-    minigrad.set_backend(previous)
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,6 @@ from methods import neighbours as Nb
 from tests.methods.tiny_models import tiny_vgg
 
 
-@pytest.fixture(autouse=True, scope="module")
-def reference_kernels():
-    """About the technique, not the kernels (they have their own parity tests): run on the NumPy
-    reference, which on tiny arrays skips Numba's compile and thread-pool start-up."""
-    previous = minigrad.backend._state["cpu_backend"]
-    minigrad.set_backend("reference")
-    yield
-    minigrad.set_backend(previous)
-
-
 def data(n=30, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, 16, 16), dtype=np.uint8)

@@ -11,16 +11,6 @@ from methods import patches as P
 from tests.methods.tiny_models import NamedSequential, tiny_vgg
 
 
-@pytest.fixture(autouse=True, scope="module")
-def reference_kernels():
-    """About the technique, not the kernels (they have their own parity tests): run on the NumPy
-    reference, which on tiny arrays skips Numba's compile and thread-pool start-up."""
-    previous = minigrad.backend._state["cpu_backend"]
-    minigrad.set_backend("reference")
-    yield
-    minigrad.set_backend(previous)
-
-
 def odd_geometry(seed=0):
     """Linear (no ReLU), positive weights: a unit's gradient is non-zero exactly on its receptive field."""
     layers = [

@@ -4,22 +4,10 @@ import numpy as np
 import pytest
 
 import methods
-import minigrad
 from methods import grabcut as gc
 from methods.saliency import saliency, saliency_segmentation
 from minigrad import nn
 from tests.methods.tiny_models import NamedSequential, tiny_vgg
-
-
-@pytest.fixture(autouse=True, scope="module")
-def reference_kernels():
-    """These tests are about the techniques, not the kernels (those have their own parity tests
-    against the reference): run them on the NumPy reference, whose cost on tiny arrays does not
-    include Numba's compile and thread-pool start-up."""
-    previous = minigrad.backend._state["cpu_backend"]
-    minigrad.set_backend("reference")
-    yield
-    minigrad.set_backend(previous)
 
 
 def region_model(size=16, region=(slice(4, 10), slice(6, 12)), classes=3, seed=0):
