@@ -71,6 +71,6 @@ def _page(entries):
             f"<small>parameters: <code>{params}</code></small></p>{images}</section>"
         )
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}figure{display:inline-block;margin:6px}"
-             "img{max-width:320px;image-rendering:pixelated;border:1px solid #ccc}section{border-top:1px solid #ddd}")
+             "img{min-width:196px;max-width:480px;height:auto;image-rendering:pixelated;border:1px solid #ccc}section{border-top:1px solid #ddd}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>minigrad gallery</title><style>{style}</style>"
             f"</head><body><h1>minigrad gallery</h1>{''.join(sections)}</body></html>\n")
