@@ -3,16 +3,17 @@
 Algorithm choice (``choose_algorithm``):
 
 * ``"winograd"`` for float32, 3x3, stride 1, dilation 1, groups 1, padding <= 2, at least
-  ``WINOGRAD_MIN_CHANNELS`` input and output channels: every 3x3 layer of VGG and the last
-  three of AlexNet. See ``_winograd.py`` (Lavin & Gray 2016). Its data gradient is the same
-  algorithm on gy with the flipped, channel-transposed kernel.
+  ``WINOGRAD_MIN_CHANNELS`` input and output channels and ``WINOGRAD_MIN_TILES`` 4x4 output
+  tiles: VGG16's 3x3 layers from conv1_2 to conv4_3 (not its 14x14 conv5 block, nor
+  AlexNet's 13x13 layers). See ``_winograd.py`` (Lavin & Gray 2016). Its data gradient is
+  the same algorithm on gy with the flipped, channel-transposed kernel.
 * ``"im2col"`` otherwise: per sample and group one BLAS product (``numpy.matmul``) against
   the column matrix (``_im2col.py``); a 1x1, stride-1, unpadded conv uses the input itself as
   the column matrix. float64 always goes this way: it is the exact path gradient checks use.
 
-The BLAS calls run on NumPy's BLAS threads and the transforms on Numba's; the two never run
-at the same time (each call returns before the next starts), so they share the cores
-rather than oversubscribe them.
+The BLAS calls and the Numba loops never run at the same time (each returns before the next
+starts); Winograd's 36 GEMMs run as one slice per thread on single-threaded BLAS
+(``_gemm.py``), im2col's single large GEMM on BLAS's own threads.
 """
 
 import numpy as np
