@@ -56,13 +56,13 @@ HIDDEN = 256
 
 class FashionVGG(nn.Module):
     """The network above. ``blocks`` and ``hidden`` change its size (tests use tiny ones);
-    ``dropout`` is the drop probability after fc6 and fc7 in training mode (0.3)."""
+    ``dropout`` is the drop probability after fc6 and fc7 in training mode (0.1)."""
 
     input_shape = (1, 28, 28)
     labels = LABELS
     mean, std = MEAN, STD
 
-    def __init__(self, blocks=BLOCKS, hidden=HIDDEN, num_classes=len(LABELS), dropout=0.3):
+    def __init__(self, blocks=BLOCKS, hidden=HIDDEN, num_classes=len(LABELS), dropout=0.1):
         super().__init__()
         if not blocks or not all(blocks):
             raise ValueError(f"blocks must be a non-empty sequence of non-empty channel tuples, got {blocks!r}")
@@ -205,4 +205,4 @@ def _config_from(metadata):
         return {}
     config = json.loads(raw)
     return {"blocks": tuple(tuple(b) for b in config["blocks"]), "hidden": config["hidden"],
-            "num_classes": config["num_classes"], "dropout": config.get("dropout", 0.3)}
+            "num_classes": config["num_classes"], "dropout": config.get("dropout", 0.1)}
