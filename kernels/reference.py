@@ -13,95 +13,17 @@ returned array is freshly allocated and C-contiguous. Float32 stays float32 (mix
 promote as NumPy does); max-pool indices are int64.
 """
 
-import operator
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from kernels.geometry import check_grad_shape, conv_geometry, lrn_size, pool_geometry, shape4
 
 RELU_RULES = ("standard", "deconvnet", "guided")
 
 
 # ----------------------------------------------------------------------------------------
 # geometry helpers
-
-
-def _pair(name, value, minimum):
-    """Return ``value`` as a pair of ints, each at least ``minimum``; ValueError otherwise."""
-    try:
-        first, second = (operator.index(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair of ints (height, width), got {value!r}") from None
-    if first < minimum or second < minimum:
-        raise ValueError(f"{name} must be >= {minimum} in both dimensions, got {value!r}")
-    return first, second
-
-
-def _out_size(size, kernel, stride, padding, dilation=1):
-    """Floor-mode output length: (size + 2*padding - dilation*(kernel - 1) - 1) // stride + 1."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def _shape4(name, shape):
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 4:
-        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {shape}")
-    return shape
-
-
-def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
-    """Validate a convolution and return (stride, padding, dilation, (OH, OW))."""
-    n, c, h, w = _shape4("x", x_shape)
-    o, cg, kh, kw = _shape4("w", w_shape)
-    stride = _pair("stride", stride, 1)
-    padding = _pair("padding", padding, 0)
-    dilation = _pair("dilation", dilation, 1)
-    groups = operator.index(groups)
-    if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}")
-    if c % groups or o % groups:
-        raise ValueError(
-            f"input channels ({c}) and output channels ({o}) must both be divisible by "
-            f"groups ({groups}); x shape {x_shape}, w shape {w_shape}"
-        )
-    if cg != c // groups or kh < 1 or kw < 1:
-        raise ValueError(
-            f"weight shape {w_shape} does not fit input shape {x_shape} with groups={groups}: "
-            f"expected w of shape (O, {c // groups}, KH, KW) with KH, KW >= 1"
-        )
-    oh = _out_size(h, kh, stride[0], padding[0], dilation[0])
-    ow = _out_size(w, kw, stride[1], padding[1], dilation[1])
-    if oh < 1 or ow < 1:
-        raise ValueError(
-            f"convolution output size ({oh}, {ow}) is not positive: input {x_shape}, weight "
-            f"{w_shape}, stride {stride}, padding {padding}, dilation {dilation}"
-        )
-    return stride, padding, dilation, (oh, ow)
-
-
-def _pool_geometry(x_shape, kernel_size, stride, padding):
-    """Validate a pooling and return (kernel_size, stride, padding, (OH, OW))."""
-    n, c, h, w = _shape4("x", x_shape)
-    kernel_size = _pair("kernel_size", kernel_size, 1)
-    stride = _pair("stride", stride, 1)
-    padding = _pair("padding", padding, 0)
-    if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
-        raise ValueError(
-            f"pool padding {padding} must be at most half the kernel size {kernel_size} "
-            f"(padding <= kernel_size // 2) so that every window holds a real pixel"
-        )
-    oh = _out_size(h, kernel_size[0], stride[0], padding[0])
-    ow = _out_size(w, kernel_size[1], stride[1], padding[1])
-    if oh < 1 or ow < 1:
-        raise ValueError(
-            f"pooling output size ({oh}, {ow}) is not positive: input {x_shape}, "
-            f"kernel_size {kernel_size}, stride {stride}, padding {padding}"
-        )
-    return kernel_size, stride, padding, (oh, ow)
-
-
-def _check_grad_shape(gy, expected):
-    if tuple(gy.shape) != tuple(expected):
-        raise ValueError(f"gy has shape {tuple(gy.shape)} but the forward output has shape {tuple(expected)}")
 
 
 def _tap(p, q, stride, dilation, out_hw):
@@ -165,7 +87,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, g*C/groups + c, i*sh + p*dh, j*sw + q*dw],
     g = o // (O / groups). Per group g, with cols_g the (Cg*KH*KW, N*OH*OW) im2col matrix:
     Y_g = W_g (Og, Cg*KH*KW) @ cols_g."""
-    stride, padding, dilation, out_hw = _conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    stride, padding, dilation, groups, out_hw = conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
     n, o, (kh, kw) = x.shape[0], w.shape[0], w.shape[2:]
     cg, og = w.shape[1], o // groups
     if b is not None and tuple(b.shape) != (o,):
@@ -185,12 +107,12 @@ def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
 
     Per group: gcols_g = W_g^T @ GY_g (the columns' gradient), then col2im scatter-adds every
     column entry back onto the input pixel it was read from (padding positions are dropped)."""
-    x_shape = _shape4("x_shape", x_shape)
-    stride, padding, dilation, out_hw = _conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
+    x_shape = shape4("x_shape", x_shape)
+    stride, padding, dilation, groups, out_hw = conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
     n, c = x_shape[:2]
     o, cg, kh, kw = w.shape
     og = o // groups
-    _check_grad_shape(gy, (n, o) + out_hw)
+    check_grad_shape(gy, (n, o) + out_hw)
     gy_mat = gy.transpose(1, 0, 2, 3).reshape(o, -1)  # GY (O, N*OH*OW)
     gcols = np.empty((groups, cg * kh * kw, gy_mat.shape[1]), dtype=np.result_type(gy, w))
     for g in range(groups):
@@ -203,12 +125,12 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
 
     gw[o, c, p, q] = sum_{n, i, j} gy[n, o, i, j] * xpad[n, g*Cg + c, i*sh + p*dh, j*sw + q*dw],
     i.e. per group GW_g = GY_g (Og, N*OH*OW) @ cols_g^T."""
-    w_shape = _shape4("w_shape", w_shape)
-    stride, padding, dilation, out_hw = _conv_geometry(x.shape, w_shape, stride, padding, dilation, groups)
+    w_shape = shape4("w_shape", w_shape)
+    stride, padding, dilation, groups, out_hw = conv_geometry(x.shape, w_shape, stride, padding, dilation, groups)
     n = x.shape[0]
     o, cg, kh, kw = w_shape
     og = o // groups
-    _check_grad_shape(gy, (n, o) + out_hw)
+    check_grad_shape(gy, (n, o) + out_hw)
     cols = _im2col(x, (kh, kw), stride, padding, dilation, out_hw).reshape(groups, cg * kh * kw, -1)
     gy_mat = gy.transpose(1, 0, 2, 3).reshape(o, -1)
     gw = np.empty((o, cg * kh * kw), dtype=np.result_type(gy, x))
@@ -223,7 +145,7 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
 
 def bias_relu_forward(x, b):
     """y = max(x + b[None, :, None, None], 0): the epilogue of a conv followed by ReLU."""
-    _shape4("x", x.shape)
+    shape4("x", x.shape)
     if tuple(b.shape) != (x.shape[1],):
         raise ValueError(f"bias must have shape ({x.shape[1]},) for x of shape {x.shape}, got {b.shape}")
     return np.maximum(x + b[None, :, None, None], 0)
@@ -264,7 +186,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     argmax[n, c, i, j] = h*W + w, the flat in-plane index of the winning input pixel. Ties
     go to the first maximum in row-major window order; padding never wins. (A NaN in a
     window wins, the first one, so NaN propagates as in PyTorch.)"""
-    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _pool_geometry(x.shape, kernel_size, stride, padding)
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = pool_geometry(x.shape, kernel_size, stride, padding)
     n, c, h, w = x.shape
     # Windows of the -inf padded input, flattened in row-major (p, q) order.
     windows = _windows(_pad_hw(x, (ph, pw), -np.inf), (kh, kw), (sh, sw), (oh, ow))
@@ -286,10 +208,10 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
 
 def max_pool2d_backward(gy, argmax, x_shape, kernel_size, stride, padding):
     """gx[n, c].flat[argmax[n, c, i, j]] += gy[n, c, i, j]; overlapping windows accumulate."""
-    x_shape = _shape4("x_shape", x_shape)
+    x_shape = shape4("x_shape", x_shape)
     n, c, h, w = x_shape
-    out_hw = _pool_geometry(x_shape, kernel_size, stride, padding)[3]
-    _check_grad_shape(gy, (n, c) + out_hw)
+    out_hw = pool_geometry(x_shape, kernel_size, stride, padding)[3]
+    check_grad_shape(gy, (n, c) + out_hw)
     if tuple(argmax.shape) != tuple(gy.shape):
         raise ValueError(f"argmax shape {argmax.shape} does not match gy shape {gy.shape}")
     if argmax.size and (argmax.min() < 0 or argmax.max() >= h * w):
@@ -315,7 +237,7 @@ def _avg_divisor(x_shape, kernel_size, stride, padding, out_hw, count_include_pa
 def avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad):
     """y[n, c, i, j] = sum of the zero-padded window / divisor, where the divisor is KH*KW
     if count_include_pad else the number of real (non-padding) pixels in the window."""
-    kernel_size, stride, padding, out_hw = _pool_geometry(x.shape, kernel_size, stride, padding)
+    kernel_size, stride, padding, out_hw = pool_geometry(x.shape, kernel_size, stride, padding)
     total = _windows(_pad_hw(x, padding), kernel_size, stride, out_hw).sum(axis=(-2, -1))
     return total / _avg_divisor(x.shape, kernel_size, stride, padding, out_hw, count_include_pad, x.dtype)
 
@@ -323,9 +245,9 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad):
 def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, count_include_pad):
     """Each output spreads gy / divisor evenly over its window: for every tap (p, q),
     gxpad[n, c, i*sh + p, j*sw + q] += gy[n, c, i, j] / divisor[i, j]; padding is cropped."""
-    x_shape = _shape4("x_shape", x_shape)
-    kernel_size, stride, padding, out_hw = _pool_geometry(x_shape, kernel_size, stride, padding)
-    _check_grad_shape(gy, tuple(x_shape[:2]) + out_hw)
+    x_shape = shape4("x_shape", x_shape)
+    kernel_size, stride, padding, out_hw = pool_geometry(x_shape, kernel_size, stride, padding)
+    check_grad_shape(gy, tuple(x_shape[:2]) + out_hw)
     share = gy / _avg_divisor(x_shape, kernel_size, stride, padding, out_hw, count_include_pad, gy.dtype)
     n, c, h, w = x_shape
     (ph, pw) = padding
@@ -350,14 +272,6 @@ def _channel_window_sum(a, before, after):
     return total
 
 
-def _lrn_check(x, size):
-    _shape4("x", x.shape)
-    size = operator.index(size)
-    if size < 1:
-        raise ValueError(f"LRN size must be >= 1, got {size}")
-    return size
-
-
 def _lrn_denominator(x, size, alpha, k):
     """d[:, c] = k + alpha/size * sum_{c' = c - size//2}^{c + (size-1)//2} x[:, c']**2."""
     return k + alpha / size * _channel_window_sum(x * x, size // 2, (size - 1) // 2)
@@ -365,7 +279,7 @@ def _lrn_denominator(x, size, alpha, k):
 
 def lrn_forward(x, size, alpha, beta, k):
     """Local response normalization across channels: y = x * d**(-beta), d as in _lrn_denominator."""
-    size = _lrn_check(x, size)
+    size = lrn_size(x.shape, size)
     return x * _lrn_denominator(x, size, alpha, k) ** -beta
 
 
@@ -379,7 +293,7 @@ def lrn_backward(gy, x, y, size, alpha, beta, k):
                - 2*alpha*beta/size * x_c * sum_{c' in [c - (size-1)//2, c + size//2]} gy_c' * x_c' * d_c'^(-beta-1)
 
     where x_c' * d_c'^(-beta-1) = y_c' / d_c' reuses the forward output."""
-    size = _lrn_check(x, size)
+    size = lrn_size(x.shape, size)
     if not (gy.shape == x.shape == y.shape):
         raise ValueError(f"gy {gy.shape}, x {x.shape} and y {y.shape} must have the same shape")
     d = _lrn_denominator(x, size, alpha, k)

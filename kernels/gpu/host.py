@@ -30,12 +30,13 @@ allocated with ``empty``.
 """
 
 import functools
-import operator
 import os
 import re
 import types
 
 import numpy as np
+
+from kernels.geometry import conv_geometry, lrn_size, pool_geometry, shape4
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ("activation.cu", "conv.cu", "lrn.cu", "pool.cu")
@@ -110,24 +111,6 @@ def _i64(value):
     return np.int64(value)
 
 
-def _pair(name, value, minimum):
-    """``value`` as a pair of Python ints, each at least ``minimum``; ValueError otherwise."""
-    try:
-        first, second = (operator.index(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair of ints (height, width), got {value!r}") from None
-    if first < minimum or second < minimum:
-        raise ValueError(f"{name} must be >= {minimum} in both dimensions, got {value!r}")
-    return first, second
-
-
-def _shape4(name, shape):
-    shape = tuple(operator.index(s) for s in shape)
-    if len(shape) != 4:
-        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {shape}")
-    return shape
-
-
 def _float_dtype(*arrays):
     """The common dtype of the arrays (NumPy promotion); it must be float32 or float64."""
     dtype = np.result_type(*[a.dtype for a in arrays if a is not None])
@@ -139,49 +122,6 @@ def _float_dtype(*arrays):
 def _prepared(xp, array, dtype):
     """``array`` as a C-contiguous array of ``dtype`` (raw kernels ignore strides)."""
     return xp.ascontiguousarray(array.astype(dtype, copy=False))
-
-
-def _out_size(size, kernel, stride, padding, dilation=1):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
-    """Validate a convolution; return (stride, padding, dilation, groups, (OH, OW))."""
-    n, c, h, w = _shape4("x", x_shape)
-    o, cg, kh, kw = _shape4("w", w_shape)
-    stride = _pair("stride", stride, 1)
-    padding = _pair("padding", padding, 0)
-    dilation = _pair("dilation", dilation, 1)
-    groups = operator.index(groups)
-    if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}")
-    if c != cg * groups:
-        raise ValueError(f"x has {c} channels but w {tuple(w_shape)} with groups={groups} expects {cg * groups}")
-    if o % groups:
-        raise ValueError(f"{o} output channels do not split into groups={groups}")
-    if kh < 1 or kw < 1:
-        raise ValueError(f"kernel size must be >= 1, got w shape {tuple(w_shape)}")
-    out = (
-        _out_size(h, kh, stride[0], padding[0], dilation[0]),
-        _out_size(w, kw, stride[1], padding[1], dilation[1]),
-    )
-    if out[0] < 1 or out[1] < 1:
-        raise ValueError(f"convolution of a {h}x{w} input with a {kh}x{kw} kernel gives an empty output {out}")
-    return stride, padding, dilation, groups, out
-
-
-def _pool_geometry(x_shape, kernel_size, stride, padding):
-    """Validate a pooling window; return (kernel_size, stride, padding, (OH, OW))."""
-    n, c, h, w = _shape4("x", x_shape)
-    kernel_size = _pair("kernel_size", kernel_size, 1)
-    stride = _pair("stride", stride, 1)
-    padding = _pair("padding", padding, 0)
-    if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
-        raise ValueError(f"padding {padding} must be at most half the kernel size {kernel_size}")
-    out = tuple(_out_size(s, k, st, p) for s, k, st, p in zip((h, w), kernel_size, stride, padding, strict=True))
-    if out[0] < 1 or out[1] < 1:
-        raise ValueError(f"pooling a {h}x{w} input with window {kernel_size} gives an empty output {out}")
-    return kernel_size, stride, padding, out
 
 
 def _check_shape(name, array, expected):
@@ -223,7 +163,7 @@ def conv2d_forward(rt, x, w, b, stride, padding, dilation, groups):
     ``w (G, Og, K) @ col (nb, G, K, L)`` whose result is already NCHW; the bias is a
     broadcast add."""
     xp = rt.xp
-    stride, padding, dilation, groups, (oh, ow) = _conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    stride, padding, dilation, groups, (oh, ow) = conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
     dtype = _float_dtype(x, w, b)
     x, w = _prepared(xp, x, dtype), _prepared(xp, w, dtype)
     n, c, h, wd = x.shape
@@ -244,8 +184,8 @@ def conv2d_backward_data(rt, gy, w, x_shape, stride, padding, dilation, groups):
     """gx: per run of images the batched GEMM ``w^T (G, K, Og) @ gy (nb, G, Og, L)`` gives
     the columns' gradient, and the col2im gather kernel folds it back onto the image."""
     xp = rt.xp
-    x_shape = _shape4("x_shape", x_shape)
-    stride, padding, dilation, groups, (oh, ow) = _conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
+    x_shape = shape4("x_shape", x_shape)
+    stride, padding, dilation, groups, (oh, ow) = conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
     dtype = _float_dtype(gy, w)
     gy, w = _prepared(xp, gy, dtype), _prepared(xp, w, dtype)
     n, c, h, wd = x_shape
@@ -271,8 +211,8 @@ def conv2d_backward_weight(rt, gy, x, w_shape, stride, padding, dilation, groups
     the forward pass) and the batched GEMM ``gy (nb, G, Og, L) @ col^T (nb, G, L, K)``,
     summed over the images."""
     xp = rt.xp
-    w_shape = _shape4("w_shape", w_shape)
-    stride, padding, dilation, groups, (oh, ow) = _conv_geometry(x.shape, w_shape, stride, padding, dilation, groups)
+    w_shape = shape4("w_shape", w_shape)
+    stride, padding, dilation, groups, (oh, ow) = conv_geometry(x.shape, w_shape, stride, padding, dilation, groups)
     dtype = _float_dtype(gy, x)
     gy, x = _prepared(xp, gy, dtype), _prepared(xp, x, dtype)
     n, c, h, wd = x.shape
@@ -294,7 +234,7 @@ def conv2d_backward_weight(rt, gy, x, w_shape, stride, padding, dilation, groups
 def bias_relu_forward(rt, x, b):
     """y = max(x + b[None, :, None, None], 0) in one kernel launch."""
     xp = rt.xp
-    n, c, h, w = _shape4("x", x.shape)
+    n, c, h, w = shape4("x", x.shape)
     _check_shape("bias", b, (c,))
     dtype = _float_dtype(x, b)
     x, b = _prepared(xp, x, dtype), _prepared(xp, b, dtype)
@@ -347,7 +287,7 @@ def max_pool2d_forward(rt, x, kernel_size, stride, padding):
     """(y, argmax int64): window maxima and the flat in-plane index h*W + w of each winner
     (first maximum in row-major window order; padding never wins; NaN propagates)."""
     xp = rt.xp
-    kernel_size, stride, padding, out_hw = _pool_geometry(x.shape, kernel_size, stride, padding)
+    kernel_size, stride, padding, out_hw = pool_geometry(x.shape, kernel_size, stride, padding)
     dtype = _float_dtype(x)
     x = _prepared(xp, x, dtype)
     n, c = x.shape[:2]
@@ -364,8 +304,8 @@ def max_pool2d_backward(rt, gy, argmax, x_shape, kernel_size, stride, padding):
     An argmax entry outside its plane simply matches no pixel (the gather never indexes
     with it), so it cannot corrupt memory; it is not checked, which would cost a sync."""
     xp = rt.xp
-    x_shape = _shape4("x_shape", x_shape)
-    kernel_size, stride, padding, out_hw = _pool_geometry(x_shape, kernel_size, stride, padding)
+    x_shape = shape4("x_shape", x_shape)
+    kernel_size, stride, padding, out_hw = pool_geometry(x_shape, kernel_size, stride, padding)
     dtype = _float_dtype(gy)
     _check_shape("gy", gy, x_shape[:2] + out_hw)
     _check_shape("argmax", argmax, gy.shape)
@@ -381,7 +321,7 @@ def max_pool2d_backward(rt, gy, argmax, x_shape, kernel_size, stride, padding):
 def avg_pool2d_forward(rt, x, kernel_size, stride, padding, count_include_pad):
     """Window means; the divisor is KH*KW if count_include_pad, else the real pixel count."""
     xp = rt.xp
-    kernel_size, stride, padding, out_hw = _pool_geometry(x.shape, kernel_size, stride, padding)
+    kernel_size, stride, padding, out_hw = pool_geometry(x.shape, kernel_size, stride, padding)
     dtype = _float_dtype(x)
     x = _prepared(xp, x, dtype)
     y = xp.empty(x.shape[:2] + out_hw, dtype=dtype)
@@ -393,8 +333,8 @@ def avg_pool2d_forward(rt, x, kernel_size, stride, padding, count_include_pad):
 def avg_pool2d_backward(rt, gy, x_shape, kernel_size, stride, padding, count_include_pad):
     """gx: each input pixel gathers gy / divisor from every window that contains it."""
     xp = rt.xp
-    x_shape = _shape4("x_shape", x_shape)
-    kernel_size, stride, padding, out_hw = _pool_geometry(x_shape, kernel_size, stride, padding)
+    x_shape = shape4("x_shape", x_shape)
+    kernel_size, stride, padding, out_hw = pool_geometry(x_shape, kernel_size, stride, padding)
     dtype = _float_dtype(gy)
     _check_shape("gy", gy, x_shape[:2] + out_hw)
     gy = _prepared(xp, gy, dtype)
@@ -408,18 +348,10 @@ def avg_pool2d_backward(rt, gy, x_shape, kernel_size, stride, padding, count_inc
 # local response normalization
 
 
-def _lrn_size(x, size):
-    _shape4("x", x.shape)
-    size = operator.index(size)
-    if size < 1:
-        raise ValueError(f"LRN size must be >= 1, got {size}")
-    return size
-
-
 def lrn_forward(rt, x, size, alpha, beta, k):
     """y = x * d**(-beta), d = k + alpha/size * (sum of x**2 over the channel window)."""
     xp = rt.xp
-    size = _lrn_size(x, size)
+    size = lrn_size(x.shape, size)
     dtype = _float_dtype(x)
     x = _prepared(xp, x, dtype)
     n, c, h, w = x.shape
@@ -434,7 +366,7 @@ def lrn_backward(rt, gy, x, y, size, alpha, beta, k):
     """gx in two launches: lrn_scale stores d, then lrn_backward gathers over the mirrored
     channel window (see lrn.cu for the formula)."""
     xp = rt.xp
-    size = _lrn_size(x, size)
+    size = lrn_size(x.shape, size)
     if not (tuple(gy.shape) == tuple(x.shape) == tuple(y.shape)):
         raise ValueError(f"gy {gy.shape}, x {x.shape} and y {y.shape} must have the same shape")
     dtype = _float_dtype(gy, x, y)

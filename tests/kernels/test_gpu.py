@@ -460,9 +460,9 @@ def test_bad_arguments_raise_clear_errors(device):
     be = _backend(device, {})
     x = be.put(np.zeros((1, 4, 5, 5), np.float32))
     w = be.put(np.zeros((2, 3, 3, 3), np.float32))
-    with pytest.raises(ValueError, match="channels"):
+    with pytest.raises(ValueError, match="does not fit input shape"):
         be.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1), 1)
-    with pytest.raises(ValueError, match="empty output"):
+    with pytest.raises(ValueError, match="is not positive"):
         be.conv2d_forward(x, be.put(np.zeros((2, 4, 7, 7), np.float32)), None, (1, 1), (0, 0), (1, 1), 1)
     with pytest.raises(ValueError, match="padding"):
         be.max_pool2d_forward(x, (2, 2), (2, 2), (2, 2))

@@ -1,0 +1,99 @@
+"""Shape and geometry checks shared by the three kernel backends.
+
+Every public kernel validates its arguments here before touching data, so the reference,
+Numba and CUDA backends accept and refuse exactly the same inputs with the same messages:
+floor-mode output sizes, pool padding at most half the kernel, weight shape
+(O, C // groups, KH, KW). (Jitted loops cannot raise without losing parallelism, which is
+one more reason the checks live outside them.)
+"""
+
+import operator
+
+
+def pair(name, value, minimum):
+    """Return ``value`` as a pair of Python ints, each at least ``minimum``."""
+    try:
+        first, second = (operator.index(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of ints (height, width), got {value!r}") from None
+    if first < minimum or second < minimum:
+        raise ValueError(f"{name} must be >= {minimum} in both dimensions, got {value!r}")
+    return first, second
+
+
+def out_size(size, kernel, stride, padding, dilation=1):
+    """Floor-mode output length, as PyTorch computes it with ceil_mode=False."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def shape4(name, shape):
+    shape = tuple(operator.index(s) for s in shape)
+    if len(shape) != 4:
+        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {shape}")
+    return shape
+
+
+def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
+    """Validate a convolution; return (stride, padding, dilation, groups, (OH, OW))."""
+    n, c, h, w = shape4("x", x_shape)
+    o, cg, kh, kw = shape4("w", w_shape)
+    stride = pair("stride", stride, 1)
+    padding = pair("padding", padding, 0)
+    dilation = pair("dilation", dilation, 1)
+    groups = operator.index(groups)
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    if c % groups or o % groups:
+        raise ValueError(
+            f"input channels ({c}) and output channels ({o}) must both be divisible by "
+            f"groups ({groups}); x shape {x_shape}, w shape {w_shape}"
+        )
+    if cg != c // groups or kh < 1 or kw < 1:
+        raise ValueError(
+            f"weight shape {w_shape} does not fit input shape {x_shape} with groups={groups}: "
+            f"expected w of shape (O, {c // groups}, KH, KW) with KH, KW >= 1"
+        )
+    oh = out_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = out_size(w, kw, stride[1], padding[1], dilation[1])
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"convolution output size ({oh}, {ow}) is not positive: input {x_shape}, weight "
+            f"{w_shape}, stride {stride}, padding {padding}, dilation {dilation}"
+        )
+    return stride, padding, dilation, groups, (oh, ow)
+
+
+def pool_geometry(x_shape, kernel_size, stride, padding):
+    """Validate a pooling; return (kernel_size, stride, padding, (OH, OW))."""
+    shape4("x", x_shape)
+    h, w = x_shape[2], x_shape[3]
+    kernel_size = pair("kernel_size", kernel_size, 1)
+    stride = pair("stride", stride, 1)
+    padding = pair("padding", padding, 0)
+    if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
+        raise ValueError(
+            f"pool padding {padding} must be at most half the kernel size {kernel_size} "
+            f"(padding <= kernel_size // 2) so that every window holds a real pixel"
+        )
+    oh = out_size(h, kernel_size[0], stride[0], padding[0])
+    ow = out_size(w, kernel_size[1], stride[1], padding[1])
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"pooling output size ({oh}, {ow}) is not positive: input {tuple(x_shape)}, "
+            f"kernel_size {kernel_size}, stride {stride}, padding {padding}"
+        )
+    return kernel_size, stride, padding, (oh, ow)
+
+
+def check_grad_shape(gy, expected):
+    if tuple(gy.shape) != tuple(expected):
+        raise ValueError(f"gy has shape {tuple(gy.shape)} but the forward output has shape {tuple(expected)}")
+
+
+def lrn_size(x_shape, size):
+    """Validate an LRN call: a 4-D input and a positive window ``size``; returns the size."""
+    shape4("x", x_shape)
+    size = operator.index(size)
+    if size < 1:
+        raise ValueError(f"LRN size must be >= 1, got {size}")
+    return size
