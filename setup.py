@@ -11,7 +11,7 @@ setup(
     packages=find_packages(include=["minigrad*", "kernels*", "methods*", "weights*", "benchmarks*"]),
     package_data={
         "kernels": ["gpu/*.cu", "gpu/*.h"],
-        "weights": ["*.safetensors", "*.json", "*.txt", "LICENSES*", "data/*"],
+        "weights": ["*.safetensors", "*.log", "*.json", "*.txt", "LICENSES*", "data/*"],
         "methods": ["data/*", "data/LICENSES*"],
     },
     include_package_data=True,
