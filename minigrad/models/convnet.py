@@ -21,6 +21,7 @@ import numpy as np
 
 import weights
 from minigrad import backend, nn
+from minigrad.models.layered import LayeredModel
 from minigrad.models.preprocessing import TORCHVISION, Preprocessing
 from minigrad.seeding import random_generator
 from minigrad.tensor import Tensor, tensor
@@ -108,7 +109,7 @@ def _normal(rng, std):
     return fill
 
 
-class ConvNet(nn.Module):
+class ConvNet(LayeredModel):
     """AlexNet or a VGG (``arch`` in :data:`weights.archs.ARCHS`), torchvision's layout.
 
     Usually made by ``minigrad.models.vgg16(...)`` and friends or ``minigrad.models.load(...)``.
@@ -136,8 +137,6 @@ class ConvNet(nn.Module):
         # (name, module) in forward order; the flatten between avgpool and classifier is not a
         # registered child (torchvision has none), so state_dict keys and repr stay torchvision's
         object.__setattr__(self, "_steps", [(layer.name, m) for layer, m in mods])
-        object.__setattr__(self, "layer_names", tuple(layer.name for layer in table))
-        object.__setattr__(self, "_index", {name: i for i, (name, _) in enumerate(self._steps)})
         object.__setattr__(self, "preprocessing", preprocessing or TORCHVISION)
         object.__setattr__(self, "labels", tuple(labels) if labels is not None else None)
         object.__setattr__(self, "input_shape", (3, self.preprocessing.crop, self.preprocessing.crop))
@@ -178,71 +177,20 @@ class ConvNet(nn.Module):
         return self
 
     # ---- running ----------------------------------------------------------------------------
-    @staticmethod
-    def _input(x):
-        if isinstance(x, Tensor):
-            return x
-        return tensor(np.asarray(x, dtype=np.float32) if isinstance(x, (list, tuple)) else x)
-
-    def _check(self, x):
+    def prepare_input(self, x):
+        """Preprocessed images (N, 3, H, W) as a Tensor; any other shape is refused clearly."""
+        if not isinstance(x, Tensor):
+            x = tensor(np.asarray(x, dtype=np.float32) if isinstance(x, (list, tuple)) else x)
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(
                 f"{self.arch} expects images as (N, 3, H, W), got shape {tuple(x.shape)}; "
                 "model.preprocess(images) makes that from H x W x 3 images"
             )
-
-    def _run(self, x, upto):
-        """Run steps 0..upto, yielding (name, output) after each."""
-        for name, module in self._steps[: upto + 1]:
-            x = module(x)
-            yield name, x
-
-    def forward(self, x):
-        """Logits (N, num_classes) for preprocessed images ``x`` (N, 3, H, W)."""
-        x = self._input(x)
-        self._check(x)
-        for _, x in self._run(x, len(self._steps) - 1):
-            pass
         return x
 
     def named_layers(self):
         """[(paper name, module)] for every layer in forward order (``flatten`` included)."""
         return list(self._steps)
-
-    def layer(self, name):
-        """The module called ``name`` (e.g. ``model.layer("conv5_3")``)."""
-        self._names_ok([name])
-        return self._steps[self._index[name]][1]
-
-    def _names_ok(self, names):
-        unknown = [n for n in names if n not in self._index]
-        if unknown:
-            raise ValueError(
-                f"unknown layer name(s) {', '.join(map(repr, unknown))} for {self.arch}; "
-                f"valid names: {', '.join(self.layer_names)}"
-            )
-
-    def extract(self, x, names):
-        """The activations of the layers ``names`` for input ``x``, as ``{name: Tensor}``.
-
-        ``names`` is a list of layer names (or one name). The forward runs only as far as the
-        deepest requested layer, and the outputs stay connected to ``x`` for backpropagation.
-        An unknown name raises ``ValueError`` listing the valid ones.
-        """
-        if isinstance(names, str):
-            names = [names]
-        names = list(names)
-        if not names:
-            raise ValueError(f"no layer names given; valid names: {', '.join(self.layer_names)}")
-        self._names_ok(names)
-        x = self._input(x)
-        self._check(x)
-        wanted = set(names)
-        found = {}
-        for name, out in self._run(x, max(self._index[n] for n in names)):
-            if name in wanted:
-                found[name] = out
-        return {n: found[n] for n in names}
 
     # ---- data in and out ----------------------------------------------------------------------
     def preprocess(self, images, center_crop=False):

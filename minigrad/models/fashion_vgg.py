@@ -31,6 +31,7 @@ from collections import OrderedDict
 import numpy as np
 
 from minigrad import nn
+from minigrad.models.layered import LayeredModel
 from minigrad.tensor import Tensor
 
 __all__ = ["FashionVGG", "fashion_vgg", "LABELS", "MEAN", "STD", "WEIGHTS_NAME"]
@@ -54,7 +55,7 @@ BLOCKS = ((32,), (64,), (128,))
 HIDDEN = 256
 
 
-class FashionVGG(nn.Module):
+class FashionVGG(LayeredModel):
     """The network above. ``blocks`` and ``hidden`` change its size (tests use tiny ones);
     ``dropout`` is the drop probability after fc6 and fc7 in training mode (0.1)."""
 
@@ -108,36 +109,13 @@ class FashionVGG(nn.Module):
         return (list(self.features.named_children()) + [("flatten", self.flatten)]
                 + list(self.classifier.named_children()))
 
-    @property
-    def layer_names(self):
-        """Every layer name in forward order (``conv1_1`` ... ``fc8``)."""
-        return tuple(name for name, _ in self.named_layers())
-
-    def forward(self, x):
-        return self.classifier(self.flatten(self.features(x)))
-
-    def extract(self, x, names):
-        """Run ``x`` forward only as deep as the deepest of ``names``; return {name: activation}.
-
-        ``names`` is one layer name or a list of them; activations stay attached to the graph, so
-        a technique can backpropagate from any of them to the input.
-        """
-        single = isinstance(names, str)
-        wanted = [names] if single else list(names)
-        known = self.layer_names
-        unknown = [n for n in wanted if n not in known]
-        if unknown:
-            raise ValueError(f"unknown layer name(s) {', '.join(map(repr, unknown))} for fashion-vgg; "
-                             f"valid names: {', '.join(known)}")
-        remaining, out = set(wanted), {}
-        for name, layer in self.named_layers():
-            if not remaining:
-                break
-            x = layer(x)
-            if name in remaining:
-                out[name] = x
-                remaining.discard(name)
-        return out
+    def prepare_input(self, x):
+        """Preprocessed images (N, 1, 28, 28) as a Tensor; any other shape is refused clearly."""
+        x = super().prepare_input(x)
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"fashion-vgg expects images as (N, 1, 28, 28), got shape {tuple(x.shape)}; "
+                             "model.preprocess(uint8 images of shape (N, 28, 28)) makes that")
+        return x
 
     # ----- pre/post-processing ---------------------------------------------------------------
 
