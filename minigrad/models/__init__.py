@@ -18,6 +18,9 @@ papers' layer names (``model.layer_names``), its weights' preprocessing and clas
 (``model.labels``). Weights come from the ``weights`` package; see ``python -m weights list``.
 """
 
+import os as _os
+
+from weights import CheckpointError as _CheckpointError
 from weights import archs as _archs
 from weights import registry as _registry
 from weights.convert import load_state as _load_state
@@ -26,7 +29,7 @@ from minigrad.models.convnet import ConvNet, build
 from minigrad.models.preprocessing import TORCHVISION, Preprocessing
 
 __all__ = [
-    "ARCHS", "ConvNet", "Preprocessing", "TORCHVISION", "alexnet", "load", "vgg11", "vgg11_bn", "vgg13",
+    "ARCHS", "ConvNet", "Preprocessing", "TORCHVISION", "alexnet", "available", "load", "vgg11", "vgg11_bn", "vgg13",
     "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
 ]
 
@@ -60,22 +63,41 @@ vgg19 = _builder("vgg19", "VGG-19, configuration E (Simonyan & Zisserman 2015)")
 vgg19_bn = _builder("vgg19_bn", "VGG-19 with batch normalization")
 
 
+RANDOM_SUFFIX = "-random"
+
+
+def available():
+    """The names :func:`load` takes on this machine: the shipped model, converted checkpoints
+    in the weights cache, and every architecture with torchvision's random init (``vgg16-random``)."""
+    cached = [n for n in _registry.CHECKPOINTS if _registry.converted_path(n).exists()]
+    return ["fashion-vgg"] + cached + [arch + RANDOM_SUFFIX for arch in ARCHS]
+
+
 def load(name, arch=None):
-    """A pretrained model ready for visualization: eval mode, parameters frozen.
+    """A model ready for visualization: eval mode, parameters frozen.
 
     ``name`` is ``"fashion-vgg"`` (the small network shipped in weights/), a registry name
-    (``"vgg16"``, fetched beforehand with ``python -m weights fetch``) or a weights file; the
-    architecture comes from the registry, the file's metadata, or its keys and shapes (``arch``
-    overrides). Call ``.train()`` / ``.requires_grad_()`` to fine-tune.
+    (``"vgg16"``, fetched beforehand with ``python -m weights fetch``), an architecture with
+    ``-random`` (``"vgg16-random"``: torchvision's random initialization, seeded by
+    ``minigrad.manual_seed``) or a weights file; the architecture comes from the registry, the
+    file's metadata, or its keys and shapes (``arch`` overrides). An unknown name raises an
+    error listing :func:`available`. Call ``.train()`` / ``.requires_grad_()`` to fine-tune.
     """
     if name in ("fashion-vgg", "fashion_vgg") and arch is None:
         from minigrad.models.fashion_vgg import fashion_vgg
 
         return fashion_vgg().eval().requires_grad_(False)
+    if isinstance(name, str) and name.endswith(RANDOM_SUFFIX) and name[: -len(RANDOM_SUFFIX)] in ARCHS:
+        return build(name[: -len(RANDOM_SUFFIX)]).eval().requires_grad_(False)
     if arch is None:
         if isinstance(name, str) and name in _registry.CHECKPOINTS:
             arch = _registry.get(name).arch
         else:
+            if not _os.path.exists(_os.fspath(name)):
+                raise _CheckpointError(
+                    f"unknown model {name!r}: no such file and not a model name; models available here: {', '.join(available())}; "
+                    f"more with python -m weights fetch NAME ({', '.join(_registry.CHECKPOINTS)})"
+                )
             tensors, meta = _load_state(_registry.resolve(name))
             arch = meta.get("arch") or _archs.guess_arch({k: v.shape for k, v in tensors.items()})
             if arch is None:

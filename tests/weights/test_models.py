@@ -187,6 +187,13 @@ def test_labels_and_decode():
     assert top[0][:2] == (281, "tabby") and top[0][2] > 0.1 and top[1][2] < top[0][2]
 
 
+def test_load_makes_random_init_models_by_name():
+    model = models.load("alexnet-random")
+    assert model.arch == "alexnet" and not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+    assert "vgg16-random" in models.available() and models.available()[0] == "fashion-vgg"
+
+
 def test_weights_argument_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIGRAD_HOME", str(tmp_path))
     with pytest.raises(CheckpointError, match="python -m weights fetch vgg16"):
@@ -195,7 +202,8 @@ def test_weights_argument_errors(tmp_path, monkeypatch):
         models.vgg16(weights="vgg19")
     with pytest.raises(CheckpointError, match="no such file"):
         models.vgg16(weights=tmp_path / "missing.safetensors")
-    with pytest.raises(CheckpointError, match="no such file"):
+    with pytest.raises(CheckpointError, match="no such file and not a model name; models available here: fashion-vgg, "
+                                              "alexnet-random, .*vgg16-random"):
         models.load("vgg21")
     from weights import save_file
 
