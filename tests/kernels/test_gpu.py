@@ -538,8 +538,9 @@ extern "C" __global__ void count_f64(double* __restrict__ total, long long n)
 """
 
     @pytest.fixture(scope="class")
-    def module(self):
-        return cuda_emulation.EmulatedModule(self.SOURCE, "selftest.cu")
+    @classmethod
+    def module(cls):
+        return cuda_emulation.EmulatedModule(cls.SOURCE, "selftest.cu")
 
     def test_runs_the_grid_and_checks_types(self, module):
         scale = module.get_function("scale_f32")
