@@ -15,9 +15,10 @@ Inputs should be C-contiguous float32 or float64 as the contract says; other lay
 accepted and copied with ``numpy.ascontiguousarray`` (so only C-contiguous specializations
 are ever compiled). Outputs are freshly allocated; inputs are never written.
 
-Threads: Numba's loops use ``numba.get_num_threads()`` threads and BLAS its own pool; the two
-take turns (Winograd's GEMMs run on single-threaded BLAS, one slice per thread, see
-``_gemm.py``). ``set_num_threads(n)`` sets both (through threadpoolctl when it is installed).
+Threads: Numba's loops use ``numba.get_num_threads()`` threads; the convolutions' GEMMs run
+as one slice per thread on single-threaded BLAS (``_gemm.py``), never on BLAS's own pool,
+whose idle workers spin for ~0.1 s after each use (set ``OPENBLAS_THREAD_TIMEOUT=4`` before
+NumPy is imported to shorten that for the caller's own multi-threaded matmuls). ``set_num_threads(n)`` sets both (through threadpoolctl when it is installed).
 With Numba's OpenMP threading layer, its worker threads are started here with
 ``OMP_WAIT_POLICY=PASSIVE`` (unless the variable is already set): by default GNU OpenMP
 workers spin for a while after every parallel loop, and on a 2-core machine that spinning

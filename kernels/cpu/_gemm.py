@@ -1,4 +1,11 @@
-"""Batched float32 GEMM for Winograd: many independent products, split across threads.
+"""GEMMs split across threads by hand, each slice on single-threaded BLAS.
+
+Two reasons. (1) Winograd's stacked products (below). (2) BLAS's own thread pool is never
+woken by the convolution kernels: after a multi-threaded call, OpenBLAS's idle workers
+busy-wait for about 0.1 s (2**28 cycles, ``OPENBLAS_THREAD_TIMEOUT``) before sleeping. On a
+2-core machine that spinning worker takes half the machine from the Numba loops and GEMM
+slices of the next layers: measured on VGG16 forward + backward to the input, 2 threads,
+422 ms when im2col's GEMMs used BLAS's threads, 366 ms with ``row_split_matmul``.
 
 Winograd's 36 products M[xi] = U[xi] @ V[xi] are independent and each is small (for VGG16's
 conv1_2, 64x64 by 64x3136). Handing the stack to a multi-threaded BLAS makes every one of the
@@ -45,22 +52,41 @@ def _pool(workers):
     return _state["pool"]
 
 
-def stacked_matmul(a, b, out):
-    """out[i] = a[i] @ b[i] for every i of the leading axis (all C-contiguous float32)."""
-    threads = min(numba.get_num_threads(), a.shape[0])
+def _split_matmul(a, b, out, extent, part):
+    """np.matmul(a, b, out=out) as one slice per thread on single-threaded BLAS, the slice
+    ``lo:hi`` of ``extent`` rows given to ``part(lo, hi)`` -> (a_part, b_part, out_part)."""
+    threads = min(numba.get_num_threads(), extent)
     controller = _controller() if threads > 1 else None
     if controller is None or threading.current_thread() is not threading.main_thread():
         np.matmul(a, b, out=out)
         return out
-    bounds = np.linspace(0, a.shape[0], threads + 1).round().astype(int)
+    bounds = np.linspace(0, extent, threads + 1).round().astype(int)
     with _lock:
         pool = _pool(threads - 1)
         with controller.limit(limits=1, user_api="blas"):
-            futures = [
-                pool.submit(np.matmul, a[lo:hi], b[lo:hi], out=out[lo:hi])
-                for lo, hi in zip(bounds[1:-1], bounds[2:])
-            ]
-            np.matmul(a[: bounds[1]], b[: bounds[1]], out=out[: bounds[1]])
+            futures = []
+            for lo, hi in zip(bounds[1:-1], bounds[2:]):
+                pa, pb, po = part(lo, hi)
+                futures.append(pool.submit(np.matmul, pa, pb, out=po))
+            pa, pb, po = part(0, bounds[1])
+            np.matmul(pa, pb, out=po)
             for f in futures:
                 f.result()
     return out
+
+
+def stacked_matmul(a, b, out):
+    """out[i] = a[i] @ b[i] for every i of the leading axis (all C-contiguous float32)."""
+    return _split_matmul(a, b, out, a.shape[0], lambda lo, hi: (a[lo:hi], b[lo:hi], out[lo:hi]))
+
+
+def row_split_matmul(a, b, out):
+    """out = a @ b (a (..., M, K), b (..., K, N), out (..., M, N) C-contiguous), the M rows
+    split across threads, each slice on single-threaded BLAS.
+
+    Used for im2col's GEMMs so that no kernel ever wakes BLAS's own thread pool: OpenBLAS's
+    idle workers busy-wait for about 0.1 s (2**28 cycles, ``OPENBLAS_THREAD_TIMEOUT``) after
+    each multi-threaded call, and on a 2-core machine that spinning thread takes half the
+    machine from the Numba loops and GEMM slices that follow."""
+    return _split_matmul(a, b, out, a.shape[-2],
+                         lambda lo, hi: (a[..., lo:hi, :], b, out[..., lo:hi, :]))

@@ -12,8 +12,10 @@ Algorithm choice (``choose_algorithm``):
   the column matrix. float64 always goes this way: it is the exact path gradient checks use.
 
 The BLAS calls and the Numba loops never run at the same time (each returns before the next
-starts); Winograd's 36 GEMMs run as one slice per thread on single-threaded BLAS
-(``_gemm.py``), im2col's single large GEMM on BLAS's own threads.
+starts). Every GEMM of the forward and data-gradient paths runs as one slice per thread on
+single-threaded BLAS (``_gemm.py``: Winograd's 36 products split by product, im2col's by
+output rows), so these kernels never wake BLAS's own thread pool, whose idle workers would
+then spin for ~0.1 s on a core the next Numba loop needs.
 """
 
 import numpy as np
@@ -21,6 +23,7 @@ import numpy as np
 from . import _common
 from . import _im2col
 from . import _winograd
+from ._gemm import row_split_matmul
 from ._workspace import scratch, weight_cache
 
 WINOGRAD_MIN_CHANNELS = 16
@@ -150,9 +153,10 @@ def forward(x, w, b, stride, padding, dilation, groups, algorithm="auto"):
             col = _columns(x, s, w.shape, stride, padding, dilation, out_hw, i0, i1)
             col = col.reshape(groups, -1, col.shape[1])
             if len(blocks) == 1:
-                np.matmul(w_mat, col, out=y_s)
+                row_split_matmul(w_mat, col, y_s)
             else:
-                y_s[:, :, i0 * ow:i1 * ow] = np.matmul(w_mat, col)
+                part = scratch("gemm_out", (groups, og, col.shape[2]), dtype)
+                y_s[:, :, i0 * ow:i1 * ow] = row_split_matmul(w_mat, col, part)
     if b is not None:
         y += b[:, None, None]
     return y
@@ -188,11 +192,11 @@ def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="
     for s in range(n):
         gy_s = gy[s].reshape(groups, og, -1)
         if pointwise:
-            np.matmul(w_mat, gy_s, out=gx[s].reshape(groups, c // groups, -1))
+            row_split_matmul(w_mat, gy_s, gx[s].reshape(groups, c // groups, -1))
             continue
         for i0, i1 in blocks:
             col = scratch("col", (groups, w_mat.shape[1], (i1 - i0) * ow), dtype)
-            np.matmul(w_mat, gy_s[:, :, i0 * ow:i1 * ow], out=col)
+            row_split_matmul(w_mat, gy_s[:, :, i0 * ow:i1 * ow], col)
             with _common.threads_for(col.size):
                 _im2col.col2im(col.reshape(-1, col.shape[2]), gx, s, kh, kw, stride[0], stride[1],
                                padding[0], padding[1], dilation[0], dilation[1], i0, i1, ow, i0 > 0)

@@ -358,3 +358,17 @@ def test_no_weight_gradient_kernel_runs_for_frozen_weights(monkeypatch):
         assert x.grad is not None and w.grad is None
     finally:
         minigrad.set_backend(None if previous == kernels.default_cpu_backend() else previous)
+
+
+@pytest.mark.parametrize("groups,m", [(1, 7), (3, 5), (2, 1)])
+def test_row_split_matmul_matches_numpy(groups, m):
+    """The im2col GEMM split by output rows across threads (single-threaded BLAS each),
+    including a transposed left operand as the data gradient passes it."""
+    from kernels.cpu import _gemm
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((groups, 6, m)).astype(np.float32).transpose(0, 2, 1)
+    b = rng.standard_normal((groups, 6, 11)).astype(np.float32)
+    out = np.empty((groups, m, 11), np.float32)
+    assert _gemm.row_split_matmul(a, b, out) is out
+    np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-5, atol=1e-5)
