@@ -75,6 +75,23 @@ def _split_matmul(a, b, out, extent, part):
     return out
 
 
+class single_threaded_blas:
+    """Context manager: BLAS calls made inside (on this process) use one thread.
+
+    For loops of GEMMs too small to be worth splitting: each call would otherwise wake BLAS's
+    pool, wait for it and leave it spinning (see the module docstring)."""
+
+    def __enter__(self):
+        controller = _controller() if numba.get_num_threads() > 1 else None
+        self._limit = controller.limit(limits=1, user_api="blas") if controller is not None else None
+        return self
+
+    def __exit__(self, *exc):
+        if self._limit is not None:
+            self._limit.restore_original_limits()
+        return False
+
+
 def stacked_matmul(a, b, out):
     """out[i] = a[i] @ b[i] for every i of the leading axis (all C-contiguous float32)."""
     return _split_matmul(a, b, out, a.shape[0], lambda lo, hi: (a[lo:hi], b[lo:hi], out[lo:hi]))

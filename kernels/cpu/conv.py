@@ -18,12 +18,14 @@ output rows), so these kernels never wake BLAS's own thread pool, whose idle wor
 then spin for ~0.1 s on a core the next Numba loop needs.
 """
 
+import contextlib
+
 import numpy as np
 
 from . import _common
 from . import _im2col
 from . import _winograd
-from ._gemm import row_split_matmul
+from ._gemm import row_split_matmul, single_threaded_blas
 from ._workspace import scratch, weight_cache
 
 WINOGRAD_MIN_CHANNELS = 16
@@ -203,9 +205,19 @@ def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="
     return gx
 
 
+# conv2d_backward_weight's per-sample GEMMs below this many flops run on one BLAS thread: a
+# training batch of small images (N=128, 32 -> 64 channels, 14x14: 128 GEMMs of 7 MFLOP)
+# would otherwise wake, split and join BLAS's pool 128 times. On the idle 2-core machine that
+# gains nothing over one thread (16.5 ms either way); with one other busy process it cost
+# 27 ms against 17.5 ms single-threaded, and under heavy load 87 ms against 32 ms. Larger
+# GEMMs use BLAS's own threads.
+SMALL_GEMM_FLOPS = 32e6
+
+
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to w:
-    per group GW_g = sum_n gy_g[n] (Og, OH*OW) @ col_g[n]^T (OH*OW, Cg*KH*KW)."""
+    per group GW_g = sum_n gy_g[n] (Og, OH*OW) @ col_g[n]^T (OH*OW, Cg*KH*KW), one GEMM per
+    sample (single-threaded BLAS when small, see SMALL_GEMM_FLOPS)."""
     w_shape = _common.shape4("w_shape", w_shape)
     stride, padding, dilation, groups, out_hw = _common.conv_geometry(
         np.shape(x), w_shape, stride, padding, dilation, groups)
@@ -220,11 +232,13 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     part = np.empty_like(gw)
     blocks = _row_blocks(np.shape(x)[1], w_shape[2], w_shape[3], out_hw, x.itemsize)
     ow = out_hw[1]
-    for s in range(n):
-        gy_s = gy[s].reshape(groups, og, -1)
-        for i0, i1 in blocks:
-            col = _columns(x, s, w_shape, stride, padding, dilation, out_hw, i0, i1)
-            col = col.reshape(groups, -1, col.shape[1])
-            np.matmul(gy_s[:, :, i0 * ow:i1 * ow], col.transpose(0, 2, 1), out=part)
-            gw += part
+    small = 2 * gw.size * out_hw[0] * out_hw[1] < SMALL_GEMM_FLOPS
+    with single_threaded_blas() if small else contextlib.nullcontext():
+        for s in range(n):
+            gy_s = gy[s].reshape(groups, og, -1)
+            for i0, i1 in blocks:
+                col = _columns(x, s, w_shape, stride, padding, dilation, out_hw, i0, i1)
+                col = col.reshape(groups, -1, col.shape[1])
+                np.matmul(gy_s[:, :, i0 * ow:i1 * ow], col.transpose(0, 2, 1), out=part)
+                gw += part
     return gw.reshape(w_shape)

@@ -372,3 +372,20 @@ def test_row_split_matmul_matches_numpy(groups, m):
     out = np.empty((groups, m, 11), np.float32)
     assert _gemm.row_split_matmul(a, b, out) is out
     np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("small_flops", [0, 1e12])
+def test_backward_weight_small_and_large_gemm_paths(monkeypatch, small_flops):
+    """conv2d_backward_weight's loop on single-threaded BLAS (small per-sample GEMMs) and on
+    BLAS's own threads give the reference's answer, and BLAS's thread limit is restored."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(conv, "SMALL_GEMM_FLOPS", small_flops)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 4, 9, 9)).astype(np.float32)
+    w_shape = (6, 4, 3, 3)
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    gy = rng.standard_normal((5, 6, 9, 9)).astype(np.float32)
+    before = [p["num_threads"] for p in threadpoolctl.threadpool_info()]
+    assert_close(K.conv2d_backward_weight(gy, x, w_shape, *geometry),
+                 R.conv2d_backward_weight(gy, x, w_shape, *geometry), np.float32)
+    assert [p["num_threads"] for p in threadpoolctl.threadpool_info()] == before
