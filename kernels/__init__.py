@@ -56,6 +56,12 @@ import os
 
 BACKENDS = ("reference", "numba", "cupy")
 
+CONTRACT = (
+    "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "bias_relu_forward",
+    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "relu_forward", "relu_backward", "lrn_forward", "lrn_backward",
+)
+
 _MODULES = {"reference": "kernels.reference", "numba": "kernels.cpu", "cupy": "kernels.gpu"}
 _REQUIRES = {"numba": "numba", "cupy": "cupy"}
 _EXTRAS = {"numba": "numba (pip install numba)", "cupy": 'cupy (pip install -e ".[gpu]")'}

@@ -30,6 +30,8 @@ passive ones. The variable is restored right after, so other OpenMP runtimes loa
 
 import os
 
+from kernels import CONTRACT
+
 try:  # Numba internals: if they move, we only lose the passive start
     from numba.np.ufunc import parallel as _numba_parallel
 except ImportError:  # pragma: no cover
@@ -40,20 +42,7 @@ from .elementwise import RELU_RULES, bias_relu_forward, lrn_backward, lrn_forwar
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 from ._workspace import clear_weight_cache, release_scratch
 
-__all__ = [
-    "conv2d_forward",
-    "conv2d_backward_data",
-    "conv2d_backward_weight",
-    "bias_relu_forward",
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "relu_forward",
-    "relu_backward",
-    "lrn_forward",
-    "lrn_backward",
-]
+__all__ = list(CONTRACT)
 
 
 def _start_numba_threads_passive():

@@ -36,26 +36,13 @@ import types
 
 import numpy as np
 
+from kernels import CONTRACT
 from kernels.geometry import conv_geometry, lrn_size, pool_geometry, shape4
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ("activation.cu", "conv.cu", "lrn.cu", "pool.cu")
 NVRTC_OPTIONS = ("-std=c++17",)  # what kernels.gpu passes to cupy.RawModule (CuPy's own default)
 
-CONTRACT = (
-    "conv2d_forward",
-    "conv2d_backward_data",
-    "conv2d_backward_weight",
-    "bias_relu_forward",
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "relu_forward",
-    "relu_backward",
-    "lrn_forward",
-    "lrn_backward",
-)
 
 RELU_RULES = {"standard": 0, "deconvnet": 1, "guided": 2}  # the RELU_RULE_* codes of activation.cu
 
