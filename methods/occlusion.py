@@ -127,13 +127,10 @@ def _leaves(module, prefix=""):
 
 def layer_sequence(model):
     """[(name, module)] the model applies in order (None for a plain flatten), or None when it
-    does not show one: ``model.named_layers()``, minigrad.models' ``ConvNet`` steps, a
-    ``layers`` Sequential, or the model's leaf modules in registration order."""
+    does not show one: ``model.named_layers()`` (every minigrad.models model), a ``layers``
+    Sequential, or the model's leaf modules in registration order."""
     if hasattr(model, "named_layers"):
         return list(model.named_layers())
-    steps = getattr(model, "_steps", None)  # minigrad.models.ConvNet: (name, module or None)
-    if steps is not None:
-        return list(steps)
     layers = getattr(model, "layers", None)
     if layers is not None and hasattr(layers, "named_children"):
         return _leaves(layers)

@@ -50,20 +50,12 @@ def _pair(value):
 
 
 def named_layers(model):
-    """[(name, module)] in forward order, from the model's own modules."""
-    if callable(getattr(model, "named_layers", None)):
-        return list(model.named_layers())
-    names = getattr(model, "layer_names", None)
-    if names is not None and callable(getattr(model, "layer", None)):
-        return [(name, model.layer(name)) for name in names]
-    if names is not None and hasattr(getattr(model, "layers", None), "named_children"):
-        children = dict(model.layers.named_children())
-        return [(name, children[name]) for name in names if name in children]
+    """[(name, module)] in forward order, from the model's own modules (see occlusion.layer_sequence)."""
     from methods.occlusion import layer_sequence
 
     sequence = layer_sequence(model)
     if sequence is None:
-        raise ValueError("the model does not list its layers (layer_names / layers); cannot derive receptive fields")
+        raise ValueError("the model does not list its layers (named_layers()); cannot derive receptive fields")
     return sequence
 
 

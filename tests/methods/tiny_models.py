@@ -8,33 +8,21 @@ from collections import OrderedDict
 import numpy as np
 
 from minigrad import nn
+from minigrad.models.layered import LayeredModel
 
 
-class NamedSequential(nn.Module):
-    """A flat sequence of named layers, as the VGG/AlexNet models keep them."""
+class NamedSequential(LayeredModel):
+    """A flat sequence of named layers, as the VGG/AlexNet models keep them; ``extract`` and
+    ``layer_names`` come from the models' shared base."""
 
     def __init__(self, layers, input_channels, input_size):
         super().__init__()
         self.layers = nn.Sequential(OrderedDict(layers))
-        self.layer_names = [name for name, _ in layers]
         self.input_channels = input_channels
         self.input_size = input_size
 
-    def forward(self, x):
-        return self.layers(x)
-
-    def extract(self, x, names):
-        unknown = [n for n in names if n not in self.layer_names]
-        if unknown:
-            raise KeyError(f"unknown layer {unknown[0]!r}")
-        wanted, out = set(names), {}
-        for name, module in self.layers.named_children():
-            x = module(x)
-            if name in wanted:
-                out[name] = x
-                if len(out) == len(wanted):
-                    break
-        return out
+    def named_layers(self):
+        return list(self.layers.named_children())
 
 
 def tiny_vgg(channels=3, size=16, classes=5, width=4, seed=0):
