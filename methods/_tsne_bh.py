@@ -159,11 +159,15 @@ def _repulsive_forces(y, half, com, mass, child, order, theta):
     return force, sum_q
 
 
-def _attractive_forces(y, indptr, indices, p, exaggeration):
-    """Per point: sum_j exaggeration * p_ij q_ij (y_i - y_j) over the sparse P (2-D)."""
+@njit(cache=True, nogil=True)
+def attractive_forces(y, indptr, indices, p, exaggeration):
+    """Per point: sum_j exaggeration * p_ij q_ij (y_i - y_j), q_ij = 1 / (1 + |y_i - y_j|^2), over
+    the sparse symmetric P given by its upper triangle (CSR rows i, columns j > i): each stored
+    pair pulls both its points, so P is read once per iteration (half the memory traffic of the
+    full matrix, which bounds this loop). Serial: the pair's second write would race."""
     n = y.shape[0]
     force = np.zeros((n, 2))
-    for i in prange(n):
+    for i in range(n):
         yi0, yi1 = y[i, 0], y[i, 1]
         f0, f1 = 0.0, 0.0
         for k in range(indptr[i], indptr[i + 1]):
@@ -172,22 +176,24 @@ def _attractive_forces(y, indptr, indices, p, exaggeration):
             w = p[k] / (1.0 + d0 * d0 + d1 * d1)
             f0 += w * d0
             f1 += w * d1
-        force[i, 0], force[i, 1] = exaggeration * f0, exaggeration * f1
-    return force
+            force[j, 0] -= w * d0
+            force[j, 1] -= w * d1
+        force[i, 0] += f0
+        force[i, 1] += f1
+    return force * exaggeration
 
 
-def _sparse_kl_terms(y, indptr, indices, p, log_z):
-    """sum over P's non-zeros of p log(p / q), q = q_unnorm / Z, per point (2-D)."""
+def _sparse_log_terms(y, indptr, indices, p):
+    """Per row: sum_j p_ij log(1 + |y_i - y_j|^2) over the stored entries of a sparse P (2-D);
+    with sum p log p and log Z this makes KL(P || Q)."""
     n = y.shape[0]
     out = np.zeros(n)
     for i in prange(n):
         s = 0.0
         for k in range(indptr[i], indptr[i + 1]):
-            if p[k] <= 0:
-                continue
             j = indices[k]
             d0, d1 = y[i, 0] - y[j, 0], y[i, 1] - y[j, 1]
-            s += p[k] * (np.log(p[k]) + np.log1p(d0 * d0 + d1 * d1) + log_z)
+            s += p[k] * np.log1p(d0 * d0 + d1 * d1)
         out[i] = s
     return out
 
@@ -202,9 +208,9 @@ def _renamed(function, suffix):
 
 # Each per-point loop compiled twice: serial for small N, parallel for large N.
 _KERNELS = {
-    name: (njit(cache=True)(_renamed(function, "_serial")), njit(parallel=True, cache=True)(_renamed(function, "_parallel")))
-    for name, function in (("repulsive", _repulsive_forces), ("attractive", _attractive_forces),
-                           ("kl", _sparse_kl_terms))
+    name: (njit(cache=True, nogil=True)(_renamed(function, "_serial")),
+           njit(parallel=True, cache=True, nogil=True)(_renamed(function, "_parallel")))
+    for name, function in (("repulsive", _repulsive_forces), ("log", _sparse_log_terms))
 }
 
 
@@ -216,9 +222,5 @@ def repulsive_forces(y, half, com, mass, child, order, theta):
     return _pick("repulsive", y.shape[0])(y, half, com, mass, child, order, theta)
 
 
-def attractive_forces(y, indptr, indices, p, exaggeration):
-    return _pick("attractive", y.shape[0])(y, indptr, indices, p, exaggeration)
-
-
-def sparse_kl_terms(y, indptr, indices, p, log_z):
-    return _pick("kl", y.shape[0])(y, indptr, indices, p, log_z)
+def sparse_log_terms(y, indptr, indices, p):
+    return _pick("log", y.shape[0])(y, indptr, indices, p)

@@ -27,6 +27,7 @@ Deterministic given ``seed`` (it only matters for ``init="random"``). The notes'
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -140,6 +141,15 @@ def joint_affinities_sparse(x, perplexity):
     return indptr, cols.astype(np.int64), summed
 
 
+def upper_triangle(indptr, indices, values):
+    """The entries above the diagonal of a symmetric CSR matrix (column indices as int32)."""
+    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    keep = indices > rows
+    upper = np.zeros_like(indptr)
+    np.cumsum(np.bincount(rows[keep], minlength=len(indptr) - 1), out=upper[1:])
+    return upper, indices[keep].astype(np.int32), values[keep]
+
+
 # ----- initialisation -----
 
 
@@ -183,7 +193,38 @@ def exact_kl(p, y):
     return float((p[mask] * np.log(p[mask] / np.maximum(q[mask], 1e-300))).sum())
 
 
-class _Exact:
+def sparse_kl(indptr, indices, values, y, chunk=1024):
+    """KL(P || Q) for a sparse P (CSR, every stored entry, as :func:`joint_affinities_sparse`
+    returns it) against the exact Q of the embedding ``y`` (Z summed over all pairs, in row
+    chunks: O(N^2) time, O(N * chunk) memory). One yardstick for embeddings that different
+    approximations (or libraries) produced."""
+    y = np.asarray(y, np.float64)
+    n = y.shape[0]
+    z = 0.0
+    for start in range(0, n, chunk):
+        block = 1.0 / (1.0 + squared_distances(y[start: start + chunk], y))
+        z += block.sum() - block.shape[0]  # the diagonal, q_ii = 1
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    keep = values > 0
+    p, rows, cols = values[keep], rows[keep], np.asarray(indices)[keep]
+    d = ((y[rows] - y[cols]) ** 2).sum(1)
+    return float((p * (np.log(p) + np.log1p(d))).sum() + p.sum() * math.log(z))
+
+
+class _Objective:
+    """A gradient and KL evaluator; used as a context manager so that threads it holds end."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Release what the evaluator holds (nothing unless it runs threads)."""
+
+
+class _Exact(_Objective):
     def __init__(self, x, perplexity):
         self.p = joint_affinities_dense(x, perplexity)
 
@@ -194,33 +235,98 @@ class _Exact:
         return exact_kl(self.p, y)
 
 
-class _BarnesHut:
-    def __init__(self, x, perplexity, theta):
-        try:
-            from methods import _tsne_bh
-        except ImportError as error:
-            raise ImportError(f"Barnes-Hut t-SNE needs numba: pip install numba ({error}); "
-                              "or pass method='exact'") from error
-        self.bh = _tsne_bh
-        self.theta = theta
-        self.indptr, self.indices, self.p = joint_affinities_sparse(x, perplexity)
-        self.log_z = None
+class _Sparse(_Objective):
+    """P on the nearest neighbours (CSR) and an approximate repulsion ``self.repulsion(y)`` ->
+    (F, Z), F[i] = sum_j w_ij^2 (y_i - y_j) and Z = sum_{i != j} w_ij; ``self.normaliser(y)``
+    is Z alone."""
+
+    def __init__(self, x, perplexity, kernels):
+        self.bh = kernels
+        self.indptr, self.indices, self.p = upper_triangle(*joint_affinities_sparse(x, perplexity))
+        self.entropy = 2.0 * float((self.p * np.log(np.where(self.p > 0, self.p, 1.0))).sum())  # sum p log p
 
     def forces(self, y, exaggeration):
-        tree = self.bh.build_quadtree(y)
-        repulsive, sum_q = self.bh.repulsive_forces(y, *tree, self.theta)
-        z = sum_q.sum()
-        self.log_z = math.log(z)
+        repulsive, z = self.repulsion(y)
         return self.bh.attractive_forces(y, self.indptr, self.indices, self.p, float(exaggeration)) - repulsive / z
 
     def kl(self, y):
-        """KL over P's non-zeros with Z estimated by the tree (the BH approximation of the cost)."""
+        """KL over P's non-zeros, with the approximate Z (the cost the approximation optimises):
+        sum p log p + sum p log(1 + d^2) + log Z (sum p = 1)."""
+        log_terms = 2.0 * self.bh.sparse_log_terms(y, self.indptr, self.indices, self.p).sum()
+        return self.entropy + float(log_terms) + math.log(self.normaliser(y))
+
+
+def _numba_kernels(name):
+    try:
+        from methods import _tsne_bh
+    except ImportError as error:
+        raise ImportError(f"{name} t-SNE needs numba: pip install numba ({error}); "
+                          "or pass method='exact'") from error
+    return _tsne_bh
+
+
+class _BarnesHut(_Sparse):
+    def __init__(self, x, perplexity, theta):
+        super().__init__(x, perplexity, _numba_kernels("Barnes-Hut"))
+        self.theta = theta
+
+    def repulsion(self, y):
         tree = self.bh.build_quadtree(y)
-        _, sum_q = self.bh.repulsive_forces(y, *tree, self.theta)
-        return float(self.bh.sparse_kl_terms(y, self.indptr, self.indices, self.p, math.log(sum_q.sum())).sum())
+        repulsive, sum_q = self.bh.repulsive_forces(y, *tree, self.theta)
+        return repulsive, sum_q.sum()
+
+    def normaliser(self, y):
+        return self.repulsion(y)[1]
+
+
+class _Interpolation(_Sparse):
+    """FIt-SNE (``methods/_tsne_fft.py``). With more than one Numba thread, the attractive
+    forces and the three FFT convolutions run as four tasks on a pool of that many threads."""
+
+    def __init__(self, x, perplexity):
+        super().__init__(x, perplexity, _numba_kernels("FFT-interpolation"))
+        import numba
+
+        from methods import _tsne_fft
+
+        self.interpolation = _tsne_fft.Repulsion()
+        threads = numba.get_num_threads()
+        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def repulsion(self, y):
+        return self.interpolation(y, self.pool)
+
+    def normaliser(self, y):
+        return self.interpolation.normaliser(y)
+
+    def forces(self, y, exaggeration):
+        if self.pool is None:
+            return super().forces(y, exaggeration)
+        attraction = self.pool.submit(self.bh.attractive_forces, y, self.indptr, self.indices, self.p,
+                                      float(exaggeration))
+        repulsive, z = self.repulsion(y)
+        return attraction.result() - repulsive / z
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 # ----- the optimiser -----
+
+
+def _initial_embedding(init, x, seed):
+    n = x.shape[0]
+    if isinstance(init, str):
+        if init == "pca":
+            return pca_initialisation(x)
+        if init == "random":
+            return np.random.default_rng(seed).normal(0.0, 1e-4, (n, 2))
+        raise ValueError(f"tsne: init must be 'pca', 'random' or an (N, 2) array, got {init!r}")
+    y = np.array(init, np.float64)
+    if y.shape != (n, 2):
+        raise ValueError(f"tsne: an init array must have shape ({n}, 2), got {y.shape}")
+    return y
 
 
 def tsne(features, perplexity=30.0, n_iter=1000, early_exaggeration=12.0, early_exaggeration_iter=250,
@@ -246,27 +352,22 @@ def tsne(features, perplexity=30.0, n_iter=1000, early_exaggeration=12.0, early_
     if early_exaggeration_iter > n_iter:
         raise ValueError(f"tsne: early_exaggeration_iter ({early_exaggeration_iter}) exceeds n_iter ({n_iter})")
     if method == "auto":
-        method = "exact" if n < EXACT_BELOW else "barnes-hut"
-    if method not in ("exact", "barnes-hut"):
-        raise ValueError(f"tsne: method must be 'auto', 'exact' or 'barnes-hut', got {method!r}")
+        method = "exact" if n < EXACT_BELOW else "fft"
+    if method not in ("exact", "barnes-hut", "fft"):
+        raise ValueError(f"tsne: method must be 'auto', 'exact', 'barnes-hut' or 'fft', got {method!r}")
     if images is not None and len(images) != n:
         raise ValueError(f"tsne: {len(images)} images for {n} feature vectors")
     if labels is not None and len(labels) != n:
         raise ValueError(f"tsne: {len(labels)} labels for {n} feature vectors")
 
     start = time.perf_counter()
-    objective = _Exact(x, perplexity) if method == "exact" else _BarnesHut(x, perplexity, theta)
-    if isinstance(init, str):
-        if init == "pca":
-            y = pca_initialisation(x)
-        elif init == "random":
-            y = np.random.default_rng(seed).normal(0.0, 1e-4, (n, 2))
-        else:
-            raise ValueError(f"tsne: init must be 'pca', 'random' or an (N, 2) array, got {init!r}")
+    y = _initial_embedding(init, x, seed)
+    if method == "exact":
+        objective = _Exact(x, perplexity)
+    elif method == "barnes-hut":
+        objective = _BarnesHut(x, perplexity, theta)
     else:
-        y = np.array(init, np.float64)
-        if y.shape != (n, 2):
-            raise ValueError(f"tsne: an init array must have shape ({n}, 2), got {y.shape}")
+        objective = _Interpolation(x, perplexity)
     affinity_seconds = time.perf_counter() - start
 
     update = np.zeros_like(y)
@@ -274,28 +375,29 @@ def tsne(features, perplexity=30.0, n_iter=1000, early_exaggeration=12.0, early_
     kl_history = []
     steps = Progress(range(n_iter), f"t-SNE ({method}, N={n})", verbose=verbose)
     done = 0
-    try:
-        for it in steps:
-            early = it < early_exaggeration_iter
-            exaggeration = early_exaggeration if early else 1.0
-            momentum = initial_momentum if early else final_momentum
-            lr = max(n / exaggeration, 50.0) if learning_rate == "auto" else float(learning_rate)
-            grad = objective.forces(y, exaggeration)
-            same = np.sign(grad) == np.sign(update)
-            gains = np.maximum(np.where(same, gains * 0.8, gains + 0.2), min_gain)
-            update = momentum * update - lr * gains * grad
-            if max_step_norm:
-                norm = np.sqrt((update * update).sum(1, keepdims=True))
-                update = np.where(norm > max_step_norm, update * (max_step_norm / np.maximum(norm, 1e-300)), update)
-            y = y + update
-            y -= y.mean(0)
-            done = it + 1
-            if done % 50 == 0 or done == n_iter:
-                kl_history.append((done, objective.kl(y)))
-                steps.set(kl=kl_history[-1][1])
-    except KeyboardInterrupt:
-        pass
-    kl = kl_history[-1][1] if kl_history and kl_history[-1][0] == done else objective.kl(y)
+    with objective:
+        try:
+            for it in steps:
+                early = it < early_exaggeration_iter
+                exaggeration = early_exaggeration if early else 1.0
+                momentum = initial_momentum if early else final_momentum
+                lr = max(n / exaggeration, 50.0) if learning_rate == "auto" else float(learning_rate)
+                grad = objective.forces(y, exaggeration)
+                same = np.sign(grad) == np.sign(update)
+                gains = np.maximum(np.where(same, gains * 0.8, gains + 0.2), min_gain)
+                update = momentum * update - lr * gains * grad
+                if max_step_norm:
+                    norm = np.sqrt((update * update).sum(1, keepdims=True))
+                    update = np.where(norm > max_step_norm, update * (max_step_norm / np.maximum(norm, 1e-300)), update)
+                y = y + update
+                y -= y.mean(0)
+                done = it + 1
+                if done % 50 == 0 or done == n_iter:
+                    kl_history.append((done, objective.kl(y)))
+                    steps.set(kl=kl_history[-1][1])
+        except KeyboardInterrupt:
+            pass
+        kl = kl_history[-1][1] if kl_history and kl_history[-1][0] == done else objective.kl(y)
     params = dict(perplexity=perplexity, n_iter=n_iter, early_exaggeration=early_exaggeration,
                   early_exaggeration_iter=early_exaggeration_iter, learning_rate=learning_rate,
                   initial_momentum=initial_momentum, final_momentum=final_momentum,
@@ -388,8 +490,9 @@ def add_cli_arguments(parser):
                         help="iterations with early exaggeration (default: 250)")
     parser.add_argument("--learning-rate", default="auto",
                         help="step size, or 'auto' = max(N / exaggeration, 50) (openTSNE; default: auto)")
-    parser.add_argument("--method", default="auto", choices=("auto", "exact", "barnes-hut"),
-                        help=f"gradient: exact, barnes-hut, or auto (exact below {EXACT_BELOW} points; default: auto)")
+    parser.add_argument("--method", default="auto", choices=("auto", "exact", "barnes-hut", "fft"),
+                        help=f"gradient: exact, barnes-hut, fft (interpolation, FIt-SNE) or auto (exact below "
+                             f"{EXACT_BELOW} points, fft from there; default: auto)")
     parser.add_argument("--theta", type=float, default=0.5, help="Barnes-Hut opening angle (default: 0.5)")
     parser.add_argument("--init", default="pca", choices=("pca", "random"), help="initialisation (default: pca)")
 
