@@ -1,11 +1,14 @@
-"""Numba kernels for Barnes-Hut t-SNE (van der Maaten 2014), imported only when BH is used.
+"""Numba kernels for Barnes-Hut t-SNE (van der Maaten 2014), and the attractive forces and KL
+terms over the sparse P that the Barnes-Hut and the FFT methods share; imported only when one
+of them is used.
 
 A quadtree is rebuilt from the 2-D embedding every iteration (O(N log N)); each point then
 walks it and treats a cell as one point at the cell's centre of mass when the cell is small
-seen from the point (cell side / distance < theta). The attractive forces run over the sparse
-affinity matrix P (CSR). The loops over points run in parallel (``prange``) from
-``PARALLEL_FROM`` points on where Numba has at least ``PARALLEL_MIN_THREADS`` threads; otherwise
-serially (threads would cost more than they save).
+seen from the point (cell side / distance < theta). The attractive forces run over the upper
+triangle of the symmetric affinity matrix P (CSR), serially (each pair updates both points).
+The tree walk and the KL terms run in parallel (``prange``) from ``PARALLEL_FROM`` points on
+where Numba has at least ``PARALLEL_MIN_THREADS`` threads; otherwise serially (threads would
+cost more than they save).
 
 Node layout (arrays indexed by node): ``centre`` (cx, cy), ``half`` (half side), ``com``
 (centre of mass), ``mass`` (number of points), ``child`` (four children, -1 for a leaf),

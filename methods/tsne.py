@@ -2,10 +2,13 @@
 
 t-SNE (van der Maaten & Hinton 2008, "Visualizing Data using t-SNE", JMLR 9) places N points in
 2-D so that the Student-t similarities Q of the embedding match the Gaussian affinities P of the
-data: it minimises KL(P || Q) by gradient descent with momentum. For large N the repulsive part
-of the gradient is estimated with a Barnes-Hut quadtree and P is restricted to each point's
-3 * perplexity nearest neighbours (van der Maaten 2014, "Accelerating t-SNE using Tree-Based
-Algorithms", JMLR 15); the kernels are in ``methods/_tsne_bh.py`` (Numba, imported only then).
+data: it minimises KL(P || Q) by gradient descent with momentum. For large N, P is restricted
+to each point's 3 * perplexity nearest neighbours and the repulsive part of the gradient is
+approximated, either with a Barnes-Hut quadtree (van der Maaten 2014, "Accelerating t-SNE using
+Tree-Based Algorithms", JMLR 15; ``methods/_tsne_bh.py``) or by polynomial interpolation on a
+grid and FFT convolution (Linderman et al. 2019, FIt-SNE; ``methods/_tsne_fft.py``), both in
+Numba, imported only then. The attractive forces and the KL run over the upper triangle of the
+sparse P (``methods/_tsne_bh.py``).
 
 Published defaults (see shared/notes/technique-anchors.md, section 10):
 
@@ -35,8 +38,14 @@ from methods import imaging
 from methods.progress import Progress
 from methods.result import Result
 
-#: N below which ``method="auto"`` uses the exact O(N^2) gradient.
-EXACT_BELOW = 1000
+#: N below which ``method="auto"`` uses the exact O(N^2) gradient, and from which it uses FFT
+#: interpolation rather than Barnes-Hut. Measured on this project's 2-core machine, 1000
+#: iterations, CPU seconds (wall seconds on a loaded machine): 500 points exact 1.2, Barnes-Hut
+#: 0.9; 1000 points exact 22, Barnes-Hut 1.8, FFT 5.2; 2000 points Barnes-Hut 4.2 (9.8), FFT
+#: 6.6 (8.4); 4000 points Barnes-Hut 8.9 (22.7), FFT 10.2 (13.8). The FFT's grid costs the
+#: same at any N, and it runs on two threads where Barnes-Hut runs on one.
+EXACT_BELOW = 500
+FFT_FROM = 2500
 
 _PALETTE = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
                      [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]], np.uint8)
@@ -280,8 +289,12 @@ class _BarnesHut(_Sparse):
 
 
 class _Interpolation(_Sparse):
-    """FIt-SNE (``methods/_tsne_fft.py``). With more than one Numba thread, the attractive
-    forces and the three FFT convolutions run as four tasks on a pool of that many threads."""
+    """FIt-SNE (``methods/_tsne_fft.py``). With more than one Numba thread
+    (``numba.get_num_threads()``, all cores by default), the attractive forces (a serial Numba
+    loop that releases the GIL) and the FFT work (two kernel transforms, three convolutions)
+    run as tasks on a thread pool of that size; spreading and reading back stay on the calling
+    thread. Measured against Numba ``prange`` loops on the shared 2-core machine, where the
+    Barnes-Hut loops ran 2.2x slower in parallel: see benchmarks/README.md."""
 
     def __init__(self, x, perplexity):
         super().__init__(x, perplexity, _numba_kernels("FFT-interpolation"))
@@ -335,7 +348,9 @@ def tsne(features, perplexity=30.0, n_iter=1000, early_exaggeration=12.0, early_
     """Embed ``features`` (N, D) in 2-D with t-SNE; returns a :class:`TSNEResult`.
 
     ``method``: "exact" (O(N^2) gradient, van der Maaten & Hinton 2008), "barnes-hut" (O(N log N),
-    van der Maaten 2014, 2-D only, needs numba) or "auto" (exact below ``EXACT_BELOW`` points).
+    van der Maaten 2014, needs numba), "fft" (interpolation, O(N) plus a fixed-size FFT grid,
+    Linderman et al. 2019, needs numba) or "auto": the fastest here for the N (exact below
+    ``EXACT_BELOW`` points, Barnes-Hut below ``FFT_FROM``, FFT from there).
     ``learning_rate="auto"`` is max(N / exaggeration, 50) in each phase (openTSNE). ``init`` is
     "pca", "random" (N(0, 1e-4^2), drawn from ``seed``) or an (N, 2) array. ``images`` (N, H, W[, 3]
     uint8) and ``labels`` (N,) are kept for the picture. Ctrl-C stops early and keeps the result.
@@ -352,7 +367,7 @@ def tsne(features, perplexity=30.0, n_iter=1000, early_exaggeration=12.0, early_
     if early_exaggeration_iter > n_iter:
         raise ValueError(f"tsne: early_exaggeration_iter ({early_exaggeration_iter}) exceeds n_iter ({n_iter})")
     if method == "auto":
-        method = "exact" if n < EXACT_BELOW else "fft"
+        method = "exact" if n < EXACT_BELOW else "barnes-hut" if n < FFT_FROM else "fft"
     if method not in ("exact", "barnes-hut", "fft"):
         raise ValueError(f"tsne: method must be 'auto', 'exact', 'barnes-hut' or 'fft', got {method!r}")
     if images is not None and len(images) != n:
@@ -408,8 +423,8 @@ def tsne(features, perplexity=30.0, n_iter=1000, early_exaggeration=12.0, early_
 
 
 class TSNEResult(Result):
-    """``coordinates`` (N, 2), ``kl_divergence`` (final KL(P||Q); for Barnes-Hut the cost over P's
-    non-zeros with the tree's Z), ``kl_history`` [(iteration, KL)] every 50 iterations."""
+    """``coordinates`` (N, 2), ``kl_divergence`` (final KL(P||Q); for Barnes-Hut and FFT the cost
+    over P's non-zeros with the approximate Z; :func:`sparse_kl` gives it with the exact Z), ``kl_history`` [(iteration, KL)] every 50 iterations."""
 
     technique = "tsne"
 
@@ -492,7 +507,7 @@ def add_cli_arguments(parser):
                         help="step size, or 'auto' = max(N / exaggeration, 50) (openTSNE; default: auto)")
     parser.add_argument("--method", default="auto", choices=("auto", "exact", "barnes-hut", "fft"),
                         help=f"gradient: exact, barnes-hut, fft (interpolation, FIt-SNE) or auto (exact below "
-                             f"{EXACT_BELOW} points, fft from there; default: auto)")
+                             f"{EXACT_BELOW} points, barnes-hut below {FFT_FROM}, fft from there; default: auto)")
     parser.add_argument("--theta", type=float, default=0.5, help="Barnes-Hut opening angle (default: 0.5)")
     parser.add_argument("--init", default="pca", choices=("pca", "random"), help="initialisation (default: pca)")
 

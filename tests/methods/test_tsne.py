@@ -264,6 +264,16 @@ def test_fft_preserves_neighbourhoods_of_clusters():
     assert kept > 2 * neighbourhood_overlap(x, T.pca_initialisation(x))
 
 
+def test_auto_picks_the_method_by_size(monkeypatch):
+    pytest.importorskip("numba")
+    x, _ = blobs(40, 3)
+    monkeypatch.setattr(T, "EXACT_BELOW", 100)
+    monkeypatch.setattr(T, "FFT_FROM", 110)
+    assert T.tsne(x[:90], perplexity=10, n_iter=260).params["method"] == "exact"
+    assert T.tsne(x[:105], perplexity=10, n_iter=260).params["method"] == "barnes-hut"
+    assert T.tsne(x, perplexity=10, n_iter=260).params["method"] == "fft"
+
+
 def test_deterministic_and_barnes_hut_close_to_exact():
     pytest.importorskip("numba")
     x, _ = blobs(50, 4)
