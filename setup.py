@@ -18,7 +18,7 @@ setup(
     install_requires=["numpy>=1.24", "numba>=0.59", "pillow>=9", "matplotlib>=3.6"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
-        "oracle": ["torch", "scipy", "scikit-image", "scikit-learn", "opencv-python-headless"],
+        "oracle": ["torch", "scipy", "scikit-image", "scikit-learn", "opencv-python-headless", "openTSNE"],
         "gpu": ["cupy-cuda12x"],
     },
 )
