@@ -155,7 +155,7 @@ def test_fft_threads_change_nothing():
     np.testing.assert_array_equal(threaded[0], inline[0])
     assert threaded[1] == inline[1]
     x, _ = blobs(40, 3)
-    a, b = T.tsne(x, method="fft", n_iter=300), T.tsne(x, method="fft", n_iter=300)
+    a, b = (T.tsne(x, method="fft", n_iter=100, early_exaggeration_iter=50) for _ in range(2))
     np.testing.assert_array_equal(a.coordinates, b.coordinates)
 
 
@@ -269,9 +269,10 @@ def test_auto_picks_the_method_by_size(monkeypatch):
     x, _ = blobs(40, 3)
     monkeypatch.setattr(T, "EXACT_BELOW", 100)
     monkeypatch.setattr(T, "FFT_FROM", 110)
-    assert T.tsne(x[:90], perplexity=10, n_iter=260).params["method"] == "exact"
-    assert T.tsne(x[:105], perplexity=10, n_iter=260).params["method"] == "barnes-hut"
-    assert T.tsne(x, perplexity=10, n_iter=260).params["method"] == "fft"
+    short = dict(perplexity=10, n_iter=10, early_exaggeration_iter=5)
+    assert T.tsne(x[:90], **short).params["method"] == "exact"
+    assert T.tsne(x[:105], **short).params["method"] == "barnes-hut"
+    assert T.tsne(x, **short).params["method"] == "fft"
 
 
 def test_deterministic_and_barnes_hut_close_to_exact():
