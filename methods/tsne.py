@@ -58,8 +58,11 @@ def squared_distances(a, b=None):
     """Squared Euclidean distances between the rows of ``a`` and ``b`` (float64, never negative)."""
     a = np.asarray(a, np.float64)
     b = a if b is None else np.asarray(b, np.float64)
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.maximum(d, 0.0)
+    d = a @ b.T
+    d *= -2.0  # in place: one (len(a), len(b)) array, not four
+    d += (a * a).sum(1)[:, None]
+    d += (b * b).sum(1)[None, :]
+    return np.maximum(d, 0.0, out=d)
 
 
 def conditional_affinities(distances, perplexity, tol=1e-5, max_steps=200):
@@ -114,8 +117,9 @@ def joint_affinities_dense(x, perplexity):
     return (p + p.T) / (2.0 * n)
 
 
-def nearest_neighbours(x, k, chunk=2048):
-    """Indices and squared distances of each row's k nearest other rows (exact, chunked)."""
+def nearest_neighbours(x, k, chunk=512):
+    """Indices and squared distances of each row's k nearest other rows (exact, in chunks of
+    rows small enough for their distances to stay in a few tens of MB)."""
     n = x.shape[0]
     index = np.empty((n, k), np.int64)
     dist = np.empty((n, k))
