@@ -5,28 +5,22 @@ of them is used.
 A quadtree is rebuilt from the 2-D embedding every iteration (O(N log N)); each point then
 walks it and treats a cell as one point at the cell's centre of mass when the cell is small
 seen from the point (cell side / distance < theta). The attractive forces run over the upper
-triangle of the symmetric affinity matrix P (CSR), serially (each pair updates both points).
-The tree walk and the KL terms run in parallel (``prange``) from ``PARALLEL_FROM`` points on
-where Numba has at least ``PARALLEL_MIN_THREADS`` threads; otherwise serially (threads would
-cost more than they save).
+triangle of the symmetric affinity matrix P (CSR).
+
+Every loop here is serial and releases the GIL: ``methods.tsne`` runs them as tasks on a
+thread pool (the tree walk split into ranges of points, the attractive forces beside it), one
+synchronisation per iteration. ``prange`` loops were slower on this project's shared 2-core
+machine: the walk and the attractive forces as ``prange`` loops ran 10,000 points x 1000
+iterations in 135 s (70 s CPU) against 61 s (39 s CPU) serially, threads waiting for each
+other at each of the ~3000 barriers.
 
 Node layout (arrays indexed by node): ``centre`` (cx, cy), ``half`` (half side), ``com``
 (centre of mass), ``mass`` (number of points), ``child`` (four children, -1 for a leaf),
 ``point`` (the point a leaf holds; coincident points share one leaf and add to its mass).
 """
 
-import types
-
-import numba
 import numpy as np
-from numba import njit, prange
-
-#: N from which the per-point loops run on all cores (below it, threads cost more than they save).
-PARALLEL_FROM = 5000
-#: ... and only with at least this many Numba threads: on this project's shared 2-core machine the
-#: serial loops ran 10,000 points x 1000 iterations in 61 s (39 s CPU), the parallel ones in 135 s
-#: (70 s CPU), threads waiting for each other at every one of the ~3000 barriers.
-PARALLEL_MIN_THREADS = 4
+from numba import njit
 
 MAX_DEPTH = 60
 
@@ -123,14 +117,13 @@ def leaf_order(child, point, n):
     return order
 
 
-def _repulsive_forces(y, half, com, mass, child, order, theta):
-    """Per point: sum_j q_ij^2 (y_i - y_j) with q_ij = 1/(1+|y_i-y_j|^2) unnormalised, and sum_j q_ij.
-    Points are visited in ``order`` (the tree's leaf order), so consecutive walks touch the same cells."""
-    n = y.shape[0]
-    force = np.zeros((n, 2))
-    sum_q = np.zeros(n)
+@njit(cache=True, nogil=True)
+def repulsive_forces(y, half, com, mass, child, order, theta, start, stop, force, sum_q):
+    """For the points order[start:stop], into force and sum_q: sum_j q_ij^2 (y_i - y_j) with
+    q_ij = 1/(1+|y_i-y_j|^2) unnormalised, and sum_j q_ij. Points are visited in ``order`` (the
+    tree's leaf order), so consecutive walks touch the same cells."""
     theta2 = theta * theta
-    for t in prange(n):
+    for t in range(start, stop):
         i = order[t]
         stack = np.empty(4 * MAX_DEPTH + 8, np.int64)
         stack[0] = 0
@@ -159,7 +152,6 @@ def _repulsive_forces(y, half, com, mass, child, order, theta):
                     top += 1
         force[i, 0], force[i, 1] = fx, fy
         sum_q[i] = sq
-    return force, sum_q
 
 
 @njit(cache=True, nogil=True)
@@ -186,44 +178,14 @@ def attractive_forces(y, indptr, indices, p, exaggeration):
     return force * exaggeration
 
 
-def _sparse_log_terms(y, indptr, indices, p):
-    """Per row: sum_j p_ij log(1 + |y_i - y_j|^2) over the stored entries of a sparse P (2-D);
-    with sum p log p and log Z this makes KL(P || Q)."""
-    n = y.shape[0]
-    out = np.zeros(n)
-    for i in prange(n):
-        s = 0.0
+@njit(cache=True, nogil=True)
+def sparse_log_terms(y, indptr, indices, p):
+    """sum_ij p_ij log(1 + |y_i - y_j|^2) over the stored entries of a sparse P (2-D); with
+    sum p log p and log Z this makes KL(P || Q)."""
+    s = 0.0
+    for i in range(y.shape[0]):
         for k in range(indptr[i], indptr[i + 1]):
             j = indices[k]
             d0, d1 = y[i, 0] - y[j, 0], y[i, 1] - y[j, 1]
             s += p[k] * np.log1p(d0 * d0 + d1 * d1)
-        out[i] = s
-    return out
-
-
-def _renamed(function, suffix):
-    """A copy of ``function`` under another name, so Numba's on-disk cache keeps both builds apart."""
-    copy = types.FunctionType(function.__code__, function.__globals__, function.__name__ + suffix,
-                              function.__defaults__, function.__closure__)
-    copy.__qualname__ = function.__qualname__ + suffix
-    return copy
-
-
-# Each per-point loop compiled twice: serial for small N, parallel for large N.
-_KERNELS = {
-    name: (njit(cache=True, nogil=True)(_renamed(function, "_serial")),
-           njit(parallel=True, cache=True, nogil=True)(_renamed(function, "_parallel")))
-    for name, function in (("repulsive", _repulsive_forces), ("log", _sparse_log_terms))
-}
-
-
-def _pick(name, n):
-    return _KERNELS[name][n >= PARALLEL_FROM and numba.get_num_threads() >= PARALLEL_MIN_THREADS]
-
-
-def repulsive_forces(y, half, com, mass, child, order, theta):
-    return _pick("repulsive", y.shape[0])(y, half, com, mass, child, order, theta)
-
-
-def sparse_log_terms(y, indptr, indices, p):
-    return _pick("log", y.shape[0])(y, indptr, indices, p)
+    return s

@@ -249,84 +249,87 @@ class _Exact(_Objective):
 
 
 class _Sparse(_Objective):
-    """P on the nearest neighbours (CSR) and an approximate repulsion ``self.repulsion(y)`` ->
-    (F, Z), F[i] = sum_j w_ij^2 (y_i - y_j) and Z = sum_{i != j} w_ij; ``self.normaliser(y)``
-    is Z alone."""
+    """P on the nearest neighbours (its upper triangle, CSR) and an approximate repulsion
+    ``self.repulsion(y)`` -> (F, Z), F[i] = sum_j w_ij^2 (y_i - y_j), Z = sum_{i != j} w_ij;
+    ``self.normaliser(y)`` is Z alone.
 
-    def __init__(self, x, perplexity, kernels):
-        self.bh = kernels
+    Threads: with more than one Numba thread (``numba.get_num_threads()``, all cores unless
+    set), the attractive forces and the repulsion's pieces run as tasks on a thread pool of
+    that size (Numba loops that release the GIL, NumPy FFTs); every point's result is computed
+    by one task in one order, so the embedding does not depend on the thread count. Measured
+    against ``prange`` loops on the shared 2-core machine: see benchmarks/README.md."""
+
+    def __init__(self, x, perplexity, name):
+        try:
+            import numba
+
+            from methods import _tsne_bh
+        except ImportError as error:
+            raise ImportError(f"{name} t-SNE needs numba: pip install numba ({error}); "
+                              "or pass method='exact'") from error
+        self.bh = _tsne_bh
         self.indptr, self.indices, self.p = upper_triangle(*joint_affinities_sparse(x, perplexity))
         self.entropy = 2.0 * float((self.p * np.log(np.where(self.p > 0, self.p, 1.0))).sum())  # sum p log p
+        self.threads = numba.get_num_threads()
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
     def forces(self, y, exaggeration):
+        args = (y, self.indptr, self.indices, self.p, float(exaggeration))
+        attraction = self.pool.submit(self.bh.attractive_forces, *args) if self.pool else None
         repulsive, z = self.repulsion(y)
-        return self.bh.attractive_forces(y, self.indptr, self.indices, self.p, float(exaggeration)) - repulsive / z
+        attractive = attraction.result() if attraction else self.bh.attractive_forces(*args)
+        return attractive - repulsive / z
 
     def kl(self, y):
         """KL over P's non-zeros, with the approximate Z (the cost the approximation optimises):
         sum p log p + sum p log(1 + d^2) + log Z (sum p = 1)."""
-        log_terms = 2.0 * self.bh.sparse_log_terms(y, self.indptr, self.indices, self.p).sum()
-        return self.entropy + float(log_terms) + math.log(self.normaliser(y))
+        log_terms = 2.0 * self.bh.sparse_log_terms(y, self.indptr, self.indices, self.p)
+        return self.entropy + log_terms + math.log(self.normaliser(y))
 
-
-def _numba_kernels(name):
-    try:
-        from methods import _tsne_bh
-    except ImportError as error:
-        raise ImportError(f"{name} t-SNE needs numba: pip install numba ({error}); "
-                          "or pass method='exact'") from error
-    return _tsne_bh
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 class _BarnesHut(_Sparse):
     def __init__(self, x, perplexity, theta):
-        super().__init__(x, perplexity, _numba_kernels("Barnes-Hut"))
+        super().__init__(x, perplexity, "Barnes-Hut")
         self.theta = theta
 
     def repulsion(self, y):
+        """The tree walk in one range of points per thread (the tree's leaf order keeps each
+        range's walks on nearby cells)."""
+        n = y.shape[0]
         tree = self.bh.build_quadtree(y)
-        repulsive, sum_q = self.bh.repulsive_forces(y, *tree, self.theta)
-        return repulsive, sum_q.sum()
+        force, sum_q = np.empty((n, 2)), np.empty(n)
+        bounds = np.linspace(0, n, self.threads + 1).astype(int)
+        walks = [(y, *tree, self.theta, start, stop, force, sum_q) for start, stop in zip(bounds[:-1], bounds[1:])]
+        if self.pool is None:
+            for walk in walks:
+                self.bh.repulsive_forces(*walk)
+        else:
+            for task in [self.pool.submit(self.bh.repulsive_forces, *walk) for walk in walks]:
+                task.result()
+        return force, sum_q.sum()
 
     def normaliser(self, y):
         return self.repulsion(y)[1]
 
 
 class _Interpolation(_Sparse):
-    """FIt-SNE (``methods/_tsne_fft.py``). With more than one Numba thread
-    (``numba.get_num_threads()``, all cores by default), the attractive forces (a serial Numba
-    loop that releases the GIL) and the FFT work (two kernel transforms, three convolutions)
-    run as tasks on a thread pool of that size; spreading and reading back stay on the calling
-    thread. Measured against Numba ``prange`` loops on the shared 2-core machine, where the
-    Barnes-Hut loops ran 2.2x slower in parallel: see benchmarks/README.md."""
+    """FIt-SNE (``methods/_tsne_fft.py``)."""
 
     def __init__(self, x, perplexity):
-        super().__init__(x, perplexity, _numba_kernels("FFT-interpolation"))
-        import numba
-
+        super().__init__(x, perplexity, "FFT-interpolation")
         from methods import _tsne_fft
 
         self.interpolation = _tsne_fft.Repulsion()
-        threads = numba.get_num_threads()
-        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
     def repulsion(self, y):
         return self.interpolation(y, self.pool)
 
     def normaliser(self, y):
         return self.interpolation.normaliser(y)
-
-    def forces(self, y, exaggeration):
-        if self.pool is None:
-            return super().forces(y, exaggeration)
-        attraction = self.pool.submit(self.bh.attractive_forces, y, self.indptr, self.indices, self.p,
-                                      float(exaggeration))
-        repulsive, z = self.repulsion(y)
-        return attraction.result() - repulsive / z
-
-    def close(self):
-        if self.pool is not None:
-            self.pool.shutdown()
 
 
 # ----- the optimiser -----
