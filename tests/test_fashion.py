@@ -17,9 +17,9 @@ from methods.data import fashion_sample
 from minigrad import functional as F
 from minigrad.models import fashion_vgg as fv
 from weights import safetensors
-from weights import train as wt
+from training import fashion_vgg as wt
 
-WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(wt.__file__)), fv.WEIGHTS_NAME)
+WEIGHTS = os.path.join(wt.WEIGHTS_DIR, fv.WEIGHTS_NAME)
 TINY = {"blocks": ((8,), (16,)), "hidden": 16}
 # The training tests check the script, not the kernels (tests/kernels does): the NumPy reference
 # kernels are quickest for these tiny shapes.
@@ -70,7 +70,7 @@ def test_metadata_records_what_the_model_needs(shipped):
     pre = json.loads(meta["preprocessing"])
     assert pre["mean"] == [fv.MEAN] and pre["std"] == [fv.STD]
     assert float(meta["test_accuracy"]) >= 0.92 and meta["test_images"] == "10000"
-    assert "python -m weights.train fashion-vgg" in meta["source"]
+    assert "fashion-vgg" in meta["source"] and meta["source"].startswith("trained by minigrad")
     assert json.loads(meta["config"])["blocks"] == [list(b) for b in fv.BLOCKS]
 
 

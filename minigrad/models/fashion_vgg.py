@@ -2,7 +2,7 @@
 
 Why it exists: the visualization techniques need a trained network, and none can be downloaded
 on a fresh machine. This one is small enough to train with minigrad itself on two CPU cores
-(``python -m weights.train fashion-vgg``) and to ship in the repository (about 2 MB), yet has
+(``python -m training fashion-vgg``) and to ship in the repository (about 2 MB), yet has
 the structure the techniques expect from VGG (Simonyan & Zisserman 2015): blocks of 3x3
 convolutions with ReLU, each closed by a 2x2 max-pool, then three fully connected layers. Its
 layers carry VGG's paper names, so every technique's layer arguments (``conv1_1``, ``relu3_1``,
