@@ -5,14 +5,16 @@
 reproducible) and copy into the tensor's device and dtype.
 """
 
+import contextlib
 import math
+import threading
 
 import numpy as np
 
 from minigrad import backend
 from minigrad.seeding import random_generator
 
-__all__ = ["calculate_gain", "constant_", "fan_in_and_fan_out", "kaiming_normal_", "kaiming_uniform_", "normal_", "ones_",
+__all__ = ["calculate_gain", "constant_", "default_init_skipped", "fan_in_and_fan_out", "skip_init", "kaiming_normal_", "kaiming_uniform_", "normal_", "ones_",
            "uniform_", "xavier_uniform_", "zeros_"]
 
 
@@ -87,3 +89,24 @@ def zeros_(tensor):
 
 def ones_(tensor):
     return constant_(tensor, 1.0)
+
+
+_skipping = threading.local()
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Layers built inside keep zero parameters instead of drawing PyTorch's defaults: for models
+    that then load every weight from a file or apply their own scheme (drawing VGG16's 138M
+    default numbers first would only waste seconds)."""
+    previous = getattr(_skipping, "on", False)
+    _skipping.on = True
+    try:
+        yield
+    finally:
+        _skipping.on = previous
+
+
+def default_init_skipped():
+    """True inside :func:`skip_init`."""
+    return getattr(_skipping, "on", False)

@@ -23,7 +23,10 @@ def _empty_parameter(shape, dtype):
 
 
 def _reset_weight_and_bias(weight, bias):
-    """PyTorch's default for Conv2d/Linear: weight kaiming_uniform(a=sqrt(5)), bias U(±1/sqrt(fan_in))."""
+    """PyTorch's default for Conv2d/Linear: weight kaiming_uniform(a=sqrt(5)), bias U(±1/sqrt(fan_in)),
+    unless built inside ``nn.init.skip_init()``."""
+    if init.default_init_skipped():
+        return
     init.kaiming_uniform_(weight, a=math.sqrt(5))
     if bias is not None:
         fan_in = init.fan_in_and_fan_out(weight.shape)[0]
