@@ -182,3 +182,20 @@ def _has_numba():
     except ImportError:
         return False
     return True
+
+
+@pytest.mark.slow
+def test_a_converted_checkpoint_runs_from_the_command_line(tmp_path):
+    """A weights file (what ``python -m weights convert`` writes) given to --model by its path."""
+    from methods.__main__ import main
+    from minigrad import models
+    from weights import safetensors
+
+    minigrad.manual_seed(0)
+    path = tmp_path / "alexnet.safetensors"
+    safetensors.save_file(models.alexnet().state_dict(), path, metadata={"arch": "alexnet"})
+    out = tmp_path / "out"
+    assert main(["grad-cam", "--model", str(path), "--image", "sample:coffee", "--out", str(out)]) == 0
+    record = json.loads((out / "grad-cam.json").read_text())
+    assert record["params"]["layer"] == "relu5" and record["inputs"]["images"] == ["sample:coffee"]
+    assert len(record["explained"]) == 1 and 0 < record["probabilities"][0] <= 1
