@@ -78,7 +78,7 @@ def _shorten(text):
 
 def run(args):
     import minigrad
-    from methods.lib.output import prepare_folder
+    from methods.lib.output import check_folder
     from methods.lib.runner import run_technique
     from minigrad import models
 
@@ -92,7 +92,7 @@ def run(args):
             print(f"error: {entry['technique']}: {_shorten(entry['error'])}", file=sys.stderr)
         return 1 if failed else 0
     spec = TECHNIQUES[args.technique]
-    prepare_folder(args.out, args.force)
+    check_folder(args.out, args.force)
     minigrad.manual_seed(getattr(args, "seed", 0))
     model = models.load(args.model)
     values = {o.name: getattr(args, o.name) for o in spec.options}

@@ -16,7 +16,7 @@ import numpy as np
 
 from methods.lib.images import grid, require
 from methods.lib.options import TECHNIQUES
-from methods.lib.output import jsonable, prepare_folder, write_file, write_png
+from methods.lib.output import check_folder, jsonable, prepare_folder, write_file, write_png
 from methods.lib.progress import Progress
 from methods.lib.runner import run_technique
 
@@ -33,7 +33,7 @@ def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=
     if unknown:
         raise ValueError(f"unknown technique(s) {', '.join(unknown)}; known: {', '.join(TECHNIQUES)}")
     chosen = [spec for name, spec in TECHNIQUES.items() if techniques is None or name in techniques]
-    prepare_folder(out, force)
+    check_folder(out, force)
     model = models.load(model_name)
     entries = []
     progress = Progress(chosen, f"gallery ({model_name})", verbose=verbose)
@@ -55,6 +55,7 @@ def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=
                               and os.path.basename(p)[len(spec.name) + 1:-4] in result.figures()],
                      files=[os.path.relpath(p, out) for p in paths])
         entries.append(entry)
+    prepare_folder(out, force=True)
     overview = _overview(out, model_name, entries)
     if overview is not None:
         write_png(out, "overview.png", overview, force=True)
