@@ -47,7 +47,7 @@ def check_folder(path, force=False):
 
 def prepare_folder(path, force=False):
     """:func:`check_folder`, then create the folder (and its parents) if needed. Returns the path."""
-    check_folder(path, force)
+    path = check_folder(path, force)
     os.makedirs(path, exist_ok=True)
     return path
 
