@@ -14,6 +14,7 @@ import os
 from weights.errors import CheckpointError
 from weights.safetensors import SafetensorsFile, load_file, save_file
 from weights.torch_pth import load_pth
+from weights.untrusted import shown
 
 __all__ = ["CheckpointError", "SafetensorsFile", "imagenet_labels", "labels", "load_file", "load_pth", "save_file"]
 
@@ -26,7 +27,7 @@ def labels(list_id):
     try:
         name = _LABEL_FILES[list_id]
     except KeyError:
-        raise CheckpointError(f"unknown class list {list_id!r}; known: {', '.join(_LABEL_FILES)}") from None
+        raise CheckpointError(f"unknown class list {shown(list_id)}; known: {', '.join(_LABEL_FILES)}") from None
     with open(os.path.join(_DATA, name), encoding="utf-8") as f:
         return tuple(line.rstrip("\n") for line in f if line.strip())
 

@@ -37,7 +37,14 @@ import secrets
 import numpy as np
 
 from weights.errors import CheckpointError
-from weights.untrusted import MAX_DIMS, escaped, open_regular, shape_problem, shown, shown_shape
+from weights.untrusted import (
+    MAX_DIMS,
+    escaped,
+    open_regular,
+    shape_problem,
+    shown,
+    shown_shape,
+)
 
 __all__ = [
     "DTYPES",
@@ -425,7 +432,7 @@ def _code_for(name, arr):
     code = _NUMPY_TO_CODE.get((arr.dtype.kind, arr.dtype.itemsize))
     if code is None:
         raise CheckpointError(
-            f"tensor {name!r} has dtype {arr.dtype}, which safetensors cannot store "
+            f"tensor {shown(name)} has dtype {arr.dtype}, which safetensors cannot store "
             f"(supported: bool, int8-64, uint8-64, float16/32/64)"
         )
     return code
@@ -486,11 +493,11 @@ def save_file(tensors, path, metadata=None, *, overwrite=False):
     metadata = {} if metadata is None else dict(metadata)
     bad = [k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))]
     if bad:
-        raise CheckpointError(f"metadata must map strings to strings; bad entries: {bad!r}")
+        raise CheckpointError(f"metadata must map strings to strings; bad entries: {', '.join(shown(k, 40) for k in bad[:5])}")
     arrays = {}
     for name, value in tensors.items():
         if not isinstance(name, str):
-            raise CheckpointError(f"tensor names must be strings, got {name!r}")
+            raise CheckpointError(f"tensor names must be strings, got {shown(name)}")
         if name == "__metadata__":
             raise CheckpointError('"__metadata__" is reserved and cannot name a tensor')
         arr = np.asarray(value)

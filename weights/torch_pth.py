@@ -58,7 +58,14 @@ from collections import OrderedDict
 import numpy as np
 
 from weights.errors import CheckpointError
-from weights.untrusted import MAX_BYTES, escaped, open_regular, shape_problem, shown, shown_shape
+from weights.untrusted import (
+    MAX_BYTES,
+    escaped,
+    open_regular,
+    shape_problem,
+    shown,
+    shown_shape,
+)
 
 __all__ = ["MAGIC_NUMBER", "MAX_DEPTH", "PROTOCOL_VERSION", "load_pth", "sniff_format", "STORAGE_DTYPES"]
 

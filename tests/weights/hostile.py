@@ -28,7 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.weights.fixtures import T, legacy_checkpoint, state_dict_pickle, zip_checkpoint
+from tests.weights.fixtures import (
+    T,
+    legacy_checkpoint,
+    state_dict_pickle,
+    zip_checkpoint,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
