@@ -483,7 +483,8 @@ class _Unpickler:
         self.target(set, "ADDITEMS").update(self.key(k) for k in items)
 
     def frozenset(self, _):
-        self.stack.append(frozenset(self.key(k) for k in self.pop_mark()))
+        items = self.pop_mark()
+        self.stack.append(frozenset(self.key(k) for k in items))
 
     def put_text(self, line):
         self.put(int(line))

@@ -31,14 +31,15 @@ MAX_BYTES = 2**63 - 1
 #: Default cap, in characters, on one field shown from a file.
 FIELD_LIMIT = 120
 
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 _ESCAPED_CATEGORIES = frozenset(["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"])
 _KINDS = [(stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")]
 
 
 def _escape_char(c):
-    if c == "\\":
-        return "\\\\"
+    if c in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[c]
     if unicodedata.category(c) not in _ESCAPED_CATEGORIES:
         return c
     o = ord(c)
@@ -73,7 +74,8 @@ def shown(value, limit=FIELD_LIMIT):
         return str(value) if abs(value) < 10**40 else f"<a {value.bit_length()}-bit integer>"
     if isinstance(value, float):
         return repr(value)
-    return f"<a {type(value).__name__}>"
+    kind = next((t.__name__ for t in (list, dict, tuple, set, frozenset) if isinstance(value, t)), None)
+    return f"<a {kind or type(value).__name__.lstrip('_')}>"
 
 
 def open_regular(path):

@@ -142,10 +142,12 @@ def safetensors_bytes(header, buffer=b""):
 
 
 class Case:
-    """One hostile input: ``build(folder) -> path`` and the ``target`` it is fed to."""
+    """One hostile input: ``build(folder) -> path``, the ``target`` it is fed to, the item of
+    issue 12 it reproduces, and whether the test run includes it (``ci``; the two left out
+    write or parse ~100 MB of valid data and are for measuring only)."""
 
-    def __init__(self, name, item, target, build, note):
-        self.name, self.item, self.target, self.build, self.note = name, item, target, build, note
+    def __init__(self, name, item, target, build, note, ci=True):
+        self.name, self.item, self.target, self.build, self.note, self.ci = name, item, target, build, note, ci
 
 
 def _bytes_case(data_fn, suffix=".pth"):
@@ -235,36 +237,33 @@ def _nested_header(size=99_000_000):
     return safetensors_bytes(b'{"a":[' + b"{}," * n + b"{}]}")
 
 
+def _numbered_rows(prefix, suffix, size):
+    """About ``size`` bytes of rows ``prefix + 8 hex digits (the row number) + suffix``, built
+    with NumPy (ten million rows in a fraction of a second); the last byte (a separator) is cut."""
+    width = len(prefix) + 8 + len(suffix)
+    n = size // width
+    rows = np.empty((n, width), np.uint8)
+    rows[:, : len(prefix)] = np.frombuffer(prefix, np.uint8)
+    rows[:, len(prefix) + 8 :] = np.frombuffer(suffix, np.uint8)
+    numbers = np.arange(n, dtype=np.uint32)
+    for k in range(8):
+        rows[:, len(prefix) + 7 - k] = np.frombuffer(b"0123456789abcdef", np.uint8)[(numbers >> (4 * k)) & 15]
+    return rows.tobytes()[:-1]
+
+
 def _many_objects_header(size=99_000_000):
-    parts, total, i = [], 0, 0
-    while total < size:
-        part = b'"%d":{},' % i
-        parts.append(part)
-        total += len(part)
-        i += 1
-    return safetensors_bytes(b"{" + b"".join(parts)[:-1] + b"}")
+    return safetensors_bytes(b"{" + _numbered_rows(b'"', b'":{},', size) + b"}")
 
 
 def _many_metadata_header(size=99_000_000):
-    """A header of valid form that is all metadata: about 8.5M tiny string pairs."""
-    parts, total, i = [], 0, 0
-    while total < size:
-        part = b'"%x":"",' % i
-        parts.append(part)
-        total += len(part)
-        i += 1
-    return safetensors_bytes(b'{"__metadata__":{' + b"".join(parts)[:-1] + b"}}")
+    """A header of valid form that is all metadata: 7.6M tiny string pairs."""
+    return safetensors_bytes(b'{"__metadata__":{' + _numbered_rows(b'"', b'":"",', size) + b"}}")
 
 
 def _many_tensors_header(size=99_000_000):
-    """A header of valid form: about 2M zero-size tensors."""
-    parts, total, i = [], 0, 0
-    while total < size:
-        part = b'"%x":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},' % i
-        parts.append(part)
-        total += len(part)
-        i += 1
-    return safetensors_bytes(b"{" + b"".join(parts)[:-1] + b"}")
+    """A header of valid form: 1.6M zero-size tensors."""
+    entry = b'":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},'
+    return safetensors_bytes(b"{" + _numbered_rows(b'"', entry, size) + b"}")
 
 
 CASES = {c.name: c for c in [
@@ -299,14 +298,14 @@ CASES = {c.name: c for c in [
     Case("safetensors-many-objects", 4, "safetensors", _big(_many_objects_header),
          'a 99 MB header {"0":{},"1":{},...}'),
     Case("safetensors-many-metadata", 4, "safetensors", _big(_many_metadata_header),
-         "a 99 MB header of valid form: 8.5M tiny metadata pairs"),
+         "a 99 MB header of valid form: 7.6M tiny metadata pairs"),
     Case("safetensors-many-tensors", 4, "safetensors", _big(_many_tensors_header),
-         "a 99 MB header of valid form: 1.8M zero-size tensors"),
+         "a 99 MB header of valid form: 1.6M zero-size tensors", ci=False),
     Case("info-dev-zero", 5, "info", _device("/dev/zero"), "python -m weights info /dev/zero"),
     Case("convert-dev-zero", 5, "convert", _device("/dev/zero"), "python -m weights convert /dev/zero"),
     Case("info-fifo", 5, "info", _fifo, "python -m weights info on a FIFO nobody writes to"),
     Case("fetch-dev-zero", 5, "fetch", _device("/dev/zero"),
-         "python -m weights fetch vgg16 --url file:///dev/zero (registry size 553 MB)"),
+         "python -m weights fetch vgg16 --url file:///dev/zero (registry size 553 MB)", ci=False),
     Case("duplicate-data-pkl", 7, "load_pth", _bytes_case(_duplicate_data_pkl),
          "two archive/data.pkl members, the first malicious"),
     Case("crc-mismatch", 7, "load_pth", _bytes_case(_crc_mismatch), "a storage byte changed after zipping"),
