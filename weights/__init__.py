@@ -2,7 +2,9 @@
 
 * :mod:`weights.safetensors` — our safetensors reader (memory-mapped, validating) and writer.
 * :mod:`weights.torch_pth` — torchvision ``.pth`` files (zip and legacy) without torch, through
-  an allowlisting unpickler that never runs code from the file.
+  our own pickle interpreter: an allowlist, no code from the file, bounded work per byte.
+* :mod:`weights.untrusted` — regular files only, untrusted text shown escaped and capped, shapes
+  NumPy can hold: the guards every reader shares.
 * :mod:`weights.archs` — layer tables of AlexNet and the VGGs, shared with ``minigrad.models``.
 * :mod:`weights.registry` — known checkpoints (URLs, SHA-256), the cache folder, downloads.
 * :mod:`weights.convert` — ``.pth`` -> safetensors with metadata; loading for models.

@@ -283,6 +283,8 @@ CASES = {c.name: c for c in [
     Case("bomb-legacy-version", 1, "load_pth", _bytes_case(_legacy_version_bomb),
          "a legacy file whose protocol-version pickle is a 2**40-leaf tuple (printed in the error)"),
     Case("deep-nesting", 1, "load_pth", _bytes_case(_deep_lists), "500,000 nested lists (1 MB)"),
+    Case("pickle-many-lists", 1, "load_pth", _bytes_case(lambda: _pkl(b"]" * 10_000_000)),
+         "10 MB of EMPTY_LIST opcodes: the most objects per byte a pickle can build", ci=False),
     Case("long-byteorder", 12, "load_pth", _bytes_case(lambda: zip_checkpoint(
         state_dict_pickle([]), {}, byteorder="x" * 1_000_000)), "a 1 MB byteorder record (echoed in the error)"),
     Case("shared-bf16-views", 2, "load_pth", _bytes_case(lambda: _shared_views("BFloat16Storage", "little")),
