@@ -16,11 +16,14 @@ Layout (https://github.com/huggingface/safetensors, restated)::
 
 ``data_offsets`` are relative to the start of the data buffer, ``end`` exclusive. The reader
 here checks everything a hostile or damaged file could get wrong before it hands out a single
-array: the header length is bounded, the JSON is an object with no duplicate keys, dtypes are
-known, shapes are lists of non-negative integers, every tensor's byte count is
+array: the file is a regular one, the header length is at most 100 MB (the reference
+reader's bound), the header has the form of a safetensors header before ``json`` builds
+anything from it (see :func:`_form_problem`: junk of any size costs a few copies of itself,
+never millions of objects), the JSON is an object with no duplicate keys, dtypes are known,
+shapes are lists of non-negative integers NumPy can hold, every tensor's byte count is
 ``prod(shape) * itemsize``, and the tensors tile the data buffer exactly (no gap, no overlap,
 nothing missing at the end). Anything else raises :class:`weights.CheckpointError` naming the
-problem.
+problem, with names from the file escaped and cut short.
 
 The writer pads the header with spaces so the data buffer starts 8-byte aligned, orders the
 tensors by descending alignment then name (as the reference writer does; readers index by

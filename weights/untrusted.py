@@ -31,6 +31,7 @@ MAX_BYTES = 2**63 - 1
 #: Default cap, in characters, on one field shown from a file.
 FIELD_LIMIT = 120
 
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # so that opening a FIFO does not wait for a writer (POSIX)
 _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 _ESCAPED_CATEGORIES = frozenset(["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"])
 _KINDS = [(stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -85,7 +86,7 @@ def open_regular(path):
     path = os.fspath(path)
     name = escaped(path, 300)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise CheckpointError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -97,7 +98,8 @@ def open_regular(path):
         if not stat.S_ISREG(mode):
             kind = next((k for test, k in _KINDS if test(mode)), "not a regular file")
             raise CheckpointError(f"{name}: is {kind}, not a checkpoint file; refusing to read it")
-        os.set_blocking(fd, True)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)

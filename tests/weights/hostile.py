@@ -220,6 +220,7 @@ def _escapes_safetensors():
 
 def _fifo(folder):
     path = Path(folder) / "fifo.pth"
+    path.unlink(missing_ok=True)
     os.mkfifo(path)
     return path
 
@@ -415,7 +416,7 @@ def main(argv=None):
         print(f"{name:28} {case.item:>4} {r['wall_s']:8.2f} {r.get('cpu_s', float('nan')):8.2f} "
               f"{peak or float('nan'):8.0f} {grown}  {outcome[:150]!a}", flush=True)
         for f in Path(args.folder, name).glob("*"):
-            if f.is_file() and not f.is_symlink():
+            if not f.is_dir():
                 f.unlink()
 
 
