@@ -82,7 +82,8 @@ def read_image(source, target=None, max_pixels=None):
         try:
             im = Image.open(path)
         except Image.DecompressionBombError as error:
-            raise ValueError(f"{path}: refused, the image is too large ({error})") from None
+            raise ValueError(f"{path}: refused, the image is larger than the {limit / 1e6:.0f} megapixels allowed "
+                             f"({error})") from None
         except (OSError, ValueError, SyntaxError) as error:
             raise ValueError(f"{path}: cannot read the image ({error})") from None
     with im:
