@@ -172,7 +172,7 @@ def test_every_technique_on_vgg16_and_alexnet(convnets, tmp_path, model_name, na
         warnings.simplefilter("ignore", models.PreprocessingNote)
         result, notes = run_technique(spec, model, spec.gallery_values(), limit=LIMIT[model_name])
     if spec.inputs == "images":
-        assert notes == ["image 0: 451x300 resized to 384x256 and centre-cropped to 224x224, the model's input size"]
+        assert notes == ["sample:chelsea: 451x300 resized to 384x256 and centre-cropped to 224x224, the model's input size"]
     check_outputs(result, tmp_path / name)
 
 
