@@ -106,7 +106,7 @@ class EfrosLeungResult(Result):
 
 
 @technique("efros-leung", "Texture synthesis by non-parametric sampling", "Efros & Leung 1999", [
-    Option("size", "ints", (128, 128), "output height and width in pixels (one number: a square)", low=SEED,
+    Option("size", "ints", (128, 128), "output height,width in pixels (one number: a square)", low=SEED,
            high=4096, gallery=(64, 64)),
     Option("window", "int", 11, "side of the (odd) neighbourhood window matched in the sample", low=3, high=99),
     Option("epsilon", "float", 0.1, "candidates are the sample windows within (1 + epsilon) of the best match",

@@ -251,20 +251,19 @@ class HogInversionResult(Result):
 
     def figures(self):
         start, final = self.summary["hog_distance_start"], self.summary["hog_distance"]
-        images = [("target: its HOG is the one matched", self.target),
-                  (f"start ({self.start_name}): HOG distance {start:.3f}", self.start),
-                  (f"result: HOG distance {final:.3f}"
-                   + (f" ({100 * final / start:.1f}% of the start's)" if start > 0 else "") + ";\n"
-                   f"pixel correlation {self.summary['pixel_correlation_with_target']:.2f} with the target, "
-                   f"{self.summary['pixel_correlation_with_start']:.2f} with the start", self.image)]
+        share = f"\n= {100 * final / start:.1f}% of the start's" if start > 0 else ""
+        images = [("target (its HOG is the one matched)", self.target),
+                  (f"start ({self.start_name})\nHOG distance {start:.3f}", self.start),
+                  (f"result: HOG distance {final:.3f}{share}", self.image)]
         panels = [Panel(title, image=to_uint8(image, 0.0, 1.0)) for title, image in images]
         panels += [Panel(f"HOG of the {word}", image=self.glyphs(image))
                    for word, (_, image) in zip(("target", "start", "result"), images)]
-        cell = self.hog_params["pixels_per_cell"]
-        title = (f"HOG inversion (Tatu et al. 2011): the result looks like the start, its HOG like the target's "
-                 f"({self.hog_params['orientations']} orientations, {cell}x{cell}-pixel cells, "
-                 f"{self.hog_params['cells_per_block']}x{self.hog_params['cells_per_block']}-cell L2-Hys blocks; "
-                 "distance = |HOG(x) - HOG(target)| / |HOG(target)|)")
+        cell, block = self.hog_params["pixels_per_cell"], self.hog_params["cells_per_block"]
+        title = (f"HOG inversion (Tatu et al. 2011): the result's HOG is nearly the target's, its pixels follow the "
+                 f"start (pixel correlation {self.summary['pixel_correlation_with_target']:.2f} with the target, "
+                 f"{self.summary['pixel_correlation_with_start']:.2f} with the start). "
+                 f"Distance = |HOG(x) - HOG(target)| / |HOG(target)|; {self.hog_params['orientations']} orientations, "
+                 f"{cell}x{cell}-pixel cells, {block}x{block}-cell L2-Hys blocks")
         loss = curves({"soft HOG (optimized)": np.sqrt(self.losses),
                        "HOG (scikit-image's, hard bins)": self.distances},
                       title=f"L-BFGS, {len(self.sharpness)} stage(s): soft-vote sharpness "
