@@ -2,7 +2,7 @@
 
 HOG (Dalal & Triggs, "Histograms of Oriented Gradients for Human Detection", CVPR 2005), in the
 layout of scikit-image's ``skimage.feature.hog(..., block_norm="L2-Hys")``, which :func:`hog`
-reproduces to rounding error:
+reproduces within 1e-5 (the largest difference seen is about 2e-7):
 
 1. gradients by centred differences [-1, 0, 1] without smoothing (the paper's best choice),
    zero on the image border: g_row = I[r+1] - I[r-1], g_col = I[c+1] - I[c-1];

@@ -3,7 +3,8 @@
 The claim: every output pixel is a copy of a sample pixel (exactly, for uint8: the one the
 result says it came from), in the sample's layout, deterministically given the seed; a periodic
 sample is continued periodically; the search picks among the windows within (1 + epsilon) of
-the best; Ctrl-C keeps what has grown; the command line and the gallery run it with no network.
+the best; the compiled kernel gives exactly what a NumPy version of it gives; Ctrl-C keeps what
+has grown; the command line and the gallery run it with no network.
 """
 
 import importlib
@@ -83,6 +84,43 @@ def test_a_pixel_is_copied_from_a_window_within_one_plus_epsilon_of_the_best(eps
         chosen = candidates[int(u * len(candidates))] + 2
         assert tuple(source[2, 2]) == tuple(chosen) and out[2, 2, 0] == sample[chosen[0], chosen[1], 0]
         assert errors[2, 2] == pytest.approx(distances.min() / (weights * known).sum())
+
+
+def reference_layer(sample, out, filled, source, errors, weights, epsilon, uniforms, draw):
+    """The compiled kernel's contract in NumPy, written independently: the same pass (pixels that
+    touch filled ones, most known neighbours first, ties in raster order), each pixel's distances
+    to every sample window at once."""
+    height, width, channels = out.shape
+    k = weights.shape[0]
+    half = k // 2
+    windows = np.lib.stride_tricks.sliding_window_view(sample, (k, k), axis=(0, 1))  # (rows, cols, C, k, k)
+    known = np.pad(filled, half)
+    touching = np.lib.stride_tricks.sliding_window_view(np.pad(filled, 1), (3, 3)).any(axis=(2, 3)) & (filled == 0)
+    counts = np.lib.stride_tricks.sliding_window_view(known, (k, k)).sum(axis=(2, 3))
+    pending = np.flatnonzero(touching.ravel())
+    padded = np.pad(out, ((half, half), (half, half), (0, 0)))
+    for p in pending[np.argsort(-counts.ravel()[pending], kind="stable")]:
+        r, c = divmod(p, width)
+        mask = known[r:r + k, c:c + k] * weights
+        distances = ((windows - padded[r:r + k, c:c + k].transpose(2, 0, 1)) ** 2 * mask).sum(axis=(2, 3, 4))
+        candidates = np.argwhere(distances <= distances.min() * (1 + epsilon))
+        y, x = candidates[min(int(uniforms[draw] * len(candidates)), len(candidates) - 1)]
+        draw += 1
+        out[r, c] = padded[r + half, c + half] = sample[y + half, x + half]
+        source[r, c] = y + half, x + half
+        errors[r, c] = distances.min() / (mask.sum() * channels)
+        filled[r, c] = known[r + half, c + half] = 1
+    return len(pending), draw
+
+
+@pytest.mark.parametrize("name, window, epsilon", [("gravel", 5, 0.1), ("chelsea", 7, 0.5), ("grass", 3, 0.0)])
+def test_the_compiled_kernel_matches_a_numpy_reference(monkeypatch, name, window, epsilon):
+    sample = crop(name, 20)
+    fast = methods.efros_leung(sample, size=(15, 17), window=window, epsilon=epsilon, seed=4)
+    monkeypatch.setattr(importlib.import_module("methods._efros_leung_numba"), "grow_layer", reference_layer)
+    slow = methods.efros_leung(sample, size=(15, 17), window=window, epsilon=epsilon, seed=4)
+    assert np.array_equal(fast.image, slow.image) and np.array_equal(fast.source, slow.source)
+    np.testing.assert_allclose(fast.errors, slow.errors, rtol=1e-9)
 
 
 def test_a_float_sample_and_a_square_size():
