@@ -72,8 +72,7 @@ def grow_layer(sample, out, filled, source, errors, weights, epsilon, uniforms, 
                     if d > best * (1.0 + epsilon):  # cannot be a candidate any more
                         break
                 distance[y * cols + x] = d
-                if d < best:
-                    best = d
+                best = min(best, d)
         limit = best * (1.0 + epsilon)
         candidates = 0
         for s in range(rows * cols):

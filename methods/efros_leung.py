@@ -155,7 +155,9 @@ def efros_leung(sample="sample:gravel", *, size, window, epsilon, crop, seed):
         pass
     image = out.astype(np.uint8).reshape((height, width) + pixels.shape[2:])
     done = filled.astype(bool)
+    grown = done.copy()
+    grown[top:top + SEED, left:left + SEED] = False
     return EfrosLeungResult(image, pixels, source, errors, done, box, window, pixels=int(done.sum()),
-                            sample_shape=list(pixels.shape), crop_box=list(box),
-                            sigma=window / 6.4, mean_best_error=float(errors[done].mean()) if done.any() else None,
+                            sample_shape=list(pixels.shape), crop_box=list(box), sigma=window / 6.4,
+                            mean_best_error=float(errors[grown].mean()) if grown.any() else None,
                             synthesis_seconds=time.perf_counter() - start)

@@ -34,7 +34,7 @@ of the true HOG (:func:`hog`) as well.
 """
 
 import math
-import time
+import textwrap
 
 import numpy as np
 
@@ -269,18 +269,12 @@ class HogInversionResult(Result):
                       title=f"L-BFGS, {len(self.sharpness)} stage(s): soft-vote sharpness "
                             f"{self.sharpness[0]:.3g} -> {self.sharpness[-1]:.3g}",
                       xlabel="L-BFGS iteration", ylabel="relative HOG distance to the target", log=True)
-        return {"hog": figure(panels, columns=3, title=_wrap(title, 110), size=3.2), "loss": loss}
+        return {"hog": figure(panels, columns=3, title="\n".join(textwrap.wrap(title, 110)), size=3.2), "loss": loss}
 
     def pictures(self):
         return {"image": to_uint8(self.image, 0.0, 1.0), "target": to_uint8(self.target, 0.0, 1.0),
                 "start": to_uint8(self.start, 0.0, 1.0), "glyphs": self.glyphs(self.image),
                 "target_glyphs": self.glyphs(self.target)}
-
-
-def _wrap(text, width):
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width))
 
 
 def _start_image(start, shape, seed):
@@ -316,7 +310,7 @@ def hog_inversion(image="sample:astronaut", *, start, size, orientations, pixels
     """Change the ``start`` image until its HOG matches the HOG of ``image`` (Tatu et al. 2011);
     returns a :class:`HogInversionResult`. Images are made grey. Ctrl-C stops early and keeps
     what was reached."""
-    params = dict(orientations=orientations, pixels_per_cell=pixels_per_cell, cells_per_block=cells_per_block)
+    params = {"orientations": orientations, "pixels_per_cell": pixels_per_cell, "cells_per_block": cells_per_block}
     target = _fit(_grey(image), size)
     _geometry(target.shape, orientations, pixels_per_cell, cells_per_block)
     first, start_name = _start_image(start, target.shape, seed)
@@ -337,12 +331,12 @@ def hog_inversion(image="sample:astronaut", *, start, size, orientations, pixels
                 optimizer = minigrad.optim.LBFGS([x], max_iter=1, max_eval=20, history_size=20,
                                                  line_search_fn="strong_wolfe", bounds=(0.0, 1.0))
 
-            def closure():
-                optimizer.zero_grad()
-                difference = soft_hog(x, sharpness=kappa, **params) - goal
-                loss = (difference * difference).sum() / scale
-                loss.backward()
-                return loss
+                def closure(optimizer=optimizer, kappa=kappa, goal=goal, scale=scale):
+                    optimizer.zero_grad()
+                    difference = soft_hog(x, sharpness=kappa, **params) - goal
+                    loss = (difference * difference).sum() / scale
+                    loss.backward()
+                    return loss
 
             loss = float(optimizer.step(closure).item())
             distance = _relative(hog(x.numpy(), **params), true_target)

@@ -90,7 +90,7 @@ def reference_layer(sample, out, filled, source, errors, weights, epsilon, unifo
     """The compiled kernel's contract in NumPy, written independently: the same pass (pixels that
     touch filled ones, most known neighbours first, ties in raster order), each pixel's distances
     to every sample window at once."""
-    height, width, channels = out.shape
+    _, width, channels = out.shape
     k = weights.shape[0]
     half = k // 2
     windows = np.lib.stride_tricks.sliding_window_view(sample, (k, k), axis=(0, 1))  # (rows, cols, C, k, k)
