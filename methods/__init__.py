@@ -2,7 +2,8 @@
 
 Every technique is a function registered with its options (``methods.lib.options``): call it on
 a model (anything ``minigrad.models.load`` gives, or any ``nn.Module``) and a preprocessed batch,
-a dataset or nothing, and read the arrays of the result it returns::
+a dataset or nothing (HOG inversion and Efros-Leung synthesis take an image alone, no network),
+and read the arrays of the result it returns::
 
     from minigrad import models
     import methods
