@@ -25,8 +25,12 @@ def build_parser():
     commands = parser.add_subparsers(dest="technique", metavar="TECHNIQUE")
     for name, spec in TECHNIQUES.items():
         sub = commands.add_parser(name, help=f"{spec.title} ({spec.paper})", description=f"{spec.title} ({spec.paper}).")
-        sub.add_argument("--model", default="fashion-vgg",
-                         help="model name for minigrad.models.load, or a weights file (default: fashion-vgg)")
+        if spec.inputs == "image":
+            sub.add_argument("--image", default=spec.image,
+                             help=f"the image: a file, or sample:NAME (a shipped photo or texture) (default: {spec.image})")
+        else:
+            sub.add_argument("--model", default="fashion-vgg",
+                             help="model name for minigrad.models.load, or a weights file (default: fashion-vgg)")
         if spec.inputs == "images" or spec.queries:
             what = "query image" if spec.queries else "image"
             default = "dataset indices" if spec.queries else "sample:0 for fashion-vgg, sample:chelsea otherwise"
@@ -94,9 +98,10 @@ def run(args):
     spec = TECHNIQUES[args.technique]
     check_folder(args.out, args.force)
     minigrad.manual_seed(getattr(args, "seed", 0))
-    model = models.load(args.model)
+    model = models.load(args.model) if spec.inputs != "image" else None
     values = {o.name: getattr(args, o.name) for o in spec.options}
-    result, notes = run_technique(spec, model, values, images=getattr(args, "image", None),
+    images = [args.image] if spec.inputs == "image" else getattr(args, "image", None)
+    result, notes = run_technique(spec, model, values, images=images,
                                   dataset=getattr(args, "dataset", "sample"), limit=getattr(args, "limit", None))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
