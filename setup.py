@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["minigrad*", "kernels*", "methods*", "weights*", "benchmarks*"]),
+    packages=find_packages(include=["minigrad*", "kernels*", "methods*", "weights*", "benchmarks*", "training*"]),
     package_data={
         "kernels": ["gpu/*.cu", "gpu/*.h"],
         "weights": ["*.safetensors", "*.log", "*.json", "*.txt", "LICENSES*", "data/*"],

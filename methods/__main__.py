@@ -1,78 +1,113 @@
 """``python -m methods``: list the techniques, or run one on any image and model.
 
     python -m methods                                   # the list, with what is implemented
-    python -m methods saliency --model fashion-vgg --image sample:0 --out out/
-    python -m methods gallery --out gallery/           # every technique, into gallery/index.html
+    python -m methods saliency --model fashion-vgg --image sample:3 --out out/saliency
+    python -m methods grad-cam --model vgg16-random --image cat.jpg
+    python -m methods gallery --out gallery/ [--model vgg16-random]
 
-A technique module ``methods/<name>.py`` joins the CLI by defining
-``add_cli_arguments(parser)`` (its own options, with the papers' defaults) and
-``run_cli(args, model, x) -> Result``, where ``x`` is the preprocessed NCHW batch. The
-options every technique shares (--model, --image, --out, --seed, --force) are added here.
+Each technique's options come from its declaration (``methods.lib.options``); the options every
+technique shares (--model, --image or --dataset, --out, --seed, --force) are added here. The
+output folder is checked before any work: a folder holding files is refused unless --force.
 """
 
 import argparse
-import importlib
-import importlib.util
-import os
 import sys
 
-from methods import TECHNIQUES
+import methods
+from methods.lib.options import TECHNIQUES
 
-
-def module_name(technique):
-    return f"methods.{technique.replace('-', '_')}"
-
-
-def implemented(technique):
-    spec = importlib.util.find_spec(module_name(technique))
-    return spec is not None and hasattr(importlib.import_module(module_name(technique)), "run_cli")
-
-
-def load_images(model, specs):
-    """Images named on the command line: files, ``sample:NAME`` (shipped images) or ``sample:INDEX``."""
-    from methods import imaging
-
-    images = []
-    for spec in specs:
-        if spec.startswith("sample:"):
-            from methods import data
-
-            key = spec.split(":", 1)[1]
-            images.append(data.fashion_sample()[0][int(key)] if key.isdigit() else data.sample_image(key))
-        else:
-            grayscale = getattr(model, "input_channels", 3) == 1
-            images.append(imaging.load_image(spec, grayscale=grayscale))
-    return model.preprocess(images)
+MESSAGE_LIMIT = 600
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m methods", description="Backprop-to-image techniques on minigrad models.")
+    parser = argparse.ArgumentParser(prog="python -m methods", description="Backprop-to-image techniques on minigrad "
+                                     "models. Run a technique with --help for its options.")
     commands = parser.add_subparsers(dest="technique", metavar="TECHNIQUE")
-    for name, title, paper in TECHNIQUES:
-        if not implemented(name):
-            continue
-        sub = commands.add_parser(name, help=f"{title} ({paper})", description=f"{title} ({paper}).")
-        sub.add_argument("--model", default="fashion-vgg", help="model name for minigrad.models.load (default: fashion-vgg)")
-        sub.add_argument("--image", action="append", default=None,
-                         help="image file, sample:NAME or sample:INDEX; repeat for a batch (default: sample:0)")
-        sub.add_argument("--out", default="out", help="folder for the PNG and JSON results (default: out)")
-        sub.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-        sub.add_argument("--force", action="store_true", help="replace existing result files")
-        importlib.import_module(module_name(name)).add_cli_arguments(sub)
-    gallery = commands.add_parser("gallery", help="render every implemented technique into OUT/index.html")
+    for name, spec in TECHNIQUES.items():
+        sub = commands.add_parser(name, help=f"{spec.title} ({spec.paper})", description=f"{spec.title} ({spec.paper}).")
+        if spec.inputs == "image":
+            sub.add_argument("--image", default=spec.image,
+                             help=f"the image: a file, or sample:NAME (a shipped photo or texture) (default: {spec.image})")
+        else:
+            sub.add_argument("--model", default="fashion-vgg",
+                             help="model name for minigrad.models.load, or a weights file (default: fashion-vgg)")
+        if spec.inputs == "images" or spec.queries:
+            what = "query image" if spec.queries else "image"
+            default = "dataset indices" if spec.queries else "sample:0 for fashion-vgg, sample:chelsea otherwise"
+            sub.add_argument("--image", action="append", default=None,
+                             help=f"{what}: a file, sample:NAME (a shipped photo) or sample:INDEX (a Fashion-MNIST "
+                                  f"test image); repeat for a batch (default: {default})")
+        if spec.inputs == "dataset":
+            sub.add_argument("--dataset", default="sample",
+                             help="'sample' (the Fashion-MNIST sample for fashion-vgg, crops of the shipped photos for "
+                                  "other models) or a folder of images (default: sample)")
+            sub.add_argument("--limit", type=_positive, default=None, help="use only the first N images (default: all)")
+        sub.add_argument("--out", default=f"out/{name}", help=f"folder for the pictures and JSON (default: out/{name})")
+        if "seed" not in {o.name for o in spec.options}:
+            sub.add_argument("--seed", type=int, default=0, help="minigrad's random seed (default: 0)")
+        sub.add_argument("--force", action="store_true", help="replace earlier results in --out")
+        for option in spec.options:
+            option.add_to(sub)
+    gallery = commands.add_parser("gallery", help="render every technique into OUT/index.html")
     gallery.add_argument("--out", default="gallery", help="output folder (default: gallery)")
     gallery.add_argument("--model", default="fashion-vgg", help="model to render with (default: fashion-vgg)")
-    gallery.add_argument("--technique", dest="technique_filter", action="append", default=None,
-                         help="render only this technique (repeatable)")
+    gallery.add_argument("--technique", dest="only", action="append", default=None, choices=list(TECHNIQUES),
+                         metavar="NAME", help="render only this technique (repeatable)")
     gallery.add_argument("--force", action="store_true", help="replace an existing gallery")
     return parser
 
 
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (or leave it out for all), got {value}")
+    return value
+
+
 def list_techniques():
-    width = max(len(name) for name, _, _ in TECHNIQUES)
-    for name, title, paper in TECHNIQUES:
-        status = "ready" if implemented(name) else "not yet"
+    rows = [(name, "ready", spec.title, spec.paper) for name, spec in TECHNIQUES.items()]
+    rows += [(name, "not yet", title, paper) for name, title, paper in methods.PLANNED if name not in TECHNIQUES]
+    width = max(len(r[0]) for r in rows)
+    for name, status, title, paper in rows:
         print(f"{name:<{width}}  {status:<8} {title} ({paper})")
+
+
+def _shorten(text):
+    text = str(text)
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
+
+
+def run(args):
+    import minigrad
+    from methods.lib.output import check_folder
+    from methods.lib.runner import run_technique
+    from minigrad import models
+
+    if args.technique == "gallery":
+        from methods.gallery import render
+
+        entries = render(args.out, model_name=args.model, techniques=args.only, force=args.force)
+        failed = [e for e in entries if e.get("error")]
+        print(f"{len(entries) - len(failed)} techniques rendered into {args.out}/index.html")
+        for entry in failed:
+            print(f"error: {entry['technique']}: {_shorten(entry['error'])}", file=sys.stderr)
+        return 1 if failed else 0
+    spec = TECHNIQUES[args.technique]
+    check_folder(args.out, args.force)
+    minigrad.manual_seed(getattr(args, "seed", 0))
+    model = models.load(args.model) if spec.inputs != "image" else None
+    values = {o.name: getattr(args, o.name) for o in spec.options}
+    images = [args.image] if spec.inputs == "image" else getattr(args, "image", None)
+    result, notes = run_technique(spec, model, values, images=images,
+                                  dataset=getattr(args, "dataset", "sample"), limit=getattr(args, "limit", None))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    for path in result.save(args.out, force=True):
+        print(path)
+    return 0
 
 
 def main(argv=None):
@@ -81,26 +116,15 @@ def main(argv=None):
     if args.technique is None:
         list_techniques()
         return 0
-    import minigrad
-    from minigrad import models
-
     try:
-        if args.technique == "gallery":
-            from methods.gallery import render
-
-            entries = render(parser, args.out, model_name=args.model, techniques=args.technique_filter, force=args.force)
-            print(f"{len(entries)} techniques rendered into {os.path.join(args.out, 'index.html')}")
-            return 0
-        minigrad.manual_seed(args.seed)
-        model = models.load(args.model)
-        x = load_images(model, args.image or ["sample:0"])
-        result = importlib.import_module(module_name(args.technique)).run_cli(args, model, x)
-        for path in result.save(args.out, overwrite=args.force):
-            print(path)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        return run(args)
+    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, ImportError, OSError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {_shorten(message)}", file=sys.stderr)
         return 2
-    return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""``python -m methods gallery --out DIR``: every implemented technique on the shipped models.
+"""``python -m methods gallery --out DIR [--model NAME]``: every technique on one model, in one page.
 
-Each technique runs through its own CLI entry with its default options, so the gallery shows
-exactly what ``python -m methods NAME`` gives; the pictures land in DIR with an index.html
-that captions each one with the technique, model, parameters and time taken.
+Each technique runs with its declared defaults (or the lighter ``gallery`` values some options
+declare, to keep the page quick) on the model's default image or sample dataset, exactly as
+``python -m methods NAME`` would; the results land in ``DIR/<technique>/`` and ``DIR/index.html``
+shows each one's figures with the technique, paper, parameters and time taken. A technique that
+fails is shown with its error and the others still render.
 """
 
 import html
@@ -10,67 +12,106 @@ import json
 import os
 import time
 
-from methods.progress import Progress
+import numpy as np
 
-GALLERY_MODEL = "fashion-vgg"
-GALLERY_IMAGES = ("sample:0",)
+from methods.lib.images import grid, require
+from methods.lib.options import TECHNIQUES
+from methods.lib.output import check_folder, jsonable, prepare_folder, write_file, write_png
+from methods.lib.progress import Progress
+from methods.lib.runner import run_technique
+
+__all__ = ["render"]
 
 
-def render(parser, out, model_name=GALLERY_MODEL, images=GALLERY_IMAGES, techniques=None, verbose=None, force=False):
-    """Run each technique into ``out/<technique>/`` and write ``out/index.html``; returns the entries."""
-    import importlib
-
+def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=None):
+    """Render ``techniques`` (default: all registered) for ``model_name`` into ``out``; returns one
+    entry per technique (with ``error`` set for those that failed)."""
     import minigrad
-    from methods.__main__ import implemented, load_images, module_name
-    from methods import TECHNIQUES
     from minigrad import models
 
-    chosen = [t for t in TECHNIQUES if implemented(t[0]) and (techniques is None or t[0] in techniques)]
-    if not chosen:
-        raise ValueError("no implemented technique to render" + (f" among {techniques}" if techniques else ""))
-    os.makedirs(out, exist_ok=True)
-    index_path = os.path.join(out, "index.html")
-    if os.path.exists(index_path) and not force:
-        raise FileExistsError(f"{index_path} exists; pass --force to replace the gallery")
+    unknown = sorted(set(techniques or ()) - set(TECHNIQUES))
+    if unknown:
+        raise ValueError(f"unknown technique(s) {', '.join(unknown)}; known: {', '.join(TECHNIQUES)}")
+    chosen = [spec for name, spec in TECHNIQUES.items() if techniques is None or name in techniques]
+    check_folder(out, force)
     model = models.load(model_name)
-    x = load_images(model, list(images))
     entries = []
-    progress = Progress(chosen, "gallery", verbose=verbose)
-    for name, title, paper in progress:
-        progress.set(technique=name)
-        argv = [name, "--model", model_name, "--out", os.path.join(out, name), "--force"]
-        for image in images:
-            argv += ["--image", image]
-        args = parser.parse_args(argv)
-        minigrad.manual_seed(args.seed)
+    progress = Progress(chosen, f"gallery ({model_name})", verbose=verbose)
+    for spec in progress:
+        progress.set(technique=spec.name)
+        minigrad.manual_seed(0)
+        entry = {"technique": spec.name, "title": spec.title, "paper": spec.paper,
+                 "model": model_name if spec.inputs != "image" else None}
         start = time.perf_counter()
-        result = importlib.import_module(module_name(name)).run_cli(args, model, x)
-        seconds = time.perf_counter() - start
-        paths = result.save(args.out, overwrite=True)
-        pictures = [os.path.relpath(p, out) for p in paths if p.endswith(".png")]
-        entries.append({"technique": name, "title": title, "paper": paper, "model": model_name,
-                        "params": result.params, "seconds": round(seconds, 3), "pictures": pictures})
-    with open(index_path, "w") as handle:
-        handle.write(_page(entries))
+        try:
+            result, _ = run_technique(spec, model, spec.gallery_values(), limit=_gallery_limit(spec, model))
+            folder = os.path.join(out, spec.name)
+            paths = result.save(folder, force=True)
+        except (ValueError, TypeError, KeyError, OSError) as error:
+            entry.update(error=f"{type(error).__name__}: {error}", seconds=round(time.perf_counter() - start, 2))
+            entries.append(entry)
+            continue
+        entry.update(params=result.params, seconds=round(time.perf_counter() - start, 2),
+                     figures=[os.path.relpath(p, out) for p in paths if p.endswith(".png")
+                              and os.path.basename(p)[len(spec.name) + 1:-4] in result.figures()],
+                     files=[os.path.relpath(p, out) for p in paths])
+        entries.append(entry)
+    prepare_folder(out, force=True)
+    overview = _overview(out, model_name, entries)
+    if overview is not None:
+        write_png(out, "overview.png", overview, force=True)
+    write_file(out, "index.html", _page(model_name, entries, overview is not None).encode("utf-8"), force=True)
     return entries
 
 
-def _page(entries):
+def _overview(out, model_name, entries, cell=(420, 600), columns=3):
+    """One picture of the whole gallery: each technique's first figure fitted into a ``cell``
+    (height, width) under its name (README shows it)."""
+    Image = require("PIL.Image", "drawing the overview")
+    tiles, labels = [], []
+    for entry in entries:
+        if entry.get("figures"):
+            with Image.open(os.path.join(out, entry["figures"][0])) as im:
+                im = im.convert("RGB")
+                scale = min(cell[0] / im.height, cell[1] / im.width)
+                im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
+                tile = np.full(cell + (3,), 255, np.uint8)
+                top, left = (cell[0] - im.height) // 2, (cell[1] - im.width) // 2
+                tile[top:top + im.height, left:left + im.width] = np.asarray(im)
+                tiles.append(tile)
+                labels.append(f"{entry['technique']} ({entry['paper']})")
+    if not tiles:
+        return None
+    return grid(tiles, columns=min(columns, len(tiles)), pad=6, labels=labels)
+
+
+def _gallery_limit(spec, model):
+    """t-SNE on fashion-vgg embeds 1,000 of the 2,000 sample images (the rest adds time, not insight)."""
+    return 1000 if spec.name == "tsne" and model.input_shape == (1, 28, 28) else None
+
+
+def _page(model_name, entries, overview):
     sections = []
     for entry in entries:
-        params = html.escape(json.dumps(entry["params"], default=str))
-        images = "".join(
-            f'<figure><img src="{html.escape(p)}" alt="{html.escape(p)}"><figcaption>{html.escape(os.path.basename(p))}'
-            f"</figcaption></figure>"
-            for p in entry["pictures"]
-        )
-        sections.append(
-            f'<section><h2>{html.escape(entry["title"])}</h2>'
-            f'<p>{html.escape(entry["paper"])} &middot; <code>{html.escape(entry["technique"])}</code> on '
-            f'<code>{html.escape(entry["model"])}</code> in {entry["seconds"]:.2f} s<br>'
-            f"<small>parameters: <code>{params}</code></small></p>{images}</section>"
-        )
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}figure{display:inline-block;margin:6px}"
-             "img{min-width:196px;max-width:480px;height:auto;image-rendering:pixelated;border:1px solid #ccc}section{border-top:1px solid #ddd}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>minigrad gallery</title><style>{style}</style>"
-            f"</head><body><h1>minigrad gallery</h1>{''.join(sections)}</body></html>\n")
+        model = f" --model {html.escape(model_name)}" if entry["model"] else ""  # None: no network
+        head = (f'<h2 id="{html.escape(entry["technique"])}">{html.escape(entry["title"])}</h2>'
+                f'<p>{html.escape(entry["paper"])} &middot; <code>python -m methods {html.escape(entry["technique"])}'
+                f'{model}</code> &middot; {entry["seconds"]:.2f} s</p>')
+        if entry.get("error"):
+            sections.append(f'<section>{head}<p class="error">failed: {html.escape(entry["error"])}</p></section>')
+            continue
+        params = html.escape(json.dumps(jsonable(entry["params"])))
+        figures = "".join(f'<figure><a href="{html.escape(p)}"><img src="{html.escape(p)}" alt="{html.escape(p)}">'
+                          f"</a></figure>" for p in entry["figures"])
+        files = " ".join(f'<a href="{html.escape(p)}">{html.escape(os.path.basename(p))}</a>' for p in entry["files"])
+        sections.append(f"<section>{head}<p><small>parameters: <code>{params}</code></small></p>{figures}"
+                        f"<details><summary>all files</summary><p>{files}</p></details></section>")
+    link = '<p><a href="overview.png">the whole gallery in one picture</a></p>' if overview else ""
+    contents = " &middot; ".join(f'<a href="#{html.escape(e["technique"])}">{html.escape(e["technique"])}</a>'
+                                 for e in entries)
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}figure{display:inline-block;"
+             "margin:6px}img{max-width:100%;height:auto;border:1px solid #ddd}section{border-top:1px solid #ccc}"
+             ".error{color:#b00}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>minigrad gallery: {html.escape(model_name)}"
+            f"</title><style>{style}</style></head><body><h1>minigrad gallery: <code>{html.escape(model_name)}</code>"
+            f"</h1><p>{contents}</p>{link}{''.join(sections)}</body></html>\n")

@@ -21,10 +21,14 @@ inputs with the same weights, so the map is the same as recomputing everything (
 summation order of the convolution kernels; see the tests and the benchmark). Positions are
 batched (``batch_size`` occluded copies per pass).
 
-The model's layers are read from the model (``named_layers()``, minigrad.models' VGG/AlexNet
-steps, a flat ``nn.Sequential``, or its leaf modules in order); the sequence is checked against
-``model(x)`` once, and if it does not reproduce the model's output, or ``incremental=False``,
-every occluded image runs through the whole model.
+The layers and their window geometry come from the model's declared interface
+(``model.geometry()``); the sequence is checked against ``model(x)`` once, and if the model
+does not run its layers in sequence (a functional-style ``nn.Module``), if the sequence does not
+reproduce the model's output, or with ``incremental=False``, every occluded image runs through
+the whole model.
+
+``.maps`` (N, H, W) is the drop in the target's probability caused by covering each pixel,
+averaged over the occluders that cover it (Captum's convention for occlusion attributions).
 """
 
 import time
@@ -33,18 +37,16 @@ import warnings
 import numpy as np
 
 import minigrad
-from minigrad import functional as F
-from methods.backprop_images import _deprocessed, check_input, frozen, resolve_targets
-from methods.imaging import overlay, to_uint8
-from methods.progress import Progress
-from methods.result import Result
+from methods.lib.attribution import AttributionResult, class_title
+from methods.lib.figures import Panel
+from methods.lib.images import require, to_uint8
+from methods.lib.inputs import frozen, probabilities, resolve_targets, to_host
+from methods.lib.options import Option, technique
+from methods.lib.progress import Progress
 
-__all__ = ["occlusion", "occlusion_positions", "OcclusionResult", "add_cli_arguments", "run_cli"]
+__all__ = ["OcclusionResult", "occlusion", "occlusion_positions"]
 
 FILLS = ("zeros", "mean", "blur")
-
-
-# ----------------------------------------------------------------------------- geometry
 
 
 def occlusion_positions(extent, size, stride):
@@ -69,117 +71,39 @@ def _gaussian_blur(image, sigma):
     return out.astype(image.dtype)
 
 
-# ----------------------------------------------------------------------------- the model's layers
-
-
-class _Step:
-    """One layer as the incremental engine sees it.
-
-    kind "window": a conv/pool with (kernel, stride, padding, dilation) per axis, evaluated on
-    a window with padding 0 by ``run``; ``pad_value`` fills the border. kind "pointwise": the
-    same at every position (ReLU, BN in eval, dropout in eval, LRN). kind "global": anything
-    else, after which the engine stops being incremental.
-    """
-
-    def __init__(self, name, module, kind, run=None, kernel=None, stride=None, padding=None, dilation=(1, 1),
-                 pad_value=0.0):
-        self.name, self.module, self.kind, self.run = name, module, kind, run
-        self.kernel, self.stride, self.padding, self.dilation = kernel, stride, padding, dilation
-        self.pad_value = pad_value
-
-
-def _pair(v):
-    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
-
-
-def _step_for(name, module, input_shape):
-    if module is None:
-        return _Step(name, module, "global")
-    kind = type(module).__name__
-    if kind == "Conv2d":
-        return _Step(name, module, "window",
-                     lambda t, m=module: F.conv2d(t, m.weight, m.bias, m.stride, 0, m.dilation, m.groups),
-                     _pair(module.kernel_size), _pair(module.stride), _pair(module.padding), _pair(module.dilation))
-    if kind == "MaxPool2d":
-        k, s = _pair(module.kernel_size), _pair(module.stride)
-        return _Step(name, module, "window", lambda t, k=k, s=s: F.max_pool2d(t, k, s, 0),
-                     k, s, _pair(module.padding), pad_value=-np.inf)
-    if kind == "AvgPool2d" and (getattr(module, "count_include_pad", True) or _pair(module.padding) == (0, 0)):
-        k, s = _pair(module.kernel_size), _pair(module.stride)
-        return _Step(name, module, "window", lambda t, k=k, s=s: F.avg_pool2d(t, k, s, 0), k, s, _pair(module.padding))
-    if kind in ("ReLU", "LeakyReLU", "Dropout", "BatchNorm2d", "LocalResponseNorm", "Identity"):
-        return _Step(name, module, "pointwise", module)
-    if kind == "AdaptiveAvgPool2d" and input_shape is not None and len(input_shape) == 4 \
-            and _pair(module.output_size) == tuple(input_shape[2:]):
-        return _Step(name, module, "pointwise", lambda t: t)
-    return _Step(name, module, "global")
-
-
-def _leaves(module, prefix=""):
-    children = list(module.named_children()) if hasattr(module, "named_children") else []
-    if not children:
-        return [(prefix, module)]
-    out = []
-    for name, child in children:
-        out += _leaves(child, name)
-    return out
-
-
-def layer_sequence(model):
-    """[(name, module)] the model applies in order (None for a plain flatten), or None when it
-    does not show one: ``model.named_layers()`` (every minigrad.models model), a ``layers``
-    Sequential, or the model's leaf modules in registration order."""
-    if hasattr(model, "named_layers"):
-        return list(model.named_layers())
-    layers = getattr(model, "layers", None)
-    if layers is not None and hasattr(layers, "named_children"):
-        return _leaves(layers)
-    if hasattr(model, "named_children"):
-        return _leaves(model)
-    return None
-
-
-def _run_sequence(sequence, x):
-    """Forward through the sequence, flattening before the first fully connected layer."""
-    for _, module in sequence:
-        if module is None or (type(module).__name__ == "Linear" and x.ndim > 2):
-            x = x.reshape(x.shape[0], -1)
-        if module is not None:
-            x = module(x)
-    return x
-
-
-# ----------------------------------------------------------------------------- the engine
-
-
 class _IncrementalEngine:
     """Class scores of one image under a batch of occluders, recomputing only what changes."""
 
-    def __init__(self, sequence, image, device="cpu"):
-        self.sequence, self.device = sequence, device
+    def __init__(self, model, image, device="cpu"):
+        self.device = device
         x = minigrad.tensor(image[None]).to(device)
         self.steps, self.inputs = [], []
-        for name, module in sequence:
-            step = _step_for(name, module, x.shape)
-            if step.kind == "global":
+        geometry = model.geometry(tuple(image.shape[1:]))
+        for layer in geometry:
+            if layer.kind == "global":
                 break
-            self.steps.append(step)
+            self.steps.append(layer)
             self.inputs.append(x.data)
-            x = module(x)
+            x = layer.module(x)
         self.stop_input = x.data
-        self.rest = sequence[len(self.steps):]
-        self.logits = _run_sequence(self.rest, x).data[0]  # to check the sequence against the model
+        self.rest = [layer.module for layer in geometry[len(self.steps):]]
+        self.logits = self._finish(x).data[0]  # to check the sequence against the model
         xp = minigrad.get_array_module(x.data)
         self.padded = []
         for step, a in zip(self.steps, self.inputs):
             if step.kind == "window":
-                (ph, pw), value = step.padding, step.pad_value
+                (ph, pw), value = step.window.padding, step.window.pad_value
                 self.padded.append(xp.pad(a[0], ((0, 0), (ph, ph), (pw, pw)), constant_values=value))
             else:
                 self.padded.append(None)
 
+    def _finish(self, x):
+        for module in self.rest:
+            x = module(x)
+        return x
+
     @staticmethod
-    def _axis(starts, extent, n_in, n_out, k, s, p, d):
+    def _axis(starts, extent, n_out, k, s, p, d):
         """Output rows [st, st + count) that rows [starts, starts + extent) of the input can change."""
         lo = -((-(starts + p - (k - 1) * d)) // s)  # ceil
         hi = (starts + extent - 1 + p) // s
@@ -192,16 +116,14 @@ class _IncrementalEngine:
         patch = minigrad.tensor(patch).to(self.device).data
         xp = minigrad.get_array_module(patch)
         h, w = patch.shape[2:]
-        for step, base, padded in zip(self.steps, self.inputs, self.padded):
+        for step, padded in zip(self.steps, self.padded):
             if step.kind == "pointwise":
-                patch = step.run(minigrad.tensor(patch)).data
+                patch = step.module(minigrad.tensor(patch)).data
                 continue
-            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = step.kernel, step.stride, step.padding, step.dilation
-            n_in_h, n_in_w = base.shape[2:]
-            n_out_h = (n_in_h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-            n_out_w = (n_in_w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-            sty, ch = self._axis(ys, h, n_in_h, n_out_h, kh, sh, ph, dh)
-            stx, cw = self._axis(xs, w, n_in_w, n_out_w, kw, sw, pw, dw)
+            window = step.window
+            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = window.kernel, window.stride, window.padding, window.dilation
+            sty, ch = self._axis(ys, h, step.output_size[0], kh, sh, ph, dh)
+            stx, cw = self._axis(xs, w, step.output_size[1], kw, sw, pw, dw)
             win_h, win_w = (ch - 1) * sh + (kh - 1) * dh + 1, (cw - 1) * sw + (kw - 1) * dw + 1
             windows = xp.empty((len(ys), padded.shape[0], win_h, win_w), dtype=padded.dtype)
             for b in range(len(ys)):
@@ -212,7 +134,7 @@ class _IncrementalEngine:
                 ca, cb = max(c0, 0), min(c0 + w, win_w)
                 if ra < rb and ca < cb:
                     windows[b, :, ra:rb, ca:cb] = patch[b, :, ra - r0:rb - r0, ca - c0:cb - c0]
-            patch = step.run(minigrad.tensor(windows)).data
+            patch = step.unpadded(minigrad.tensor(windows)).data
             ys, xs, h, w = sty, stx, ch, cw
         full = xp.repeat(self.stop_input, len(ys), axis=0)
         if full.ndim == 4:
@@ -220,37 +142,48 @@ class _IncrementalEngine:
                 full[b, :, ys[b]:ys[b] + h, xs[b]:xs[b] + w] = patch[b]
         else:  # no spatial layer at all
             full = patch
-        return _run_sequence(self.rest, minigrad.tensor(full)).data
+        return self._finish(minigrad.tensor(full)).data
 
 
-# ----------------------------------------------------------------------------- the technique
+class OcclusionResult(AttributionResult):
+    """``maps`` (N, H, W): the drop in the target's probability when each pixel is covered
+    (averaged over the occluders covering it); over the occluder positions (N, rows, cols):
+    ``probability`` of the target, ``top_class`` and ``top_probability``; ``base_probability``
+    (N,) without occluder; ``rows`` / ``cols`` the positions' top-left corners."""
 
-
-class OcclusionResult(Result):
-    """Maps over occluder positions, (N, rows, cols): ``probability`` of the target class,
-    ``top_class`` and ``top_probability`` (the most probable class and its probability);
-    ``pixel_map`` (N, H, W) the target probability averaged over the occluders covering each
-    pixel (the unoccluded one where none does); ``base_probability`` (N,) without occluder; ``rows``/``cols`` the positions."""
-
-    technique = "occlusion"
-
-    def __init__(self, probability, top_class, top_probability, pixel_map, base_probability, targets, rows, cols,
-                 images, params, **extras):
+    def __init__(self, maps, images, titles, targets, base_probability, probability, top_class, top_probability,
+                 rows, cols, class_names, **summary):
+        super().__init__(maps, images, titles, "drop in p(target)", targets, base_probability, cmap="RdBu_r",
+                         symmetric=True, **summary)
         self.probability, self.top_class, self.top_probability = probability, top_class, top_probability
-        self.pixel_map, self.base_probability, self.targets = pixel_map, base_probability, targets
-        self.rows, self.cols, self.images = rows, cols, images
-        super().__init__(params, **extras)
+        self.base_probability, self.rows, self.cols, self.class_names = base_probability, rows, cols, class_names
+
+    def panels(self, i):
+        target = self.targets[i]
+        classes = sorted(set(self.top_class[i].ravel().tolist()))
+        palette = _palette(len(classes))
+        colours = {c: palette[k] for k, c in enumerate(classes)}
+        top = np.array([[colours[c] for c in row] for row in self.top_class[i]], np.uint8)
+        legend = [(colours[c], f"{self.class_names[c]}{' (target)' if c == target else ''}") for c in classes]
+        return [Panel(self.titles[i], image=self.images[i]),
+                Panel("p(target) by occluder position", values=self.probability[i], cmap="viridis",
+                      label=f"p({self.class_names[target]})"),
+                Panel("overlay: drop in p(target)", image=self.images[i], values=self.maps[i], cmap="RdBu_r",
+                      symmetric=True, label="drop in p(target)"),
+                Panel("most probable class", image=top, legend=legend)]
 
     def pictures(self):
-        pictures = {}
-        for i, image in enumerate(self.images):
-            pictures[f"{i}_probability"] = to_uint8(self.probability[i], 0.0, 1.0)
-            pictures[f"{i}_overlay"] = overlay(image, self.pixel_map[i])
-            classes = self.top_class[i]
-            palette = np.random.default_rng(0).integers(0, 256, (int(classes.max()) + 1, 3)).astype(np.uint8)
-            palette[self.targets[i] if self.targets[i] < len(palette) else 0] = (255, 255, 255)
-            pictures[f"{i}_top_class"] = palette[classes]
-        return pictures
+        out = {}
+        for i in range(len(self.images)):
+            lo, hi = float(self.probability[i].min()), float(self.probability[i].max())
+            out[f"{i}_probability"] = to_uint8(self.probability[i], lo, hi)
+        return out
+
+
+def _palette(n):
+    """``n`` distinguishable uint8 RGB colours (matplotlib's tab10/tab20)."""
+    colormap = require("matplotlib", "drawing figures").colormaps["tab10" if n <= 10 else "tab20"]
+    return [tuple(int(255 * v) for v in colormap(k % colormap.N)[:3]) for k in range(n)]
 
 
 def _fill_patches(image, fill, size, blur_sigma):
@@ -261,67 +194,60 @@ def _fill_patches(image, fill, size, blur_sigma):
     return _gaussian_blur(image, blur_sigma if blur_sigma is not None else size / 4.0)
 
 
-def occlusion(model, x, target=None, size=None, stride=None, fill="zeros", batch_size=32, incremental=True,
-              blur_sigma=None, progress=None):
-    """Occlusion maps of a preprocessed (N, C, H, W) batch (Zeiler & Fergus 2014, sec. 4.2).
-
-    ``target``: None (each image's top class), an int, or one per image. ``size``/``stride``:
-    the square occluder's side and step in pixels (default: side // 7, and half the size).
-    ``fill``: "zeros" (0 in the model's input space: the dataset mean colour), "mean" (the
-    image's mean colour) or "blur" (Gaussian blur, sigma ``blur_sigma`` or size/4).
-    ``batch_size`` occluded copies per pass; ``incremental`` recomputes only what an occluder
-    can change. Returns an :class:`OcclusionResult`.
-    """
-    x = check_input(model, x)
+@technique("occlusion", "Occlusion sensitivity maps", "Zeiler & Fergus 2014", [
+    Option("target", "target", None, "class index or name (default: each image's top class)"),
+    Option("size", "int", None, "occluder side in pixels (default: image side // 7)", low=1),
+    Option("stride", "int", None, "occluder step in pixels (default: half the size)", low=1),
+    Option("fill", "choice", "zeros", "what covers the square: zeros (the dataset mean colour after "
+                                      "preprocessing), mean (the image's mean colour) or blur", choices=FILLS),
+    Option("batch_size", "int", 32, "occluded copies per forward pass", low=1),
+    Option("incremental", "bool", True, "recompute only what an occluder can change (else the whole network)"),
+    Option("blur_sigma", "float", None, "with fill=blur: the Gaussian's sigma in pixels (default: size / 4)", low=0),
+])
+def occlusion(model, x, *, target, size, stride, fill, batch_size, incremental, blur_sigma):
+    """Occlusion maps of a preprocessed (N, C, H, W) batch (Zeiler & Fergus 2014, sec. 4.2), as
+    an :class:`OcclusionResult`."""
     device = minigrad.Tensor(x).device  # the model runs where the images are; maps come back to NumPy
-    x = minigrad.Tensor(x).numpy()
+    x = to_host(x)
     n, c, height, width = x.shape
-    size = max(1, min(height, width) // 7) if size is None else int(size)
-    stride = max(1, size // 2) if stride is None else int(stride)
-    if not 1 <= size <= min(height, width):
-        raise ValueError(f"occluder size {size} must be between 1 and the image side ({min(height, width)})")
-    if stride < 1:
-        raise ValueError(f"stride must be positive, got {stride}")
-    if fill not in FILLS:
-        raise ValueError(f"unknown fill {fill!r}; choose one of {', '.join(FILLS)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    size = max(1, min(height, width) // 7) if size is None else size
+    stride = max(1, size // 2) if stride is None else stride
+    if size > min(height, width):
+        raise ValueError(f"occluder size {size} must be at most the image side ({min(height, width)})")
     rows, cols = occlusion_positions(height, size, stride), occlusion_positions(width, size, stride)
     grid_y, grid_x = np.meshgrid(rows, cols, indexing="ij")
     ys_all, xs_all = grid_y.ravel(), grid_x.ravel()
     start = time.perf_counter()
     with frozen(model), minigrad.no_grad():
-        base_logits = model(minigrad.tensor(x).to(device)).numpy()
-        targets = resolve_targets(target, base_logits)
-        base_probability = F.softmax(minigrad.tensor(base_logits.astype(np.float64)), axis=1).numpy()
-        base_probability = base_probability[np.arange(n), targets]
-        sequence = layer_sequence(model) if incremental else None
-        used_incremental = sequence is not None
+        base_logits = to_host(model(minigrad.tensor(x).to(device)).data)
+        targets = resolve_targets(model, target, base_logits)
+        base_probability = probabilities(base_logits)[np.arange(n), targets]
+        use_incremental = incremental and model.sequential
         probability = np.empty((n, len(ys_all)))
         top_class = np.empty((n, len(ys_all)), dtype=np.int64)
         top_probability = np.empty((n, len(ys_all)))
         batches = [(i, b) for i in range(n) for b in range(0, len(ys_all), batch_size)]
         engine, engine_image = None, -1
-        for i, b in Progress(batches, "occlusion", verbose=progress):
+        for i, b in Progress(batches, "occlusion"):
             image = x[i]
             ys, xs = ys_all[b:b + batch_size], xs_all[b:b + batch_size]
             filler = _fill_patches(image, fill, size, blur_sigma)
             patch = np.stack([filler[:, y:y + size, x0:x0 + size] for y, x0 in zip(ys, xs)])
-            if used_incremental and engine_image != i:
-                engine, engine_image = _IncrementalEngine(sequence, image, device), i
-                check = minigrad.Tensor(engine.logits).numpy()
+            if use_incremental and engine_image != i:
+                engine, engine_image = _IncrementalEngine(model, image, device), i
+                check = to_host(engine.logits)
                 if check.shape != base_logits[i].shape or not np.allclose(check, base_logits[i], rtol=1e-4, atol=1e-5):
                     warnings.warn("occlusion: the model's layer sequence does not reproduce its output; "
                                   "running every occluded image through the whole model instead")
-                    used_incremental = False
-            if used_incremental:
+                    use_incremental = False
+            if use_incremental:
                 logits = engine.scores(ys, xs, patch)
             else:
                 occluded = np.repeat(image[None], len(ys), axis=0)
                 for k, (y, x0) in enumerate(zip(ys, xs)):
                     occluded[k, :, y:y + size, x0:x0 + size] = patch[k]
                 logits = model(minigrad.tensor(occluded).to(device)).data
-            probs = F.softmax(minigrad.tensor(minigrad.Tensor(logits).numpy().astype(np.float64)), axis=1).numpy()
+            probs = probabilities(logits)
             probability[i, b:b + batch_size] = probs[:, targets[i]]
             top_class[i, b:b + batch_size] = probs.argmax(axis=1)
             top_probability[i, b:b + batch_size] = probs.max(axis=1)
@@ -335,26 +261,14 @@ def occlusion(model, x, target=None, size=None, stride=None, fill="zeros", batch
         for q, x0 in enumerate(cols):
             total[:, y:y + size, x0:x0 + size] += probability[:, r, q, None, None]
             count[y:y + size, x0:x0 + size] += 1
-    # pixels no occluder covers (stride > size) keep the unoccluded probability
-    pixel_map = np.where(count > 0, total / np.maximum(count, 1), base_probability[:, None, None])
-    params = {"target": target, "size": size, "stride": stride, "fill": fill, "batch_size": batch_size,
-              "incremental": incremental, "blur_sigma": blur_sigma}
-    return OcclusionResult(probability, top_class, top_probability, pixel_map, base_probability, targets,
-                           np.asarray(rows), np.asarray(cols), _deprocessed(model, x), params,
-                           seconds=seconds, used_incremental=used_incremental, positions=len(ys_all))
-
-
-def add_cli_arguments(parser):
-    parser.add_argument("--target", type=int, default=None, help="class index (default: each image's top class)")
-    parser.add_argument("--size", type=int, default=None, help="occluder side in pixels (default: image side // 7)")
-    parser.add_argument("--stride", type=int, default=None, help="occluder step in pixels (default: size // 2)")
-    parser.add_argument("--fill", choices=FILLS, default="zeros",
-                        help="what covers the square: zeros (the dataset mean colour after preprocessing), "
-                             "mean (the image's mean colour) or blur (default: zeros)")
-    parser.add_argument("--batch-size", type=int, default=32, help="occluded copies per forward pass (default: 32)")
-    parser.add_argument("--full", action="store_true", help="recompute the whole network for every occluder "
-                                                           "(default: incremental inference)")
-
-
-def run_cli(args, model, x):
-    return occlusion(model, x, args.target, args.size, args.stride, args.fill, args.batch_size, not args.full)
+    # pixels no occluder covers (stride > size) keep the unoccluded probability: no drop
+    covered = np.where(count > 0, total / np.maximum(count, 1), base_probability[:, None, None])
+    drop = base_probability[:, None, None] - covered
+    classes = sorted(set(top_class.ravel().tolist()) | set(targets.tolist()))
+    titles = [class_title(model, t, p) for t, p in zip(targets, base_probability)]
+    result = OcclusionResult(drop, model.deprocess(x), titles, targets, base_probability, probability, top_class,
+                             top_probability, np.asarray(rows), np.asarray(cols),
+                             {c: model.label(c) for c in classes}, seconds=seconds,
+                             used_incremental=use_incremental, positions=len(ys_all))
+    result.params.update(size=size, stride=stride)
+    return result

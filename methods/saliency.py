@@ -13,29 +13,18 @@ Classification Models and Saliency Maps", ICLR workshop 2014 (arXiv:1312.6034):
   and iterate GrabCut (5 rounds by default) with our own max-flow (``methods.grabcut``).
 """
 
-import time
-
 import numpy as np
 
 from methods import grabcut as gc
-from methods.backprop_images import _deprocessed, backprop_image, check_input
-from methods.imaging import overlay, to_uint8
-from methods.result import Result
+from methods.lib.attribution import AttributionResult, class_title
+from methods.lib.figures import Panel
+from methods.lib.gradients import backprop
+from methods.lib.options import Option, technique
 
-__all__ = ["saliency_map", "saliency_segmentation", "saliency", "SaliencyResult", "add_cli_arguments", "run_cli"]
+__all__ = ["SaliencyResult", "saliency", "saliency_segmentation"]
 
 FOREGROUND_QUANTILE = 0.95  # Simonyan et al. 2014, sec. 3.1
 BACKGROUND_QUANTILE = 0.30
-
-
-def saliency_map(model, x, target=None):
-    """(N, H, W) saliency maps: max over channels of |dS_c/dI| (Simonyan et al. 2014, eq. in sec. 3).
-
-    ``x``: a preprocessed float (N, C, H, W) batch; ``target``: None (each image's top class),
-    a class index, or one index per image. S_c is the score before the softmax.
-    """
-    gradients = backprop_image(model, x, "standard", target=target)
-    return np.abs(gradients).max(axis=1)
 
 
 def saliency_segmentation(image, saliency, foreground_quantile=FOREGROUND_QUANTILE,
@@ -64,56 +53,58 @@ def saliency_segmentation(image, saliency, foreground_quantile=FOREGROUND_QUANTI
     return (labels == gc.FGD) | (labels == gc.PR_FGD)
 
 
-class SaliencyResult(Result):
-    """``maps`` (N, H, W), ``targets`` (N,), ``images`` (uint8 inputs), ``masks`` (N, H, W) or None."""
+class SaliencyResult(AttributionResult):
+    """``maps`` (N, H, W) saliency; ``masks`` (N, H, W) bool GrabCut foregrounds, or None."""
 
-    technique = "saliency"
+    def __init__(self, maps, images, titles, targets, probabilities, masks, **summary):
+        super().__init__(maps, images, titles, "max over colour of |dS/dI|", targets, probabilities,
+                         cmap="inferno", **summary)
+        self.masks = masks
 
-    def __init__(self, maps, targets, images, masks, params, **extras):
-        self.maps, self.targets, self.images, self.masks = maps, targets, images, masks
-        super().__init__(params, **extras)
+    def panels(self, i):
+        panels = super().panels(i)
+        if self.masks is not None:
+            image = self.images[i]
+            cut = np.where(self.masks[i][..., None], image, image // 4).astype(np.uint8)
+            panels.append(Panel(f"GrabCut foreground ({self.masks[i].mean():.0%})", image=cut))
+        return panels
 
     def pictures(self):
-        pictures = {}
-        for i, (m, image) in enumerate(zip(self.maps, self.images)):
-            pictures[f"{i}_map"] = to_uint8(m)
-            pictures[f"{i}_overlay"] = overlay(image, m)
-            if self.masks is not None:
-                shown = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
-                pictures[f"{i}_segmentation"] = np.where(self.masks[i][..., None], shown, shown // 4).astype(np.uint8)
-        return pictures
+        out = super().pictures()
+        if self.masks is not None:
+            for i, mask in enumerate(self.masks):
+                out[f"{i}_mask"] = mask.astype(np.uint8) * 255
+        return out
 
 
-def saliency(model, x, target=None, segment=True, foreground_quantile=FOREGROUND_QUANTILE,
-             background_quantile=BACKGROUND_QUANTILE, iterations=5, seed=0):
-    """Saliency maps and (optionally) their GrabCut segmentations, as a :class:`SaliencyResult`."""
-    x = check_input(model, x)
-    start = time.perf_counter()
-    gradients, targets = backprop_image(model, x, "standard", target=target, return_targets=True)
-    maps = np.abs(gradients).max(axis=1)
-    seconds_map = time.perf_counter() - start
-    images = _deprocessed(model, np.asarray(x))
-    masks = None
+@technique("saliency", "Saliency maps and saliency-seeded GrabCut", "Simonyan et al. 2014", [
+    Option("target", "target", None, "class index or name (default: each image's top class)"),
+    Option("segment", "bool", True, "also segment the object by GrabCut seeded from the saliency (sec. 3.1)"),
+    Option("foreground_quantile", "float", FOREGROUND_QUANTILE,
+           "saliency quantile above which pixels seed the foreground (the paper's 0.95)", low=0, high=1),
+    Option("background_quantile", "float", BACKGROUND_QUANTILE,
+           "saliency quantile below which pixels seed the background (the paper's 0.30)", low=0, high=1),
+    Option("iterations", "int", 5, "GrabCut iterations", low=1, high=100),
+    Option("seed", "int", 0, "random seed of GrabCut's colour models", low=0),
+])
+def saliency(model, x, *, target, segment, foreground_quantile, background_quantile, iterations, seed):
+    """Saliency maps M = max over colour channels of |dS_c/dI| (sec. 3) of a preprocessed batch,
+    and (``segment``) their GrabCut segmentations, as a :class:`SaliencyResult` whose ``maps``
+    are (N, H, W)."""
+    if segment and not background_quantile < foreground_quantile:
+        raise ValueError(f"background_quantile ({background_quantile}) must be below foreground_quantile "
+                         f"({foreground_quantile})")
+    result = backprop(model, x, "standard", target=target)
+    maps = np.abs(result.gradients).max(axis=1)
+    images = model.deprocess(x)
+    masks, skipped = None, []
     if segment:
-        masks = np.stack([saliency_segmentation(image, m, foreground_quantile, background_quantile, iterations, seed)
-                          for image, m in zip(images, maps)])
-    params = {"target": target, "foreground_quantile": foreground_quantile,
-              "background_quantile": background_quantile, "grabcut_iterations": iterations}
-    return SaliencyResult(maps, targets, images, masks, params, seconds_map=seconds_map,
-                          seconds=time.perf_counter() - start)
-
-
-def add_cli_arguments(parser):
-    parser.add_argument("--target", type=int, default=None, help="class index (default: each image's top class)")
-    parser.add_argument("--no-segment", action="store_true", help="skip the saliency-seeded GrabCut segmentation")
-    parser.add_argument("--foreground-quantile", type=float, default=FOREGROUND_QUANTILE,
-                        help="saliency quantile above which pixels seed the foreground (default: 0.95, the paper's)")
-    parser.add_argument("--background-quantile", type=float, default=BACKGROUND_QUANTILE,
-                        help="saliency quantile below which pixels seed the background (default: 0.30, the paper's)")
-    parser.add_argument("--iterations", type=int, default=5, help="GrabCut iterations (default: 5)")
-
-
-def run_cli(args, model, x):
-    return saliency(model, x, args.target, not args.no_segment, args.foreground_quantile,
-                    args.background_quantile, args.iterations, args.seed)
-
+        masks = np.zeros(maps.shape, bool)
+        for i, (image, m) in enumerate(zip(images, maps)):
+            try:
+                masks[i] = saliency_segmentation(image, m, foreground_quantile, background_quantile, iterations, seed)
+            except ValueError as error:  # a flat map (a dead network, a constant image) gives no seeds
+                skipped.append(f"image {i}: {error}")
+    titles = [class_title(model, t, p) for t, p in zip(result.targets, result.probabilities)]
+    return SaliencyResult(maps, images, titles, result.targets, result.probabilities, masks,
+                          **({"segmentation_skipped": skipped} if skipped else {}))

@@ -34,9 +34,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from methods import imaging
-from methods.progress import Progress
-from methods.result import Result
+from methods.lib.datasets import as_dataset
+from methods.lib.features import feature_layer, layer_features
+from methods.lib.figures import scatter
+from methods.lib.images import rgb
+from methods.lib.options import Option, technique
+from methods.lib.progress import Progress
+from methods.lib.result import Result
 
 #: N below which ``method="auto"`` uses the exact O(N^2) gradient, and from which it uses FFT
 #: interpolation rather than Barnes-Hut. Measured on this project's 2-core machine, 1000
@@ -46,9 +50,6 @@ from methods.result import Result
 #: same at any N, and it runs on two threads where Barnes-Hut runs on one.
 EXACT_BELOW = 500
 FFT_FROM = 2500
-
-_PALETTE = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
-                     [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]], np.uint8)
 
 
 # ----- affinities -----
@@ -425,112 +426,101 @@ def tsne(features, perplexity=30.0, n_iter=1000, early_exaggeration=12.0, early_
                   initial_momentum=initial_momentum, final_momentum=final_momentum,
                   init=init if isinstance(init, str) else "array", method=method, theta=theta,
                   max_step_norm=max_step_norm, seed=seed)
-    return TSNEResult(params, y, kl, images=images, labels=labels, kl_history=kl_history,
-                      iterations=done, seconds=time.perf_counter() - start, affinity_seconds=affinity_seconds)
+    result = TSNEResult(y, kl, images=images, labels=labels, kl_history=kl_history, iterations=done,
+                        seconds=time.perf_counter() - start, affinity_seconds=affinity_seconds)
+    result.params = params
+    return result
 
 
 class TSNEResult(Result):
     """``coordinates`` (N, 2), ``kl_divergence`` (final KL(P||Q); for Barnes-Hut and FFT the cost
-    over P's non-zeros with the approximate Z; :func:`sparse_kl` gives it with the exact Z), ``kl_history`` [(iteration, KL)] every 50 iterations."""
+    over P's non-zeros with the approximate Z; :func:`sparse_kl` gives it with the exact Z),
+    ``kl_history`` [(iteration, KL)] every 50 iterations; ``images`` and ``labels`` (with
+    ``label_names``) for the pictures, when known."""
 
     technique = "tsne"
 
-    def __init__(self, params, coordinates, kl_divergence, images=None, labels=None, kl_history=(),
-                 iterations=0, seconds=0.0, affinity_seconds=0.0, canvas=2000, thumbnail=None):
-        super().__init__(params, kl_divergence=kl_divergence, kl_history=list(kl_history),
-                         iterations=iterations, seconds=seconds, affinity_seconds=affinity_seconds)
+    def __init__(self, coordinates, kl_divergence, images=None, labels=None, kl_history=(), iterations=0,
+                 seconds=0.0, affinity_seconds=0.0, label_names=None, canvas=2000):
+        super().__init__(kl_divergence=kl_divergence, kl_history=list(kl_history), iterations=iterations,
+                         seconds=seconds, affinity_seconds=affinity_seconds)
         self.coordinates = coordinates
         self.kl_divergence = kl_divergence
         self.kl_history = list(kl_history)
         self.images = None if images is None else np.asarray(images)
         self.labels = None if labels is None else np.asarray(labels)
+        self.label_names = label_names
         self.canvas = canvas
-        self.thumbnail = thumbnail
+
+    def _groups(self):
+        if self.labels is None:
+            return np.zeros(len(self.coordinates), int), ["all points"]
+        codes, inverse = np.unique(self.labels, return_inverse=True)
+        names = [self.label_names[c] if self.label_names is not None and c < len(self.label_names) else str(c)
+                 for c in codes]
+        return inverse, names
+
+    def figures(self):
+        groups, names = self._groups()
+        title = f"t-SNE of {len(self.coordinates)} points, KL = {self.kl_divergence:.3f}"
+        out = {"scatter": scatter(self.coordinates, groups, names, title=title)}
+        if self.images is not None and len(self.images) <= 400:
+            out["thumbnails"] = scatter(self.coordinates, groups, names, title=title,
+                                        thumbnails=[rgb(image) for image in self.images])
+        return out
 
     def pictures(self):
-        pictures = {"scatter": self.scatter()}
-        if self.images is not None:
-            pictures["embedding"] = self.image_map()
-        return pictures
-
-    def _positions(self, size, margin):
-        y = self.coordinates
-        low, high = y.min(0), y.max(0)
-        span = np.where(high > low, high - low, 1.0)
-        return np.round((y - low) / span * (size - margin)).astype(int)
-
-    def scatter(self, size=600, dot=3):
-        """Dots at the coordinates on a white canvas, coloured by label when labels are known."""
-        canvas = np.full((size, size, 3), 255, np.uint8)
-        pos = self._positions(size, 2 * dot)
-        labels = self.labels if self.labels is not None else np.zeros(len(pos), int)
-        codes = np.unique(labels, return_inverse=True)[1]
-        for (col, row), code in zip(pos, codes):
-            top = size - 2 * dot - row
-            canvas[top: top + 2 * dot, col: col + 2 * dot] = _PALETTE[code % len(_PALETTE)]
-        return canvas
+        return {"embedding": self.image_map()} if self.images is not None else {}
 
     def image_map(self, size=None, thumbnail=None):
-        """The notes' picture: every image drawn at its t-SNE coordinate (later ones on top),
-        framed in its label's colour when labels are known. Thumbnails are at most a 25th of the
-        canvas side (``thumbnail`` pixels if given)."""
+        """The notes' picture: every image drawn at its t-SNE coordinate (later ones on top), at
+        most a 25th of the canvas side (``thumbnail`` pixels if given)."""
         size = size or self.canvas
         images = self.images
-        if images.dtype != np.uint8:
-            images = imaging.to_uint8(images)
         h, w = images.shape[1:3]
-        thumb = thumbnail or self.thumbnail or min(max(h, w), max(8, size // 25))
+        thumb = thumbnail or min(max(h, w), max(8, size // 25))
         rows = (np.arange(thumb) * h) // thumb
         cols = (np.arange(thumb) * w) // thumb
         canvas = np.full((size, size, 3), 255, np.uint8)
-        pos = self._positions(size, thumb + 2)
-        codes = np.unique(self.labels, return_inverse=True)[1] if self.labels is not None else None
-        for i, (col, row) in enumerate(pos):
-            tile = images[i][rows][:, cols]
-            tile = np.repeat(tile[..., None], 3, 2) if tile.ndim == 2 else tile[..., :3]
-            top, left = size - (thumb + 2) - row, col
-            if codes is not None:
-                canvas[top: top + thumb + 2, left: left + thumb + 2] = _PALETTE[codes[i] % len(_PALETTE)]
-            canvas[top + 1: top + 1 + thumb, left + 1: left + 1 + thumb] = tile
+        y = self.coordinates
+        low, high = y.min(0), y.max(0)
+        pos = np.round((y - low) / np.where(high > low, high - low, 1.0) * (size - thumb)).astype(int)
+        for image, (col, row) in zip(images, pos):
+            top = size - thumb - row
+            canvas[top: top + thumb, col: col + thumb] = rgb(image[rows][:, cols])
         return canvas
 
 
-# ----- the CLI -----
-
-
-def add_cli_arguments(parser):
-    parser.add_argument("--layer", default="fc7", help="layer whose activations are embedded (default: fc7)")
-    parser.add_argument("--dataset", default="sample",
-                        help="'sample' (the shipped Fashion-MNIST sample for fashion-vgg, the shipped photos for "
-                             "other models) or a folder of images (default: sample)")
-    parser.add_argument("--limit", type=int, default=1000, help="at most this many dataset images (default: 1000)")
-    parser.add_argument("--perplexity", type=float, default=30.0,
-                        help="perplexity (default: 30; lowered to (N-1)/3 for datasets too small for it)")
-    parser.add_argument("--n-iter", type=int, default=1000, help="iterations in all (default: 1000)")
-    parser.add_argument("--early-exaggeration", type=float, default=12.0, help="early exaggeration (default: 12)")
-    parser.add_argument("--early-exaggeration-iter", type=int, default=250,
-                        help="iterations with early exaggeration (default: 250)")
-    parser.add_argument("--learning-rate", default="auto",
-                        help="step size, or 'auto' = max(N / exaggeration, 50) (openTSNE; default: auto)")
-    parser.add_argument("--method", default="auto", choices=("auto", "exact", "barnes-hut", "fft"),
-                        help=f"gradient: exact, barnes-hut, fft (interpolation, FIt-SNE) or auto (exact below "
-                             f"{EXACT_BELOW} points, barnes-hut below {FFT_FROM}, fft from there; default: auto)")
-    parser.add_argument("--theta", type=float, default=0.5, help="Barnes-Hut opening angle (default: 0.5)")
-    parser.add_argument("--init", default="pca", choices=("pca", "random"), help="initialisation (default: pca)")
-
-
-def run_cli(args, model, x):
-    from methods.activations import layer_features
-    from methods.patches import load_dataset
-
-    images, labels = load_dataset(model, args.dataset, limit=args.limit)
-    features = layer_features(model, model.preprocess(list(images)), args.layer)
-    lr = args.learning_rate if args.learning_rate == "auto" else float(args.learning_rate)
-    perplexity = args.perplexity
+@technique("tsne", "t-SNE of feature vectors", "van der Maaten & Hinton 2008", [
+    Option("layer", "layer", None, "layer whose activations are embedded (default: fc7, else the layer before "
+                                   "the output)"),
+    Option("perplexity", "float", 30.0, "perplexity (lowered to (N-1)/3 for datasets too small for it)", low=1),
+    Option("iterations", "int", 1000, "iterations in all", low=1, high=100_000),
+    Option("early_exaggeration", "float", 12.0, "early exaggeration", low=1),
+    Option("exaggeration_iterations", "int", 250, "iterations with early exaggeration", low=0),
+    Option("learning_rate", "float", None, "step size (default: max(N / exaggeration, 50), openTSNE's rule)",
+           low=0, open_low=True),
+    Option("method", "choice", "auto", f"gradient: exact, barnes-hut, fft (interpolation, FIt-SNE) or auto "
+                                       f"(exact below {EXACT_BELOW} points, barnes-hut below {FFT_FROM}, fft from there)",
+           choices=("auto", "exact", "barnes-hut", "fft")),
+    Option("theta", "float", 0.5, "Barnes-Hut opening angle", low=0, high=1),
+    Option("init", "choice", "pca", "initialisation", choices=("pca", "random")),
+    Option("seed", "int", 0, "seed of the random initialisation", low=0),
+], inputs="dataset")
+def tsne_embedding(model, dataset, *, layer, perplexity, iterations, early_exaggeration, exaggeration_iterations,
+                   learning_rate, method, theta, init, seed):
+    """t-SNE of ``layer``'s activations over a dataset (the lecture notes' picture: each image placed
+    at its coordinate), as a :class:`TSNEResult`."""
+    dataset = as_dataset(model, dataset)
+    layer = layer or feature_layer(model)
+    features = layer_features(model, model.preprocessing.normalize(dataset.images), layer)
     if 3 * perplexity > len(features) - 1:  # a small dataset (e.g. the photo sample for VGG): lower it
         perplexity = max(1.0, (len(features) - 1) / 3)
-    result = tsne(features, perplexity=perplexity, n_iter=args.n_iter, early_exaggeration=args.early_exaggeration,
-                  early_exaggeration_iter=args.early_exaggeration_iter, learning_rate=lr, method=args.method,
-                  theta=args.theta, init=args.init, seed=args.seed, images=images, labels=labels)
-    result.params.update(layer=args.layer, dataset=args.dataset, limit=args.limit)
+    exaggeration_iterations = min(exaggeration_iterations, iterations)
+    result = tsne(features, perplexity=perplexity, n_iter=iterations, early_exaggeration=early_exaggeration,
+                  early_exaggeration_iter=exaggeration_iterations, learning_rate=learning_rate or "auto",
+                  method=method, theta=theta, init=init, seed=seed, images=dataset.images, labels=dataset.labels)
+    result.label_names = dataset.names
+    result.params = {"layer": layer, "perplexity": perplexity, "exaggeration_iterations": exaggeration_iterations,
+                     "learning_rate": learning_rate or "max(N / exaggeration, 50)", "method": result.params["method"]}
     return result

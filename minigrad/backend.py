@@ -55,6 +55,16 @@ def device_of(array):
     return "cuda" if is_cupy_array(array) else "cpu"
 
 
+def check_same_device(name, arrays):
+    """Refuse a mix of NumPy and CuPy arrays with a message that says how to fix it."""
+    devices = {device_of(a) for a in arrays if a is not None}
+    if len(devices) > 1:
+        raise TypeError(
+            f"{name} got both NumPy (cpu) and CuPy (cuda) arrays; move every input to one "
+            f"device with .to('cpu') or .to('cuda')"
+        )
+
+
 def to_device(array, device):
     """Copy ``array`` to "cpu" (NumPy) or "cuda" (CuPy); no copy when it is already there."""
     if device not in ("cpu", "cuda"):
@@ -64,6 +74,14 @@ def to_device(array, device):
     if device == "cpu":
         return array.get()
     return import_cupy().asarray(array)
+
+
+def copy_into(target, source):
+    """``target[...] = source``, converting dtype and moving ``source`` to ``target``'s device."""
+    device = device_of(target)
+    if device_of(source) != device:
+        source = to_device(source, device)
+    target[...] = source
 
 
 def set_backend(name):

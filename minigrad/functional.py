@@ -10,7 +10,8 @@ import numpy as np
 from minigrad import backend, config
 from minigrad.ops import GetItem, matmul
 from minigrad.seeding import random_generator
-from minigrad.tensor import Function, Tensor, as_tensor
+from minigrad.function import Function
+from minigrad.tensor import Tensor, as_tensor
 
 
 def _pair(value, name):

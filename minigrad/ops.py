@@ -8,7 +8,8 @@ its input's shape.
 import numpy as np
 
 from minigrad import backend
-from minigrad.tensor import Function, Tensor, as_tensor, unbroadcast
+from minigrad.function import Function, unbroadcast
+from minigrad.tensor import Tensor, as_tensor
 
 
 def normalize_axis(axis, ndim):

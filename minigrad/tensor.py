@@ -1,123 +1,27 @@
-"""Tensor, Function and reverse-mode autodiff.
+"""Tensor and reverse-mode autodiff.
 
-A ``Tensor`` wraps one NumPy or CuPy array. Every operation on tensors is a ``Function``
-with ``forward(ctx, *arrays, **params)`` and ``backward(ctx, grad)`` side by side, working
-on plain arrays; ``Function.apply`` wraps the result in a Tensor and, when gradients are
-needed, remembers the ``ctx`` that links it to its inputs. ``Tensor.backward`` walks that
-graph once in reverse topological order, summing the gradients of tensors used more than
-once, and stores ``.grad`` on the leaves that require it.
+A ``Tensor`` wraps one NumPy or CuPy array. Every operation on tensors is a
+:class:`~minigrad.function.Function` (``minigrad/function.py``) whose ``apply`` wraps the result
+in a Tensor and, when gradients are needed, remembers the context that links it to its inputs.
+``Tensor.backward`` walks that graph once in reverse topological order, summing the gradients
+of tensors used more than once, running the tensors' hooks, and stores ``.grad`` on the leaves
+that require it.
 """
 
 import numpy as np
 
-from minigrad import backend, config
+from collections import OrderedDict
+
+from minigrad import backend
+from minigrad.hooks import RemovableHandle
 
 
-class Context:
-    """What one application of a Function keeps for its backward pass."""
+def _ops():
+    """:mod:`minigrad.ops`, whose Functions build on Tensor: imported when an operator first runs,
+    so that the modules import in one direction (tensor <- function <- ops)."""
+    from minigrad import ops
 
-    def __init__(self, function, parents, needs_input_grad):
-        self.function = function
-        self.parents = parents
-        self.needs_input_grad = needs_input_grad
-        self.saved_tensors = ()
-        self.freed = False
-
-    def save_for_backward(self, *arrays):
-        self.saved_tensors = arrays
-
-    def free(self):
-        """Drop what backward needed, and the links to the inputs, so their memory can go.
-
-        A second backward through here is then an error rather than a silent zero.
-        """
-        self.saved_tensors = ()
-        self.parents = ()
-        self.__dict__ = {k: self.__dict__[k] for k in ("function", "parents", "needs_input_grad", "saved_tensors")}
-        self.freed = True
-
-
-class Function:
-    """Base class of every differentiable operation.
-
-    Subclasses define two static methods on plain arrays:
-
-    ``forward(ctx, *inputs, **params)`` returns the output array; inputs are the arrays of
-    the tensor arguments (None where None was passed), params are non-differentiable
-    settings (stride, axis, ...). It may stash arrays with ``ctx.save_for_backward`` and
-    anything else as attributes of ``ctx``.
-
-    ``backward(ctx, grad)`` returns one gradient (or None) per input, in order. It should
-    skip inputs whose ``ctx.needs_input_grad[i]`` is False: that is how backprop to an
-    image through frozen weights never computes a weight gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, *inputs, **params):
-        raise NotImplementedError
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise NotImplementedError
-
-    @classmethod
-    def apply(cls, *inputs, **params):
-        tensors = _as_operands(inputs)
-        arrays = [None if t is None else t.data for t in tensors]
-        _check_same_device(cls.__name__, arrays)
-        needs_input_grad = tuple(t is not None and t.requires_grad for t in tensors)
-        record = config.is_grad_enabled() and any(needs_input_grad)
-        ctx = Context(cls, tensors, needs_input_grad)
-        output = cls.forward(ctx, *arrays, **params)
-        result = Tensor(output)
-        if record:
-            result.requires_grad = True
-            result._ctx = ctx
-        return result
-
-
-def _as_operands(inputs):
-    """Inputs as Tensors; Python numbers take the dtype and device of the array operands.
-
-    This is NumPy's "weak scalar" rule: ``x * 0.1`` stays float64 for a float64 ``x`` and
-    float32 for a float32 one, and a number next to a GPU tensor lands on the GPU.
-    """
-    arrays = [x.data if isinstance(x, Tensor) else x for x in inputs if x is not None and not _is_number(x)]
-    like = next((a for a in arrays if getattr(getattr(a, "dtype", None), "kind", "") == "f"), None)
-    operands = []
-    for x in inputs:
-        if x is None:
-            operands.append(None)
-        elif _is_number(x) and like is not None:
-            operands.append(Tensor(backend.get_array_module(like).asarray(x, dtype=like.dtype)))
-        else:
-            operands.append(as_tensor(x))
-    return operands
-
-
-def _is_number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _check_same_device(name, arrays):
-    devices = {backend.device_of(a) for a in arrays if a is not None}
-    if len(devices) > 1:
-        raise TypeError(
-            f"{name} got both NumPy (cpu) and CuPy (cuda) arrays; move every input to one "
-            f"device with .to('cpu') or .to('cuda')"
-        )
-
-
-def unbroadcast(grad, shape):
-    """Sum ``grad`` over the axes that broadcasting expanded, so it has ``shape`` again."""
-    if grad.shape == tuple(shape):
-        return grad
-    extra = grad.ndim - len(shape)
-    grad = grad.sum(axis=tuple(range(extra))) if extra > 0 else grad
-    expanded = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
-    if expanded:
-        grad = grad.sum(axis=expanded, keepdims=True)
-    return grad.reshape(shape)
+    return ops
 
 
 def _default_dtype(array):
@@ -149,6 +53,7 @@ class Tensor:
         self.grad = None
         self._ctx = None
         self._retains_grad = False
+        self._hooks = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -179,6 +84,18 @@ class Tensor:
         self._retains_grad = True
         return self
 
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` with this tensor's gradient (a Tensor) each time backward computes it,
+        before it is stored or passed on; a non-None result replaces the gradient (PyTorch's
+        ``Tensor.register_hook``). Returns a handle whose ``remove()`` unregisters it."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+        if self._hooks is None:
+            self._hooks = OrderedDict()
+        handle = RemovableHandle(self._hooks)
+        self._hooks[handle.id] = hook
+        return handle
+
     # ----- conversion -----
     def numpy(self):
         """The data as a NumPy array (copied from the GPU when needed)."""
@@ -195,14 +112,10 @@ class Tensor:
         """A copy of this tensor on ``device`` ("cpu" or "cuda"), itself a differentiable op."""
         if device == self.device:
             return self
-        from minigrad.ops import ToDevice
-
-        return ToDevice.apply(self, device=device)
+        return _ops().ToDevice.apply(self, device=device)
 
     def astype(self, dtype):
-        from minigrad.ops import Cast
-
-        return Cast.apply(self, dtype=np.dtype(dtype))
+        return _ops().Cast.apply(self, dtype=np.dtype(dtype))
 
     # ----- backward -----
     def backward(self, grad=None, retain_graph=False):
@@ -227,7 +140,7 @@ class Tensor:
             grad = xp.ones_like(self.data)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
-            _check_same_device("backward", [self.data, grad])
+            backend.check_same_device("backward", [self.data, grad])
             grad = xp.asarray(grad, dtype=self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"backward() got a gradient of shape {grad.shape} for a tensor of shape {self.shape}")
@@ -235,49 +148,49 @@ class Tensor:
 
     # ----- operators (the Functions live in minigrad.ops) -----
     def __add__(self, other):
-        return ops.Add.apply(self, other)
+        return _ops().Add.apply(self, other)
 
     def __radd__(self, other):
-        return ops.Add.apply(other, self)
+        return _ops().Add.apply(other, self)
 
     def __sub__(self, other):
-        return ops.Sub.apply(self, other)
+        return _ops().Sub.apply(self, other)
 
     def __rsub__(self, other):
-        return ops.Sub.apply(other, self)
+        return _ops().Sub.apply(other, self)
 
     def __mul__(self, other):
-        return ops.Mul.apply(self, other)
+        return _ops().Mul.apply(self, other)
 
     def __rmul__(self, other):
-        return ops.Mul.apply(other, self)
+        return _ops().Mul.apply(other, self)
 
     def __truediv__(self, other):
-        return ops.Div.apply(self, other)
+        return _ops().Div.apply(self, other)
 
     def __rtruediv__(self, other):
-        return ops.Div.apply(other, self)
+        return _ops().Div.apply(other, self)
 
     def __pow__(self, exponent):
-        return ops.Pow.apply(self, exponent)
+        return _ops().Pow.apply(self, exponent)
 
     def __rpow__(self, base):
-        return ops.Pow.apply(base, self)
+        return _ops().Pow.apply(base, self)
 
     def __matmul__(self, other):
-        return ops.matmul(self, other)
+        return _ops().matmul(self, other)
 
     def __rmatmul__(self, other):
-        return ops.matmul(other, self)
+        return _ops().matmul(other, self)
 
     def __neg__(self):
-        return ops.Neg.apply(self)
+        return _ops().Neg.apply(self)
 
     def __abs__(self):
-        return ops.Abs.apply(self)
+        return _ops().Abs.apply(self)
 
     def __getitem__(self, index):
-        return ops.GetItem.apply(self, index=ops.plain_index(index))
+        return _ops().GetItem.apply(self, index=_ops().plain_index(index))
 
     def _compare(self, other, name):
         other = other.data if isinstance(other, Tensor) else other
@@ -291,19 +204,19 @@ class Tensor:
 
     # ----- elementwise -----
     def exp(self):
-        return ops.Exp.apply(self)
+        return _ops().Exp.apply(self)
 
     def log(self):
-        return ops.Log.apply(self)
+        return _ops().Log.apply(self)
 
     def sqrt(self):
-        return ops.Sqrt.apply(self)
+        return _ops().Sqrt.apply(self)
 
     def abs(self):
-        return ops.Abs.apply(self)
+        return _ops().Abs.apply(self)
 
     def clip(self, low=None, high=None):
-        return ops.Clip.apply(self, low=low, high=high)
+        return _ops().Clip.apply(self, low=low, high=high)
 
     def relu(self):
         from minigrad import functional
@@ -312,26 +225,26 @@ class Tensor:
 
     # ----- reductions -----
     def sum(self, axis=None, keepdims=False):
-        return ops.Sum.apply(self, axis=ops.normalize_axis(axis, self.ndim), keepdims=keepdims)
+        return _ops().Sum.apply(self, axis=_ops().normalize_axis(axis, self.ndim), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        axes = ops.normalize_axis(axis, self.ndim)
+        axes = _ops().normalize_axis(axis, self.ndim)
         count = int(np.prod([self.shape[a] for a in axes]))
         return self.sum(axis=axes, keepdims=keepdims) / max(count, 1)
 
     def var(self, axis=None, keepdims=False, ddof=0):
         """Variance, sum((x - mean)^2) / (n - ddof); ddof=0 as in NumPy (torch's default is 1)."""
-        axes = ops.normalize_axis(axis, self.ndim)
+        axes = _ops().normalize_axis(axis, self.ndim)
         count = int(np.prod([self.shape[a] for a in axes]))
         centred = self - self.mean(axis=axes, keepdims=True)
         return (centred * centred).sum(axis=axes, keepdims=keepdims) / max(count - ddof, 1)
 
     def max(self, axis=None, keepdims=False):
         """Maximum; the gradient is shared equally among tied maxima."""
-        return ops.Extremum.apply(self, axis=ops.normalize_axis(axis, self.ndim), keepdims=keepdims, largest=True)
+        return _ops().Extremum.apply(self, axis=_ops().normalize_axis(axis, self.ndim), keepdims=keepdims, largest=True)
 
     def min(self, axis=None, keepdims=False):
-        return ops.Extremum.apply(self, axis=ops.normalize_axis(axis, self.ndim), keepdims=keepdims, largest=False)
+        return _ops().Extremum.apply(self, axis=_ops().normalize_axis(axis, self.ndim), keepdims=keepdims, largest=False)
 
     def argmax(self, axis=None):
         return Tensor(self.data.argmax(axis=axis))
@@ -339,11 +252,11 @@ class Tensor:
     # ----- shape -----
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return ops.Reshape.apply(self, shape=tuple(shape))
+        return _ops().Reshape.apply(self, shape=tuple(shape))
 
     def transpose(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return ops.Transpose.apply(self, axes=tuple(axes) if axes else None)
+        return _ops().Transpose.apply(self, axes=tuple(axes) if axes else None)
 
     @property
     def T(self):
@@ -397,12 +310,24 @@ def _topological_order(root):
     return order
 
 
+def _hook_gradient(replaced, node):
+    """A gradient a hook returned, checked to fit ``node``."""
+    array = replaced.data if isinstance(replaced, Tensor) else replaced
+    if getattr(array, "shape", None) != node.shape:
+        raise RuntimeError(f"a gradient hook returned shape {getattr(array, 'shape', None)} for a tensor of shape {node.shape}")
+    return array
+
+
 def _backpropagate(root, grad, retain_graph):
     grads = {id(root): grad}
     for node in reversed(_topological_order(root)):
         grad = grads.pop(id(node), None)
         if grad is None:
             continue
+        for hook in list((node._hooks or {}).values()):
+            replaced = hook(Tensor(grad))
+            if replaced is not None:
+                grad = _hook_gradient(replaced, node)
         if node._ctx is None or node._retains_grad:
             node.grad = grad.copy() if node.grad is None else node.grad + grad
         ctx = node._ctx
@@ -434,5 +359,3 @@ def _backpropagate(root, grad, retain_graph):
         if not retain_graph:
             ctx.free()
 
-
-from minigrad import ops  # noqa: E402  (ops subclass Function, defined above)

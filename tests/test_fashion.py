@@ -15,11 +15,12 @@ import pytest
 import minigrad
 from methods.data import fashion_sample
 from minigrad import functional as F
+from minigrad import models
 from minigrad.models import fashion_vgg as fv
 from weights import safetensors
-from weights import train as wt
+from training import fashion_vgg as wt
 
-WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(wt.__file__)), fv.WEIGHTS_NAME)
+WEIGHTS = os.path.join(wt.WEIGHTS_DIR, fv.WEIGHTS_NAME)
 TINY = {"blocks": ((8,), (16,)), "hidden": 16}
 # The training tests check the script, not the kernels (tests/kernels does): the NumPy reference
 # kernels are quickest for these tiny shapes.
@@ -70,7 +71,7 @@ def test_metadata_records_what_the_model_needs(shipped):
     pre = json.loads(meta["preprocessing"])
     assert pre["mean"] == [fv.MEAN] and pre["std"] == [fv.STD]
     assert float(meta["test_accuracy"]) >= 0.92 and meta["test_images"] == "10000"
-    assert "python -m weights.train fashion-vgg" in meta["source"]
+    assert "fashion-vgg" in meta["source"] and meta["source"].startswith("trained by minigrad")
     assert json.loads(meta["config"])["blocks"] == [list(b) for b in fv.BLOCKS]
 
 
@@ -110,11 +111,14 @@ def test_preprocess_and_deprocess_invert_each_other(sample):
     x = model.preprocess(images)
     assert x.shape == (5, 1, 28, 28) and x.dtype == np.float32
     assert abs(float(model.preprocess(sample[0]).mean())) < 0.1  # standardized
-    np.testing.assert_array_equal(model.deprocess(x), images)
-    np.testing.assert_array_equal(model.deprocess(minigrad.tensor(x)), images)
+    rgb = model.deprocess(x)  # every model deprocesses to RGB; grey is replicated
+    assert rgb.shape == (5, 28, 28, 3)
+    np.testing.assert_array_equal(rgb, np.repeat(images[..., None], 3, axis=3))
+    np.testing.assert_array_equal(model.deprocess(minigrad.tensor(x)), rgb)
+    np.testing.assert_array_equal(model.preprocess(rgb), x)  # RGB in is made grey again
     assert model.preprocess(images[0]).shape == (1, 1, 28, 28)
-    with pytest.raises(ValueError, match=r"\(N, 28, 28\)"):
-        model.preprocess(np.zeros((2, 32, 32), np.uint8))
+    with pytest.warns(models.PreprocessingNote, match="32x32 resized to 28x28"):
+        assert model.preprocess(np.zeros((2, 32, 32), np.uint8)).shape == (2, 1, 28, 28)
     with pytest.raises(ValueError, match="deprocess"):
         model.deprocess(np.zeros((2, 3, 28, 28)))
 
@@ -133,7 +137,7 @@ def test_extract_matches_the_forward_and_stops_early(sample):
     assert calls == []  # nothing past conv3_1 ran
     acts["relu2_1"][0, 5].sum().backward()
     assert x.grad is not None and np.abs(x.grad).sum() > 0  # activations stay on the graph
-    with pytest.raises(ValueError, match="conv5_3.*valid names: conv1_1"):
+    with pytest.raises(ValueError, match="conv5_3.*its layers are: conv1_1"):
         model.extract(x, ["conv5_3"])
 
 

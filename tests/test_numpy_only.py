@@ -49,3 +49,24 @@ def test_import_and_backward_with_numpy_alone():
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+LIGHT = textwrap.dedent(
+    """
+    import sys
+    import minigrad
+    assert "minigrad.models" not in sys.modules and "weights" not in sys.modules, "import minigrad loaded models"
+    import weights, weights.safetensors, weights.torch_pth, weights.convert, weights.registry
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("methods", "training")
+                   or m.startswith("minigrad.models"))
+    assert not heavy, heavy
+    minigrad.models.load  # loaded on first use
+    print("ok")
+    """
+)
+
+
+def test_import_minigrad_is_light_and_weights_imports_numpy_only():
+    result = subprocess.run([sys.executable, "-c", LIGHT], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")

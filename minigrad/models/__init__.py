@@ -9,13 +9,15 @@
     model = models.vgg16(weights="my.safetensors")   # or a torchvision .pth, read without torch
     model = models.load("vgg16")                 # same, in eval mode with frozen weights
 
-    x = model.preprocess("cat.jpg", center_crop=True)       # (1, 3, 224, 224) float32
+    x = model.preprocess("cat.jpg")                         # (1, 3, 224, 224): resize 256, centre 224
     acts = model.extract(x, ["relu4_2", "fc7"])            # {"relu4_2": Tensor, "fc7": Tensor}
     model.decode(model(x))                                  # [[(281, "tabby", 0.62), ...]]
 
-Every model has torchvision's ``state_dict`` keys (``features.N.*``, ``classifier.N.*``), the
-papers' layer names (``model.layer_names``), its weights' preprocessing and class names
-(``model.labels``). Weights come from the ``weights`` package; see ``python -m weights list``.
+Every model implements one interface, :class:`Model` (``minigrad/models/base.py``): input
+shape, ``layers()`` with the papers' names, ``preprocess`` / ``deprocess``, ``extract``,
+``labels`` and each layer's window geometry; :func:`as_model` gives it to any ``nn.Module``.
+VGG and AlexNet have torchvision's ``state_dict`` keys (``features.N.*``, ``classifier.N.*``).
+Weights come from the ``weights`` package; see ``python -m weights list``.
 """
 
 import os as _os
@@ -25,12 +27,14 @@ from weights import archs as _archs
 from weights import registry as _registry
 from weights.convert import load_state as _load_state
 
+from minigrad.models.base import LayerGeometry, Model, Window, as_model
 from minigrad.models.convnet import ConvNet, build
-from minigrad.models.preprocessing import TORCHVISION, Preprocessing
+from minigrad.models.preprocessing import TORCHVISION, Preprocessing, PreprocessingNote
 
 __all__ = [
-    "ARCHS", "ConvNet", "Preprocessing", "TORCHVISION", "alexnet", "available", "load", "vgg11", "vgg11_bn", "vgg13",
-    "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+    "ARCHS", "ConvNet", "LayerGeometry", "Model", "Preprocessing", "PreprocessingNote", "TORCHVISION", "Window",
+    "alexnet", "as_model", "available", "load", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
+    "vgg19_bn",
 ]
 
 ARCHS = _archs.ARCHS

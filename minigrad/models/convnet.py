@@ -13,58 +13,24 @@ key and shape checks. On top of that every layer has its name from the papers --
 layers asked for, running the forward only as deep as the deepest of them.
 """
 
-import contextlib
 import math
-import threading
 
 import numpy as np
 
 import weights
 from minigrad import backend, nn
-from minigrad.models.layered import LayeredModel
+from minigrad.models.base import Model, adopt_state
 from minigrad.models.preprocessing import TORCHVISION, Preprocessing
 from minigrad.seeding import random_generator
-from minigrad.tensor import Tensor, tensor
 from weights import archs, registry
 from weights.convert import load_state
 
 __all__ = ["ConvNet", "build"]
 
-_skip = threading.local()
-
-
-@contextlib.contextmanager
-def _no_default_init():
-    """Layers built inside skip PyTorch's default initialization: the model then either loads
-    every weight from a file or applies its own scheme, so drawing ~138M random numbers first
-    would only waste seconds."""
-    _skip.on = True
-    try:
-        yield
-    finally:
-        _skip.on = False
-
-
-class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose default initialization can be deferred (see ``_no_default_init``)."""
-
-    def reset_parameters(self):
-        if not getattr(_skip, "on", False):
-            super().reset_parameters()
-
-
-class Linear(nn.Linear):
-    """``nn.Linear`` whose default initialization can be deferred (see ``_no_default_init``)."""
-
-    def reset_parameters(self):
-        if not getattr(_skip, "on", False):
-            super().reset_parameters()
-
-
 def _module(layer):
     p, kind = layer.params, layer.kind
     if kind == "conv":
-        return Conv2d(p["in_channels"], p["out_channels"], p["kernel_size"], p["stride"], p["padding"])
+        return nn.Conv2d(p["in_channels"], p["out_channels"], p["kernel_size"], p["stride"], p["padding"])
     if kind == "bn":
         return nn.BatchNorm2d(p["num_features"], eps=p["eps"], momentum=p["momentum"])
     if kind == "relu":
@@ -76,7 +42,7 @@ def _module(layer):
     if kind == "dropout":
         return nn.Dropout(p["p"])
     if kind == "linear":
-        return Linear(p["in_features"], p["out_features"])
+        return nn.Linear(p["in_features"], p["out_features"])
     if kind == "flatten":  # torch.flatten(x, 1) in torchvision's forward; not a registered child
         return nn.Flatten(1)
     raise ValueError(f"unknown layer kind {kind!r}")
@@ -109,23 +75,25 @@ def _normal(rng, std):
     return fill
 
 
-class ConvNet(LayeredModel):
+class ConvNet(Model):
     """AlexNet or a VGG (``arch`` in :data:`weights.archs.ARCHS`), torchvision's layout.
 
     Usually made by ``minigrad.models.vgg16(...)`` and friends or ``minigrad.models.load(...)``.
     ``init`` ("torchvision", or None to leave the weights zero for loading) picks the initial
     weights. ``preprocessing`` and ``labels`` describe what the weights expect and predict.
 
-    Attributes: ``arch``, ``num_classes``, ``layer_names`` (every layer's paper-style name in
-    forward order), ``preprocessing`` (a :class:`Preprocessing`), ``labels`` (tuple of class
-    names, or None), ``input_shape`` (3, 224, 224): the size the weights were trained at (any
-    size from 32 x 32 for VGG, 63 x 63 for AlexNet, runs thanks to the adaptive pooling).
+    It implements the model interface of :class:`~minigrad.models.base.Model`: ``layers()``
+    with the papers' names, ``preprocessing`` and ``labels`` from the weights, ``input_shape``
+    (3, 224, 224), the size the weights were trained at; ``fixed_size`` is False, since any size
+    from 32 x 32 for VGG (63 x 63 for AlexNet) runs thanks to the adaptive pooling.
     """
+
+    fixed_size = False
 
     def __init__(self, arch, num_classes=1000, init="torchvision", preprocessing=None, labels=None):
         super().__init__()
         table = archs.layers(arch, num_classes)
-        with _no_default_init():
+        with nn.init.skip_init():
             mods = [(layer, _module(layer)) for layer in table]
         feats = [m for layer, m in mods if layer.key.startswith("features.")]
         heads = [m for layer, m in mods if layer.key.startswith("classifier.")]
@@ -176,46 +144,9 @@ class ConvNet(LayeredModel):
                 m.reset_running_stats()
         return self
 
-    # ---- running ----------------------------------------------------------------------------
-    def prepare_input(self, x):
-        """Preprocessed images (N, 3, H, W) as a Tensor; any other shape is refused clearly."""
-        if not isinstance(x, Tensor):
-            x = tensor(np.asarray(x, dtype=np.float32) if isinstance(x, (list, tuple)) else x)
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(
-                f"{self.arch} expects images as (N, 3, H, W), got shape {tuple(x.shape)}; "
-                "model.preprocess(images) makes that from H x W x 3 images"
-            )
-        return x
-
-    def named_layers(self):
+    def layers(self):
         """[(paper name, module)] for every layer in forward order (``flatten`` included)."""
         return list(self._steps)
-
-    # ---- data in and out ----------------------------------------------------------------------
-    def preprocess(self, images, center_crop=False):
-        """Images (uint8 H x W x 3 arrays, PIL images or paths; one or a list) -> the (N, 3, H, W)
-        float32 array these weights expect. ``center_crop=True`` applies the evaluation
-        transform (shorter side to 256, central 224 x 224 for torchvision weights)."""
-        return self.preprocessing(images, center_crop=center_crop)
-
-    def deprocess(self, x):
-        """Undo :meth:`preprocess`: (N, 3, H, W) -> (N, H, W, 3) uint8 (or (3, H, W) -> (H, W, 3))."""
-        return self.preprocessing.inverse(x)
-
-    def decode(self, logits, k=5):
-        """Top-``k`` predictions per image: lists of (class index, label or None, probability)."""
-        if isinstance(logits, Tensor):
-            logits = logits.numpy()
-        z = np.asarray(logits, dtype=np.float64)
-        z = z[None] if z.ndim == 1 else z
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        out = []
-        for row in p:
-            top = np.argsort(-row, kind="stable")[:k]
-            out.append([(int(i), self.labels[i] if self.labels else None, float(row[i])) for i in top])
-        return out
 
     def extra_repr(self):
         return f"arch={self.arch!r}, num_classes={self.num_classes}"
@@ -262,37 +193,6 @@ def build(arch, weights_arg=None, num_classes=None):
         raise ValueError(f"{path} has {n} classes, but num_classes={num_classes} was asked for")
     model = ConvNet(arch, n, init=None, preprocessing=_metadata_preprocessing(meta),
                     labels=_metadata_labels(meta, n))
-    _adopt(model, tensors)
+    adopt_state(model, tensors)
     object.__setattr__(model, "source", meta.get("source", str(path)))
     return model
-
-
-def _adopt(model, tensors):
-    """Load ``tensors`` (keys and shapes already checked) into ``model``.
-
-    Writable float32 C-contiguous arrays -- the copy-on-write views of a memory-mapped
-    safetensors file -- become the parameters' data as they are: loading VGG16 then takes
-    milliseconds, pages are read on first use, and a write (fine-tuning) copies only the page
-    it touches, never the file. Anything else (a .pth's read-only views, other dtypes) is
-    copied by ``load_state_dict``.
-    """
-    modules = dict(model.named_modules())
-    rest = {}
-    for key, arr in tensors.items():
-        path, _, name = key.rpartition(".")
-        module = modules.get(path)
-        current = getattr(module, name, None) if module is not None else None
-        if current is None:
-            rest[key] = arr  # load_state_dict reports it
-            continue
-        data = current.data if isinstance(current, nn.Parameter) else current
-        if (isinstance(arr, np.ndarray) and isinstance(data, np.ndarray) and arr.dtype == data.dtype
-                and arr.shape == data.shape and arr.flags.writeable and arr.flags.c_contiguous):
-            if isinstance(current, nn.Parameter):
-                current.data = arr
-            else:
-                setattr(module, name, arr)  # a buffer (BatchNorm running statistics)
-        else:
-            rest[key] = arr
-    if rest:
-        model.load_state_dict(rest, strict=False)

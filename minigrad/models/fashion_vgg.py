@@ -2,7 +2,7 @@
 
 Why it exists: the visualization techniques need a trained network, and none can be downloaded
 on a fresh machine. This one is small enough to train with minigrad itself on two CPU cores
-(``python -m weights.train fashion-vgg``) and to ship in the repository (about 2 MB), yet has
+(``python -m training fashion-vgg``) and to ship in the repository (about 2 MB), yet has
 the structure the techniques expect from VGG (Simonyan & Zisserman 2015): blocks of 3x3
 convolutions with ReLU, each closed by a 2x2 max-pool, then three fully connected layers. Its
 layers carry VGG's paper names, so every technique's layer arguments (``conv1_1``, ``relu3_1``,
@@ -20,10 +20,11 @@ convolution of a block costs twice the compute of the whole block for a fraction
 accuracy, and the training budget is a few CPU-minutes. State-dict keys are
 ``features.conv1_1.weight`` ... ``classifier.fc8.bias``.
 
-Preprocessing lives with the model, so techniques never hard-code it: :meth:`preprocess` maps
-uint8 images (N, 28, 28) (0 = background, 255 = ink, as stored in the dataset) to float32
+Preprocessing lives with the model, so techniques never hard-code it: ``preprocess`` maps
+images (uint8 (N, 28, 28) as stored in the dataset, 0 = background and 255 = ink, or any image
+file, colour or grey, of any size: made grey and brought to 28 x 28) to float32
 (N, 1, 28, 28) standardized with the training set's pixel mean and standard deviation;
-:meth:`deprocess` inverts it.
+``deprocess`` inverts it (to RGB, as for every model).
 """
 
 from collections import OrderedDict
@@ -31,8 +32,8 @@ from collections import OrderedDict
 import numpy as np
 
 from minigrad import nn
-from minigrad.models.layered import LayeredModel
-from minigrad.tensor import Tensor
+from minigrad.models.base import Model, adopt_state
+from minigrad.models.preprocessing import Preprocessing
 
 __all__ = ["FashionVGG", "fashion_vgg", "LABELS", "MEAN", "STD", "WEIGHTS_NAME"]
 
@@ -55,13 +56,13 @@ BLOCKS = ((32,), (64,), (128,))
 HIDDEN = 256
 
 
-class FashionVGG(LayeredModel):
+class FashionVGG(Model):
     """The network above. ``blocks`` and ``hidden`` change its size (tests use tiny ones);
     ``dropout`` is the drop probability after fc6 and fc7 in training mode (0.1)."""
 
     input_shape = (1, 28, 28)
     labels = LABELS
-    mean, std = MEAN, STD
+    preprocessing = Preprocessing("L", (0.0, 1.0), (MEAN,), (STD,), resize=28, crop=28)
 
     def __init__(self, blocks=BLOCKS, hidden=HIDDEN, num_classes=len(LABELS), dropout=0.1):
         super().__init__()
@@ -92,62 +93,24 @@ class FashionVGG(LayeredModel):
         ]))
         self.config = {"blocks": [list(map(int, c)) for c in blocks], "hidden": int(hidden),
                        "num_classes": int(num_classes), "dropout": float(dropout)}
-        self._init_weights()
+        self.reset_parameters()
 
-    def _init_weights(self):
+    def reset_parameters(self):
         """He-normal convolutions (fan_out, as torchvision's VGG) with zero biases; the linear layers
         keep PyTorch's default, which trains faster here than VGG's N(0, 0.01)."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(module.bias)
+        return self
 
-    # ----- layers by name --------------------------------------------------------------------
-
-    def named_layers(self):
+    def layers(self):
         """(paper name, module) for every layer in forward order; the flatten step is ``flatten``."""
         return (list(self.features.named_children()) + [("flatten", self.flatten)]
                 + list(self.classifier.named_children()))
 
-    def prepare_input(self, x):
-        """Preprocessed images (N, 1, 28, 28) as a Tensor; any other shape is refused clearly."""
-        x = super().prepare_input(x)
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"fashion-vgg expects images as (N, 1, 28, 28), got shape {tuple(x.shape)}; "
-                             "model.preprocess(uint8 images of shape (N, 28, 28)) makes that")
-        return x
-
-    # ----- pre/post-processing ---------------------------------------------------------------
-
-    def preprocess(self, images):
-        """uint8 images (N, 28, 28) (or one (28, 28), or (N, 1, 28, 28)) -> float32 (N, 1, 28, 28).
-
-        Scales to 0..1 and standardizes with the training set's mean and standard deviation.
-        Float input is taken to be on the 0..255 scale too, so augmented or blended images work.
-        """
-        images = np.asarray(images)
-        if images.ndim == 2:
-            images = images[None]
-        if images.ndim == 4 and images.shape[1] == 1:
-            images = images[:, 0]
-        if images.ndim != 3 or images.shape[1:] != self.input_shape[1:]:
-            raise ValueError(f"preprocess expects images of shape (N, 28, 28), got {images.shape}")
-        if images.dtype.kind not in "uif":
-            raise TypeError(f"preprocess expects uint8 (or 0..255 numeric) images, got dtype {images.dtype}")
-        scaled = images.astype(np.float32) / np.float32(255.0)
-        return ((scaled - np.float32(self.mean)) / np.float32(self.std))[:, None]
-
-    def deprocess(self, x):
-        """Invert :meth:`preprocess`: (N, 1, 28, 28) or (1, 28, 28) floats -> uint8 (N, 28, 28), clipped."""
-        if isinstance(x, Tensor):
-            x = x.numpy()
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim == 3:
-            x = x[None]
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise ValueError(f"deprocess expects an array of shape (N, 1, 28, 28), got {x.shape}")
-        pixels = (x[:, 0] * self.std + self.mean) * 255.0
-        return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+    def describe(self):
+        return "fashion-vgg"
 
 
 def fashion_vgg(pretrained=True, path=None):
@@ -168,8 +131,9 @@ def fashion_vgg(pretrained=True, path=None):
         path = os.path.join(os.path.dirname(os.path.abspath(weights.__file__)), WEIGHTS_NAME)
     with safetensors.SafetensorsFile(path) as f:
         config = _config_from(f.metadata)
-        model = FashionVGG(**config)
-        model.load_state_dict({k: f[k] for k in f.keys()})
+        with nn.init.skip_init():
+            model = FashionVGG(**config)
+        adopt_state(model, {k: f[k] for k in f.keys()})
         model.metadata = dict(f.metadata)
     return model.eval()
 

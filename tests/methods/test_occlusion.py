@@ -1,4 +1,9 @@
-"""Occlusion (Zeiler & Fergus 2014): incremental inference gives the map of full recomputation."""
+"""Occlusion (Zeiler & Fergus 2014): incremental inference gives the map of full recomputation, on
+odd geometries and a plain nn.Sequential; a functional-style module or a model whose layer
+sequence is not its forward falls back to full recomputation; the maps find the region a class
+reads; clear errors."""
+
+import os
 
 import numpy as np
 import pytest
@@ -6,7 +11,7 @@ import pytest
 import methods
 from methods.occlusion import occlusion, occlusion_positions
 from minigrad import nn
-from tests.methods.tiny_models import NamedSequential, tiny_vgg
+from tests.methods.tiny_models import FunctionalTwin, NamedSequential, tiny_vgg
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +34,18 @@ def odd_geometry_model(seed=1):
     model = NamedSequential(layers, 3, 20)
     for name, p in model.named_parameters():
         p.data[...] = rng.normal(0, 0.4, p.shape).astype(np.float32)
-    bn = model.layers[1]
+    bn = model.layer("bn1")
     bn.running_mean[...] = rng.normal(size=4)
     bn.running_var[...] = rng.uniform(0.5, 2, size=4)
     return model.eval()
 
 
 def assert_same_maps(a, b, atol):
-    assert a.extras["used_incremental"] and not b.extras["used_incremental"]
+    assert a.summary["used_incremental"] and not b.summary["used_incremental"]
     np.testing.assert_allclose(a.probability, b.probability, rtol=0, atol=atol)
     np.testing.assert_array_equal(a.top_class, b.top_class)
     np.testing.assert_allclose(a.top_probability, b.top_probability, rtol=0, atol=atol)
+    np.testing.assert_allclose(a.maps, b.maps, rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("size, stride, fill", [(3, 2, "zeros"), (4, 3, "mean"), (5, 3, "blur"), (1, 3, "zeros"),
@@ -68,6 +74,17 @@ def test_incremental_equals_full_on_odd_geometry(size, stride):
     assert_same_maps(a, b, atol=1e-6)
 
 
+def test_plain_sequential_runs_incrementally_and_a_functional_module_falls_back(x):
+    named = tiny_vgg()
+    reference = occlusion(named, x, size=4, stride=3, incremental=False)
+    sequential = occlusion(nn.Sequential(*[m for _, m in named.layers()]), x, size=4, stride=3)
+    assert_same_maps(sequential, reference, atol=1e-6)
+    functional = occlusion(FunctionalTwin(named), x, size=4, stride=3)
+    assert not functional.summary["used_incremental"]
+    np.testing.assert_allclose(functional.probability, reference.probability, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(functional.top_class, reference.top_class)
+
+
 def test_maps_find_the_region_the_class_reads():
     """A model whose class-0 score grows with the pixels of one square: covering it drops p(0)."""
     size = 16
@@ -86,7 +103,15 @@ def test_maps_find_the_region_the_class_reads():
     assert (result.rows[r], result.cols[c]) == (2, 9)
     assert result.base_probability[0] > 0.99 and result.probability[0].min() < 0.05
     assert result.top_class[0, r, c] == 1 and result.top_class[0, 0, 0] == 0
-    assert result.pixel_map.shape == (1, size, size)
+    assert result.maps.shape == (1, size, size)
+    # the drop in p(0) is largest on the square and nothing outside the occluders' reach of it
+    drop = result.maps[0]
+    peak = np.unravel_index(drop.argmax(), drop.shape)
+    assert 2 <= peak[0] < 6 and 9 <= peak[1] < 13 and drop[2:6, 9:13].min() > 0
+    near = np.zeros((size, size), bool)
+    near[0:9, 6:16] = True  # pixels covered by a 4x4 occluder that also covers part of the square
+    assert np.abs(drop[~near]).max() < 1e-6 and drop[near].min() >= -1e-6
+    assert list(result.targets) == [0]
 
 
 def test_positions_cover_every_pixel():
@@ -95,27 +120,46 @@ def test_positions_cover_every_pixel():
     assert occlusion_positions(5, 5, 3) == [0]
 
 
+def test_default_size_and_stride_are_a_seventh_and_half_of_it(x):
+    result = occlusion(tiny_vgg(), x[:1])
+    assert result.params["size"] == 2 and result.params["stride"] == 1  # 16 // 7, then half
+    assert result.probability.shape == (1, 15, 15) and result.summary["positions"] == 225
+
+
 def test_layer_sequence_mismatch_falls_back_to_full(x):
     class Twisted(NamedSequential):
         def forward(self, t):
             return super().forward(t) * 2.0
 
     m = tiny_vgg()
-    twisted = Twisted([(n, mod) for n, mod in m.layers.named_children()], 3, 16)
+    twisted = Twisted(m.layers(), 3, 16)
     with pytest.warns(UserWarning, match="does not reproduce"):
         result = occlusion(twisted, x, size=4, stride=4)
-    assert not result.extras["used_incremental"]
+    assert not result.summary["used_incremental"]
+    full = occlusion(twisted, x, size=4, stride=4, incremental=False)
+    np.testing.assert_array_equal(result.probability, full.probability)
 
 
-def test_saves_pictures(tmp_path, x):
+def test_saves_figures_maps_and_json(tmp_path, x):
     result = methods.occlusion(tiny_vgg(), x, size=4, stride=4)
-    paths = result.save(tmp_path)
-    assert any(p.endswith("occlusion_1_top_class.png") for p in paths)
+    paths = result.save(tmp_path / "out")
+    assert sorted(os.path.basename(p) for p in paths) == sorted(os.listdir(tmp_path / "out")) == [
+        "occlusion.json", "occlusion_0.png", "occlusion_0_probability.png", "occlusion_0_probability_x64.png",
+        "occlusion_1.png", "occlusion_1_probability.png", "occlusion_1_probability_x64.png"]
+    probability = result.pictures()["0_probability"]
+    assert probability.shape == (4, 4) and probability.min() == 0 and probability.max() == 255  # its own range
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"size": 0}, "occluder size 0"), ({"size": 17}, "occluder size 17"), ({"stride": 0}, "stride must be positive"),
-    ({"fill": "grey"}, "unknown fill 'grey'"), ({"target": 9}, "target class 9 is out of range"),
+    ({"size": 0}, "size must be an integer >= 1 or None, got 0"),
+    ({"size": 17}, "occluder size 17 must be at most the image side"),
+    ({"stride": 0}, "stride must be an integer >= 1 or None, got 0"),
+    ({"fill": "grey"}, "fill must be one of zeros, mean, blur"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    ({"blur_sigma": -1.0}, "blur_sigma must be a number >= 0 or None"),
+    ({"incremental": 1}, "incremental must be True or False"),
+    ({"target": 9}, "target class 9 is out of range"),
+    ({"target": -1}, "target must be a class index >= 0 or a class name"),
 ])
 def test_bad_arguments_are_named(x, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -1,5 +1,7 @@
 """Saliency maps (Simonyan et al. 2014), our max-flow and GrabCut, and saliency-seeded segmentation."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -22,11 +24,15 @@ def region_model(size=16, region=(slice(4, 10), slice(6, 12)), classes=3, seed=0
     return NamedSequential(layers, 3, size).eval()
 
 
+def saliency_map(model, x, **options):
+    return methods.saliency(model, x, segment=False, **options).maps
+
+
 def test_saliency_lies_on_the_region_the_score_reads():
     region = (slice(4, 10), slice(6, 12))
     m = region_model(region=region)
     x = np.random.default_rng(0).normal(size=(3, 3, 16, 16)).astype(np.float32)
-    maps = methods.saliency_map(m, x)
+    maps = saliency_map(m, x)
     assert maps.shape == (3, 16, 16)
     inside = maps[:, region[0], region[1]].sum(axis=(1, 2))
     assert np.all(inside > 0) and np.allclose(inside, maps.sum(axis=(1, 2)))
@@ -41,18 +47,26 @@ def test_saliency_is_max_abs_gradient_of_the_score_before_softmax():
     logits = m(t)
     top = logits.numpy().argmax(axis=1)
     (logits[0, int(top[0])] + logits[1, int(top[1])]).backward()
-    np.testing.assert_allclose(methods.saliency_map(m, x), np.abs(t.grad).max(axis=1), rtol=1e-6)
-    np.testing.assert_allclose(methods.saliency_map(m, x, target=[2, 2]), methods.saliency_map(m, x, 2), rtol=1e-6)
+    result = methods.saliency(m, x, segment=False)
+    np.testing.assert_allclose(result.maps, np.abs(t.grad).max(axis=1), rtol=1e-6)
+    assert list(result.targets) == list(top) and result.masks is None
+    np.testing.assert_allclose(saliency_map(m, x, target=[2, 2]), saliency_map(m, x, target=2), rtol=1e-6)
 
 
-def test_saliency_bad_input_is_named():
-    m = tiny_vgg()
-    with pytest.raises(ValueError, match="takes 3-channel images, got 1"):
-        methods.saliency_map(m, np.zeros((1, 1, 16, 16), np.float32))
-    with pytest.raises(ValueError, match="takes 16x16 images"):
-        methods.saliency_map(m, np.zeros((1, 3, 8, 8), np.float32))
-    with pytest.raises(ValueError, match="one class index per image"):
-        methods.saliency_map(m, np.zeros((2, 3, 16, 16), np.float32), target=[1])
+@pytest.mark.parametrize("x, options, message", [
+    (np.zeros((1, 1, 16, 16), np.float32), {}, "takes 3-channel images, got 1"),
+    (np.zeros((1, 3, 8, 8), np.float32), {}, "takes 16x16 images"),
+    (np.zeros((2, 3, 16, 16), np.float32), {"target": [1]}, "give one target per image: 1 targets for 2 images"),
+    (np.zeros((1, 3, 16, 16), np.float32), {"foreground_quantile": 0.2},
+     r"background_quantile \(0.3\) must be below foreground_quantile \(0.2\)"),
+    (np.zeros((1, 3, 16, 16), np.float32), {"foreground_quantile": 1.5},
+     "foreground_quantile must be a number from 0 to 1, got 1.5"),
+    (np.zeros((1, 3, 16, 16), np.float32), {"iterations": -1}, "iterations must be an integer from 1 to 100, got -1"),
+    (np.zeros((1, 3, 16, 16), np.float32), {"segment": "yes"}, "segment must be True or False"),
+])
+def test_saliency_bad_input_is_named(x, options, message):
+    with pytest.raises(ValueError, match=message):
+        methods.saliency(tiny_vgg(), x, **options)
 
 
 # ----------------------------------------------------------------------------- max-flow
@@ -181,10 +195,18 @@ def test_segmentation_bad_input_is_named():
         gc.grabcut(image, np.full((8, 8), gc.BGD, np.uint8))
 
 
-def test_saliency_result_saves_pictures(tmp_path):
-    m = tiny_vgg()
+def test_saliency_result_segments_and_saves_figures_maps_and_masks(tmp_path):
+    m = region_model(region=(slice(3, 12), slice(4, 13)))
     x = np.random.default_rng(4).normal(size=(1, 3, 16, 16)).astype(np.float32)
     result = saliency(m, x)
-    assert result.maps.shape == (1, 16, 16) and result.masks.shape == (1, 16, 16)
-    paths = result.save(tmp_path)
-    assert any(p.endswith("saliency_0_segmentation.png") for p in paths)
+    assert result.maps.shape == (1, 16, 16) and result.masks.shape == (1, 16, 16) and result.masks.dtype == bool
+    np.testing.assert_array_equal(result.masks[0], saliency_segmentation(result.images[0], result.maps[0]))
+    assert not result.masks[0][result.maps[0] <= np.quantile(result.maps[0], 0.30)].any()  # sure background
+    assert result.masks[0][result.maps[0] >= np.quantile(result.maps[0], 0.95)].all()  # sure foreground
+    paths = result.save(tmp_path / "out")
+    assert sorted(os.path.basename(p) for p in paths) == sorted(os.listdir(tmp_path / "out")) == [
+        "saliency.json", "saliency_0.png", "saliency_0_map.png", "saliency_0_map_x16.png", "saliency_0_mask.png",
+        "saliency_0_mask_x16.png"]
+    pictures = result.pictures()
+    np.testing.assert_array_equal(pictures["0_mask"], result.masks[0].astype(np.uint8) * 255)
+    assert pictures["0_map"].max() == 255 and pictures["0_map"].min() == 0

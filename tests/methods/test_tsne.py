@@ -2,6 +2,7 @@
 interpolation against the exact gradient, the perplexity calibration, blob separation and
 neighbourhood preservation, the picture and bad input."""
 
+import importlib
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from methods import tsne as T
+T = importlib.import_module("methods.tsne")  # the module (methods.tsne is also the function's name)
 
 
 def blobs(n_per, centres, dim=10, spread=1.0, seed=0):
@@ -288,15 +289,17 @@ def test_picture_places_each_image_at_its_coordinate():
     images = np.zeros((3, 8, 8), np.uint8)
     images[1] = 255
     coords = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
-    result = T.TSNEResult({}, coords, 0.0, images=images, canvas=100)
+    result = T.TSNEResult(coords, 0.0, images=images, canvas=100)
     canvas = result.image_map()
     # image 1 (white) at the top-right corner, image 0 (black) at the bottom-left, image 2 top-left
-    assert canvas[1:9, 91:99].min() == 255
-    assert canvas[91:99, 1:9].max() == 0
-    assert canvas[1:9, 1:9].max() == 0
-    pictures = T.TSNEResult({}, coords, 0.0, images=images, labels=np.array([0, 1, 1])).pictures()
-    assert set(pictures) == {"scatter", "embedding"}
-    assert all(p.dtype == np.uint8 and p.ndim == 3 for p in pictures.values())
+    assert canvas[0:8, 92:100].min() == 255
+    assert canvas[92:100, 0:8].max() == 0
+    assert canvas[0:8, 0:8].max() == 0
+    result = T.TSNEResult(coords, 0.0, images=images, labels=np.array([0, 1, 1]), label_names=("dark", "light"))
+    assert set(result.pictures()) == {"embedding"}
+    figures = result.figures()
+    assert set(figures) == {"scatter", "thumbnails"}
+    assert all(p.dtype == np.uint8 and p.ndim == 3 and p.std() > 0 for p in figures.values())
 
 
 def test_bad_input():

@@ -8,7 +8,7 @@ import pytest
 
 import minigrad
 from minigrad import functional as F
-from minigrad.tensor import unbroadcast
+from minigrad.function import unbroadcast
 
 
 def test_fan_out_accumulates():
@@ -210,3 +210,92 @@ def test_cuda_without_cupy_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)
     with pytest.raises(RuntimeError, match=r'needs CuPy: install it with pip install -e "\.\[gpu\]"'):
         minigrad.tensor(np.ones(2)).to("cuda")
+
+
+# ----- hooks and the public gradient checker ---------------------------------------------------
+
+
+def test_tensor_hook_sees_and_replaces_the_gradient():
+    x = minigrad.tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    y = x * 2.0
+    seen = []
+    handle = y.register_hook(lambda g: seen.append(g.numpy().copy()) or g * 3.0)
+    (y * np.array([1.0, 10.0, 100.0])).sum().backward()
+    np.testing.assert_array_equal(seen[0], [1.0, 10.0, 100.0])
+    np.testing.assert_array_equal(x.grad, [6.0, 60.0, 600.0])
+    handle.remove()
+    x.grad = None
+    (x * 2.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0, 2.0])
+
+
+def test_tensor_hook_on_a_leaf_runs_before_accumulation_and_checks_shape():
+    x = minigrad.tensor(np.ones(2), requires_grad=True)
+    x.register_hook(lambda g: g * 0.5)
+    (x * 4.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0])
+    z = minigrad.tensor(np.ones(2), requires_grad=True)
+    z.register_hook(lambda g: np.ones(3))
+    with pytest.raises(RuntimeError, match="hook returned shape"):
+        z.sum().backward()
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        minigrad.tensor(np.ones(2)).register_hook(lambda g: g)
+
+
+def test_module_backward_hook_gets_grad_input_and_grad_output_and_may_replace_it():
+    from minigrad import nn
+
+    rng = np.random.default_rng(0)
+    conv = nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64)
+    x = minigrad.tensor(rng.standard_normal((1, 2, 5, 5)), requires_grad=True)
+    seed = rng.standard_normal((1, 3, 5, 5))
+    calls = []
+
+    def hook(module, grad_input, grad_output):
+        calls.append((module, grad_input[0].numpy().copy(), grad_output[0].numpy().copy()))
+        return (grad_input[0] * 2.0,)
+
+    conv(x).backward(seed)
+    plain = x.grad.copy()
+    x.grad = None
+    handle = conv.register_full_backward_hook(hook)
+    conv(x).backward(seed)
+    module, grad_input, grad_output = calls[0]
+    assert module is conv and len(calls) == 1
+    np.testing.assert_allclose(grad_output, seed)
+    np.testing.assert_allclose(grad_input, plain)
+    np.testing.assert_allclose(x.grad, 2.0 * plain)
+    handle.remove()
+    x.grad = None
+    conv(x).backward(seed)
+    np.testing.assert_allclose(x.grad, plain)
+
+
+def test_module_backward_hook_with_an_input_that_needs_no_gradient():
+    from minigrad import nn
+
+    lin = nn.Linear(3, 2, dtype=np.float64)
+    seen = []
+    lin.register_full_backward_hook(lambda m, gi, go: seen.append((gi, go[0].numpy().copy())))
+    lin(minigrad.tensor(np.ones((1, 3)))).sum().backward()
+    assert seen[0][0] == (None,)
+    np.testing.assert_array_equal(seen[0][1], np.ones((1, 2)))
+
+
+def test_gradcheck_is_public_and_catches_a_wrong_backward():
+    class Square(minigrad.Function):
+        @staticmethod
+        def forward(ctx, x, slack):
+            ctx.save_for_backward(x)
+            ctx.slack = slack
+            return x * x
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return 2.0 * x * grad * ctx.slack
+
+    x = np.random.default_rng(1).standard_normal((3, 4))
+    assert minigrad.gradcheck(lambda t: Square.apply(t, slack=1.0), [x])
+    with pytest.raises(minigrad.GradcheckError, match="finite differences"):
+        minigrad.gradcheck(lambda t: Square.apply(t, slack=1.001), [x])

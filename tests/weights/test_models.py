@@ -53,7 +53,7 @@ def test_paper_layer_names():
         "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "conv4", "relu4",
         "conv5", "relu5", "pool5", "avgpool", "flatten", "drop5", "fc6", "relu6", "drop6", "fc7", "relu7",
         "fc8")
-    assert [n for n, _ in alex.named_layers()] == list(alex.layer_names)
+    assert [n for n, _ in alex.layers()] == list(alex.layer_names)
     assert "flatten" not in repr(alex) and alex.input_shape == (3, 224, 224)
     assert alex.layer("fc6") is alex.classifier[1]
     assert alex.avgpool.output_size == (6, 6) and vgg16.avgpool.output_size == (7, 7)
@@ -69,13 +69,15 @@ def test_extract_runs_only_as_deep_as_needed_and_names_are_checked():
     assert list(out) == ["relu2", "conv1"]
     assert calls == ["conv1", "relu1", "pool1", "conv2", "relu2"]
     assert out["conv1"].shape == (1, 64, 15, 15)
-    with pytest.raises(ValueError, match="unknown layer name.*'relu9'.*valid names: conv1, relu1"):
+    with pytest.raises(ValueError, match="unknown layer 'relu9' for alexnet; its layers are: conv1, relu1"):
         model.extract(x, ["relu9"])
-    with pytest.raises(ValueError, match="valid names"):
+    with pytest.raises(ValueError, match="its layers are"):
         model.layer("features.0")
     assert model.extract(x, "flatten")["flatten"].shape == (1, 256 * 36)
-    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+    with pytest.raises(ValueError, match=r"takes a batch \(N, C, H, W\)"):
         model(np.zeros((3, 64, 64), np.float32))
+    with pytest.raises(ValueError, match="32x32 images are too small for alexnet: layer pool5"):
+        model(np.zeros((1, 3, 32, 32), np.float32))
 
 
 def test_torchvision_init_statistics_and_seeding():
@@ -117,31 +119,39 @@ def test_preprocess_numbers_and_round_trip():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
     model = models.ConvNet("alexnet", init=None)
-    x = model.preprocess(img)
+    x = model.preprocess(img, size=(20, 30))
     assert x.shape == (1, 3, 20, 30) and x.dtype == np.float32
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     want = ((img / 255.0 - mean) / std).transpose(2, 0, 1)
     np.testing.assert_allclose(x[0], want, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(model.deprocess(x)[0], img)
     np.testing.assert_array_equal(model.deprocess(minigrad.tensor(x[0])), img)
-    batch = model.preprocess([img, img[::-1]])
+    batch = model.preprocess([img, img[::-1]], size=(20, 30))
     assert batch.shape == (2, 3, 20, 30)
-    np.testing.assert_array_equal(model.preprocess(np.stack([img, img])), batch[[0, 0]])
-    gray = model.preprocess(img[:, :, 0])
+    np.testing.assert_array_equal(model.preprocess(np.stack([img, img]), size=(20, 30)), batch[[0, 0]])
+    gray = model.preprocess(img[:, :, 0], size=(20, 30))
     assert np.allclose(gray[0, 0] * std[0] + mean[0], gray[0, 1] * std[1] + mean[1], atol=1e-5)
-    np.testing.assert_allclose(model.preprocess(img / 255.0), x, atol=1e-5)
+    np.testing.assert_allclose(model.preprocess(img / 255.0, size=(20, 30)), x, atol=1e-5)
+    sixteen = img.astype(np.uint16) * 257  # 16-bit images are scaled to 8 bits, not clipped to white
+    np.testing.assert_array_equal(model.preprocess(sixteen, size=(20, 30)), x)
+    with pytest.warns(models.PreprocessingNote, match="30x20 resized to 384x256 and centre-cropped to 224x224"):
+        assert model.preprocess(img).shape == (1, 3, 224, 224)
 
 
 def test_preprocess_refusals():
     model = models.ConvNet("alexnet", init=None)
     with pytest.raises(ValueError, match="different sizes"):
-        model.preprocess([np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4, 3), np.uint8)])
+        models.Preprocessing()([np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4, 3), np.uint8)])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         model.preprocess(np.full((4, 4, 3), 200.0))
     with pytest.raises(ValueError, match="uint8"):
-        model.preprocess(np.zeros((4, 4, 3), np.int32))
+        model.preprocess(np.full((4, 4, 3), 300, np.int32))
+    with pytest.raises(ValueError, match="size must be from 1 to 8192"):
+        model.preprocess(np.zeros((4, 4, 3), np.uint8), size=0)
+    with pytest.raises(ValueError, match="crop must be"):
+        model.preprocess(np.zeros((4, 4, 3), np.uint8), crop="middle")
     with pytest.raises(ValueError, match="shape"):
-        model.preprocess(np.zeros((4, 4, 5), np.uint8))
+        model.preprocess(np.zeros((2, 4, 4, 5), np.uint8))
     with pytest.raises(FileNotFoundError, match="no such image"):
         model.preprocess("/nonexistent/cat.jpg")
 
@@ -152,10 +162,11 @@ def test_preprocess_paths_pil_and_center_crop(tmp_path):
     img = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "a.png")
     model = models.ConvNet("alexnet", init=None)
-    x = model.preprocess(tmp_path / "a.png")
+    x = model.preprocess(tmp_path / "a.png", size=(300, 400))
     np.testing.assert_array_equal(model.deprocess(x)[0], img)
-    np.testing.assert_array_equal(model.preprocess(Image.fromarray(img)), x)
-    c = model.preprocess([str(tmp_path / "a.png"), img], center_crop=True)
+    np.testing.assert_array_equal(model.preprocess(Image.fromarray(img), size=(300, 400)), x)
+    with pytest.warns(models.PreprocessingNote, match="400x300 resized to 341x256 and centre-cropped to 224x224"):
+        c = model.preprocess([str(tmp_path / "a.png"), img])
     assert c.shape == (2, 3, 224, 224)
     # shorter side 300 -> 256, longer 400 -> 341; crop the centre 224 x 224
     ref = np.asarray(Image.fromarray(img).resize((341, 256), Image.BILINEAR).crop((58, 16, 282, 240)))
@@ -228,7 +239,7 @@ def test_models_work_without_optional_packages():
         import numpy as np
         from minigrad import models
         m = models.ConvNet("alexnet", init=None)
-        assert m.preprocess(np.zeros((4, 4, 3), np.uint8)).shape == (1, 3, 4, 4)
+        assert m.preprocess(np.zeros((4, 4, 3), np.uint8), size=4).shape == (1, 3, 4, 4)
         try:
             m.preprocess("cat.png")
         except ImportError as e:
@@ -396,7 +407,8 @@ def test_fetch_end_to_end_from_a_local_mirror(torch_alexnet, tmp_path, monkeypat
     from weights.__main__ import main
 
     digest = registry.sha256_file(srcs["zip"])
-    entry = registry.Checkpoint("alexnet", "alexnet", "alexnet-owt-7be5be79.pth", digest, 1, "zip", True)
+    size = srcs["zip"].stat().st_size
+    entry = registry.Checkpoint("alexnet", "alexnet", "alexnet-owt-7be5be79.pth", digest, size, "zip", True)
     monkeypatch.setitem(registry.CHECKPOINTS, "alexnet", entry)
     monkeypatch.setenv("MINIGRAD_HOME", str(tmp_path))
     assert main(["fetch", "alexnet", "--url", srcs["zip"].as_uri(), "-q"]) == 0

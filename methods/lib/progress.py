@@ -30,8 +30,10 @@ class Progress:
             if self.verbose and (now - last > 0.2 or count == self.total):
                 last = now
                 shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.values.items())
+                rate = count / (now - start)
                 of = f"/{self.total}" if self.total else ""
-                sys.stderr.write(f"\r{self.description}: {count}{of} ({count / (now - start):.1f}/s) {shown}\033[K")
+                eta = f", {(self.total - count) / rate:.0f} s left" if self.total and count < self.total else ""
+                sys.stderr.write(f"\r{self.description}: {count}{of} ({rate:.1f}/s{eta}) {shown}\033[K")
                 sys.stderr.flush()
         if self.verbose and count:
             sys.stderr.write("\n")

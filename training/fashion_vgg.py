@@ -1,6 +1,6 @@
-"""Train the small models that ship in weights/, with minigrad itself.
+"""Train fashion-vgg, the small model that ships in weights/, with minigrad itself.
 
-    python -m weights.train fashion-vgg [--epochs 10] [--batch-size 128] [--seed 0]
+    python -m training fashion-vgg [--epochs 10] [--batch-size 128] [--seed 0]
                                         [--data /usr/share/datasets/fashion-mnist]
                                         [--output weights/fashion-vgg.safetensors] [--force]
 
@@ -33,8 +33,8 @@ with the loss and accuracy on the test split; the weights are written after ever
 interrupted run leaves the last complete epoch), with metadata recording the architecture,
 preprocessing, class names, recipe, dataset SHA-256s and results.
 
-Layering: ``weights`` imports NumPy only. This script is a command, not part of the package
-API: it imports minigrad inside :func:`train`, so ``import weights`` never pulls minigrad in.
+The shipped file and its log were made when this script was ``weights/train.py`` (its
+metadata says ``python -m weights.train``); it moved here so that ``weights`` imports NumPy only.
 """
 
 import argparse
@@ -55,7 +55,8 @@ __all__ = ["read_idx", "load_fashion_mnist", "load_sample_split", "train", "main
 
 MODELS = ("fashion-vgg",)
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
-HERE = os.path.dirname(os.path.abspath(__file__))
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WEIGHTS_DIR = os.path.join(REPOSITORY, "weights")
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -136,7 +137,7 @@ def load_sample_split(n_train=1600):
     images, labels = fashion_sample()
     return {"train": (images[:n_train], labels[:n_train]), "test": (images[n_train:], labels[n_train:]),
             "sha256": {"methods/data/fashion_mnist_sample.npz": _sha256(
-                os.path.join(os.path.dirname(HERE), "methods", "data", "fashion_mnist_sample.npz"))}}
+                os.path.join(REPOSITORY, "methods", "data", "fashion_mnist_sample.npz"))}}
 
 
 def augment(images, rng, flip=True, shift=0):
@@ -473,7 +474,7 @@ def _metadata(summary):
                                      "input": "uint8 (N, 28, 28), 0 = background, 255 = ink"}),
         "labels": json.dumps(list(LABELS)),
         "class_list": "fashion-mnist",
-        "source": "trained by minigrad: python -m weights.train " + summary["model_name"],
+        "source": "trained by minigrad: python -m training " + summary["model_name"],
         "dataset": "Fashion-MNIST (Xiao, Rasul & Vollgraf 2017), MIT licence",
         "dataset_sha256": json.dumps(summary["sha256"]),
         "recipe": json.dumps(summary["recipe"]),
@@ -486,7 +487,7 @@ def _metadata(summary):
 
 
 def _write_log(path, summary, overwrite=False):
-    lines = [f"# python -m weights.train {summary['model_name']}",
+    lines = [f"# python -m training {summary['model_name']}",
              f"recipe: {json.dumps(summary['recipe'])}",
              f"architecture: {json.dumps(summary['config'])}",
              f"kernels: {summary['backend']}; numpy {np.__version__}; {os.cpu_count()} CPU cores",
@@ -507,7 +508,7 @@ def _write_log(path, summary, overwrite=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m weights.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", choices=MODELS, help="what to train")
     parser.add_argument("--data", default=DEFAULT_DATA, help="folder with the Fashion-MNIST IDX .gz files")
     parser.add_argument("--sample", action="store_true",
@@ -539,7 +540,7 @@ def main(argv=None):
         # oversubscribe the cores (or wait on each other's barriers) run many times slower.
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
             os.environ.setdefault(var, "1")
-    output = args.output or os.path.join(HERE, f"{args.model}.safetensors")
+    output = args.output or os.path.join(WEIGHTS_DIR, f"{args.model}.safetensors")
     log = args.log or os.path.splitext(output)[0] + ".log"
     try:
         data = load_sample_split() if args.sample else load_fashion_mnist(args.data)

@@ -1,44 +1,22 @@
-"""minigrad.nn: modules, parameters and the layers of the classic CNNs, PyTorch-compatible.
+"""Module, Parameter and the containers: the bookkeeping half of :mod:`minigrad.nn`.
 
 A :class:`Module` owns :class:`Parameter` tensors, buffers (plain arrays such as batch-norm running
-statistics) and child modules, all registered by attribute assignment exactly as in PyTorch::
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 8, 3, padding=1)   # a child module named "conv"
-            self.fc = nn.Linear(8, 10)
-
-        def forward(self, x):
-            return self.fc(F.adaptive_avg_pool2d(F.relu(self.conv(x)), 1).flatten(1))
-
+statistics) and child modules, all registered by attribute assignment exactly as in PyTorch.
 Registration order, names and ``state_dict`` keys follow PyTorch (``conv.weight``, ``fc.bias``,
 ``features.0.weight`` inside a :class:`Sequential`, ``bn.running_mean``, ``bn.num_batches_tracked``),
 so a torchvision checkpoint converted to NumPy arrays loads with ``load_state_dict`` unchanged.
-
-Layers call :mod:`minigrad.functional`; this module adds state, bookkeeping and PyTorch's default
-initializations (drawn from ``minigrad.random_generator()``, so ``minigrad.manual_seed`` makes models
-reproducible). There is no in-place arithmetic on tensors here: ``inplace=`` arguments are accepted
-for compatibility with model definitions written for PyTorch and ignored.
 """
 
-import itertools
-import math
-import types
 from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from minigrad import backend
-from minigrad import functional as F
-from minigrad.seeding import random_generator
+from minigrad import backend, config
+from minigrad.function import Function
+from minigrad.hooks import RemovableHandle
 from minigrad.tensor import Tensor
 
-__all__ = [
-    "Module", "Parameter", "Sequential", "ModuleList", "Identity", "Conv2d", "Linear", "ReLU",
-    "LeakyReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Dropout", "BatchNorm2d", "Flatten",
-    "Upsample", "LocalResponseNorm", "StateDictError", "RemovableHandle", "init",
-]
+__all__ = ["IncompatibleKeys", "Module", "ModuleList", "Parameter", "RemovableHandle", "Sequential", "StateDictError"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -65,31 +43,22 @@ class Parameter(Tensor):
 
 
 # --------------------------------------------------------------------------------------------------
-# hooks and load results
+# load results
 # --------------------------------------------------------------------------------------------------
 
 
-class RemovableHandle:
-    """Returned by ``register_forward_hook``; ``.remove()`` unregisters the hook.
+class _GradientTap(Function):
+    """The identity, whose backward passes the gradient through ``callback`` (None keeps it)."""
 
-    Also a context manager, so a hook can live exactly as long as a ``with`` block.
-    """
+    @staticmethod
+    def forward(ctx, x, callback):
+        ctx.callback = callback
+        return x
 
-    _ids = itertools.count()
-
-    def __init__(self, hooks):
-        self._hooks = hooks
-        self.id = next(RemovableHandle._ids)
-
-    def remove(self):
-        self._hooks.pop(self.id, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
-        return False
+    @staticmethod
+    def backward(ctx, grad):
+        result = ctx.callback(grad)
+        return grad if result is None else result
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -126,14 +95,6 @@ def _as_array(value, key):
     return array
 
 
-def _copy_into(target, source):
-    """target[...] = source, converting dtype and moving across devices as needed."""
-    device = backend.device_of(target)
-    if backend.device_of(source) != device:
-        source = backend.to_device(source, device)
-    target[...] = source
-
-
 def _to_numpy_copy(array):
     host = backend.to_device(array, "cpu")
     return np.array(host, copy=True)
@@ -163,6 +124,7 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_hooks", OrderedDict())
 
     # ----- attribute registration ------------------------------------------------------------
 
@@ -295,12 +257,42 @@ class Module:
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
-        output = self.forward(*args, **kwargs)
+        if self._backward_hooks and config.is_grad_enabled():
+            output = self._forward_with_backward_hooks(args, kwargs)
+        else:
+            output = self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks.values()):
             result = hook(self, args, output)
             if result is not None:
                 output = result
         return output
+
+    def _forward_with_backward_hooks(self, args, kwargs):
+        """Run forward between two identity taps: the output's tap records grad_output, the input's
+        tap (reached later in the backward pass) calls the hooks, whose result replaces grad_input.
+        When the input needs no gradient the output's tap calls them with grad_input (None,)."""
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        if len(tensors) != 1 or not isinstance(args[0], Tensor):
+            raise TypeError(f"{type(self).__name__}: backward hooks support modules called with one tensor, "
+                            f"got {len(tensors)} tensor argument(s)")
+        seen = {}
+
+        def call_hooks(grad_input):
+            for hook in list(self._backward_hooks.values()):
+                result = hook(self, (None if grad_input is None else Tensor(grad_input),), (Tensor(seen["output"]),))
+                if result is not None and grad_input is not None:
+                    replaced = result[0] if isinstance(result, (tuple, list)) else result
+                    grad_input = replaced.data if isinstance(replaced, Tensor) else replaced
+            return grad_input
+
+        def at_output(grad):
+            seen["output"] = grad
+            if not args[0].requires_grad:
+                call_hooks(None)
+
+        x = _GradientTap.apply(args[0], callback=call_hooks) if args[0].requires_grad else args[0]
+        output = self.forward(x, *args[1:], **kwargs)
+        return _GradientTap.apply(output, callback=at_output) if output.requires_grad else output
 
     def register_forward_hook(self, hook):
         """Call ``hook(module, inputs, output)`` after every forward of this module.
@@ -313,6 +305,17 @@ class Module:
             raise TypeError("a forward hook must be callable as hook(module, inputs, output)")
         handle = RemovableHandle(self._forward_hooks)
         self._forward_hooks[handle.id] = hook
+        return handle
+
+    def register_full_backward_hook(self, hook):
+        """Call ``hook(module, grad_input, grad_output)`` when the gradient w.r.t. this module's input
+        has been computed, as PyTorch does: both are one-element tuples of Tensors (grad_input is
+        ``(None,)`` when the input needs no gradient), and a non-None result replaces grad_input.
+        Modules called with one tensor only."""
+        if not callable(hook):
+            raise TypeError("a backward hook must be callable as hook(module, grad_input, grad_output)")
+        handle = RemovableHandle(self._backward_hooks)
+        self._backward_hooks[handle.id] = hook
         return handle
 
     def register_forward_pre_hook(self, hook):
@@ -549,7 +552,7 @@ class Module:
                 missing if strict else (), unexpected if strict else (), mismatched,
             )
         for target, source in plan:
-            _copy_into(target, source)
+            backend.copy_into(target, source)
         return IncompatibleKeys(missing, unexpected)
 
     # ----- printing ---------------------------------------------------------------------------
@@ -649,421 +652,3 @@ class ModuleList(Module):
         if isinstance(index, slice):
             return ModuleList(items[index])
         return items[index]
-
-
-# --------------------------------------------------------------------------------------------------
-# initialization
-# --------------------------------------------------------------------------------------------------
-
-
-def _fans(shape):
-    """(fan_in, fan_out) of a weight: (in, out) for Linear, times the kernel area for Conv2d."""
-    if len(shape) < 2:
-        raise ValueError(f"fan-in and fan-out need a weight with at least 2 dimensions, got shape {shape}")
-    receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
-    return shape[1] * receptive, shape[0] * receptive
-
-
-def _gain(nonlinearity, a=0.0):
-    if nonlinearity in ("linear", "conv2d", "sigmoid"):
-        return 1.0
-    if nonlinearity == "tanh":
-        return 5.0 / 3
-    if nonlinearity == "relu":
-        return math.sqrt(2.0)
-    if nonlinearity == "leaky_relu":
-        return math.sqrt(2.0 / (1 + a * a))
-    raise ValueError(f"unknown nonlinearity {nonlinearity!r}")
-
-
-def _fill(tensor, values):
-    """Write host values into ``tensor.data`` in place (any device, the tensor's dtype)."""
-    _copy_into(tensor.data, np.asarray(values))
-    return tensor
-
-
-def _uniform_(tensor, low=0.0, high=1.0):
-    """Fill with U(low, high) from minigrad's generator."""
-    return _fill(tensor, random_generator().uniform(low, high, size=tensor.shape))
-
-
-def _normal_(tensor, mean=0.0, std=1.0):
-    """Fill with N(mean, std^2) from minigrad's generator."""
-    return _fill(tensor, random_generator().normal(mean, std, size=tensor.shape))
-
-
-def _constant_(tensor, value):
-    return _fill(tensor, np.full(tensor.shape, value))
-
-
-def _kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
-    """He et al. (2015) uniform init: U(-b, b) with b = gain * sqrt(3 / fan).
-
-    PyTorch's default for Conv2d and Linear weights is ``a=sqrt(5)``, which gives
-    b = 1/sqrt(fan_in).
-    """
-    fan = _fans(tensor.shape)[0 if mode == "fan_in" else 1]
-    bound = _gain(nonlinearity, a) * math.sqrt(3.0 / fan)
-    return _uniform_(tensor, -bound, bound)
-
-
-def _kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
-    """He et al. (2015) normal init: N(0, (gain / sqrt(fan))^2) (torchvision VGG uses fan_out, relu)."""
-    fan = _fans(tensor.shape)[0 if mode == "fan_in" else 1]
-    return _normal_(tensor, 0.0, _gain(nonlinearity, a) / math.sqrt(fan))
-
-
-def _xavier_uniform_(tensor, gain=1.0):
-    """Glorot & Bengio (2010): U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))."""
-    fan_in, fan_out = _fans(tensor.shape)
-    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return _uniform_(tensor, -bound, bound)
-
-
-init = types.SimpleNamespace(
-    uniform_=_uniform_, normal_=_normal_, constant_=_constant_,
-    zeros_=lambda t: _constant_(t, 0.0), ones_=lambda t: _constant_(t, 1.0),
-    kaiming_uniform_=_kaiming_uniform_, kaiming_normal_=_kaiming_normal_,
-    xavier_uniform_=_xavier_uniform_, calculate_gain=_gain,
-)
-init.__doc__ = """In-place initializers (``nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")``).
-
-All draw from ``minigrad.random_generator()`` on the CPU and copy into the tensor's device and dtype.
-"""
-
-
-def _empty_parameter(shape, dtype):
-    return Parameter(np.zeros(shape, dtype=np.dtype(dtype)))
-
-
-def _reset_weight_and_bias(weight, bias):
-    """PyTorch's default for Conv2d/Linear: weight kaiming_uniform(a=sqrt(5)), bias U(±1/sqrt(fan_in))."""
-    _kaiming_uniform_(weight, a=math.sqrt(5))
-    if bias is not None:
-        fan_in = _fans(weight.shape)[0]
-        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        _uniform_(bias, -bound, bound)
-
-
-# --------------------------------------------------------------------------------------------------
-# layers
-# --------------------------------------------------------------------------------------------------
-
-
-def _pair(value, name):
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value), int(value)
-    pair = tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-class Conv2d(Module):
-    """2-D convolution over (N, C, H, W) inputs, weight (out, in / groups, kh, kw).
-
-    Initialized as PyTorch does: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
-    fan_in = in_channels / groups * kh * kw.
-    """
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, dtype=np.float32):
-        super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.groups = _positive_int(groups, "groups")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
-            )
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
-        self.dilation = _pair(dilation, "dilation")
-        self.weight = _empty_parameter((out_channels, in_channels // groups) + self.kernel_size, dtype)
-        if bias:
-            self.bias = _empty_parameter((out_channels,), dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        _reset_weight_and_bias(self.weight, self.bias)
-
-    def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-
-    def extra_repr(self):
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
-            s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
-
-
-class Linear(Module):
-    """y = x W^T + b with W of shape (out_features, in_features), PyTorch's layout and init."""
-
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
-        super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.out_features = _positive_int(out_features, "out_features")
-        self.weight = _empty_parameter((out_features, in_features), dtype)
-        if bias:
-            self.bias = _empty_parameter((out_features,), dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        _reset_weight_and_bias(self.weight, self.bias)
-
-    def forward(self, x):
-        return F.linear(x, self.weight, self.bias)
-
-    def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-
-
-class Identity(Module):
-    """Returns its input (a placeholder where a layer is removed)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__()
-
-    def forward(self, x):
-        return x
-
-
-class ReLU(Module):
-    """max(x, 0). Its backward rule (standard / deconvnet / guided) is chosen at backward time with
-    ``minigrad.relu_backward(...)``. ``inplace`` is accepted for PyTorch compatibility and ignored."""
-
-    def __init__(self, inplace=False):
-        super().__init__()
-
-    def forward(self, x):
-        return F.relu(x)
-
-
-class LeakyReLU(Module):
-    """x for x > 0, negative_slope * x otherwise."""
-
-    def __init__(self, negative_slope=0.01, inplace=False):
-        super().__init__()
-        self.negative_slope = float(negative_slope)
-
-    def forward(self, x):
-        return F.leaky_relu(x, self.negative_slope)
-
-    def extra_repr(self):
-        return f"negative_slope={self.negative_slope}"
-
-
-class MaxPool2d(Module):
-    """Max pooling; ``stride`` defaults to ``kernel_size``. Only dilation=1 and ceil_mode=False."""
-
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-        super().__init__()
-        if _pair(dilation, "dilation") != (1, 1) or ceil_mode:
-            raise NotImplementedError("MaxPool2d supports only dilation=1 and ceil_mode=False")
-        self.kernel_size = kernel_size
-        self.stride = kernel_size if stride is None else stride
-        self.padding = padding
-
-    def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
-
-    def extra_repr(self):
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                "dilation=1, ceil_mode=False")
-
-
-class AvgPool2d(Module):
-    """Average pooling; ``stride`` defaults to ``kernel_size``."""
-
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-        super().__init__()
-        if ceil_mode:
-            raise NotImplementedError("AvgPool2d supports only ceil_mode=False")
-        self.kernel_size = kernel_size
-        self.stride = kernel_size if stride is None else stride
-        self.padding = padding
-        self.count_include_pad = bool(count_include_pad)
-
-    def forward(self, x):
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.count_include_pad)
-
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-
-
-class AdaptiveAvgPool2d(Module):
-    """Average-pool any input to ``output_size`` (int or pair), PyTorch's cell boundaries."""
-
-    def __init__(self, output_size):
-        super().__init__()
-        self.output_size = output_size
-
-    def forward(self, x):
-        return F.adaptive_avg_pool2d(x, self.output_size)
-
-    def extra_repr(self):
-        return f"output_size={self.output_size}"
-
-
-class Dropout(Module):
-    """Inverted dropout with probability ``p`` in training mode; the identity in eval mode."""
-
-    def __init__(self, p=0.5, inplace=False):
-        super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-            raise ValueError(f"dropout probability must lie in [0, 1], got {p!r}")
-        self.p = float(p)
-
-    def forward(self, x):
-        return F.dropout(x, self.p, training=self.training)
-
-    def extra_repr(self):
-        return f"p={self.p}, inplace=False"
-
-
-class BatchNorm2d(Module):
-    """Batch normalization over (N, C, H, W) (Ioffe & Szegedy, 2015), PyTorch's state and semantics.
-
-    Parameters ``weight`` (ones) and ``bias`` (zeros) when ``affine``; buffers ``running_mean``
-    (zeros), ``running_var`` (ones) and ``num_batches_tracked`` (int64 0) when
-    ``track_running_stats``, so torch BatchNorm2d state_dicts load unchanged. Training mode
-    normalizes with the batch statistics and updates the running ones (the variance unbiased) with
-    ``momentum``, or with a cumulative average when ``momentum=None``; eval mode uses the running
-    statistics.
-    """
-
-    _optional_state = ("num_batches_tracked",)
-
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 dtype=np.float32):
-        super().__init__()
-        self.num_features = _positive_int(num_features, "num_features")
-        self.eps = float(eps)
-        self.momentum = None if momentum is None else float(momentum)
-        self.affine = bool(affine)
-        self.track_running_stats = bool(track_running_stats)
-        dtype = np.dtype(dtype)
-        if self.affine:
-            self.weight = Parameter(np.ones(num_features, dtype=dtype))
-            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if self.track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
-
-    def reset_running_stats(self):
-        if self.track_running_stats:
-            self.running_mean[...] = 0
-            self.running_var[...] = 1
-            self.num_batches_tracked[...] = 0
-
-    def forward(self, x):
-        if x.ndim != 4:
-            raise ValueError(f"BatchNorm2d expects an input of shape (N, C, H, W), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.num_features:
-            raise ValueError(
-                f"BatchNorm2d({self.num_features}) got an input with {x.shape[1]} channels (shape {tuple(x.shape)})"
-            )
-        use_batch_stats = self.training or not self.track_running_stats
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked += 1  # in place on the 0-d buffer
-            if self.momentum is None:
-                momentum = 1.0 / float(self.num_batches_tracked)
-        update = self.training and self.track_running_stats
-        return F.batch_norm(
-            x,
-            self.running_mean if update or not use_batch_stats else None,
-            self.running_var if update or not use_batch_stats else None,
-            self.weight, self.bias, training=use_batch_stats, momentum=momentum, eps=self.eps,
-        )
-
-    def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
-
-
-class LocalResponseNorm(Module):
-    """Cross-channel local response normalization (Krizhevsky et al., 2012), PyTorch's formula:
-    b_c = a_c / (k + alpha / size * sum_{c' near c} a_{c'}^2) ** beta."""
-
-    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
-        super().__init__()
-        self.size = _positive_int(size, "size")
-        self.alpha, self.beta, self.k = float(alpha), float(beta), float(k)
-
-    def forward(self, x):
-        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
-
-    def extra_repr(self):
-        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
-
-
-class Flatten(Module):
-    """Flatten dimensions ``start_dim`` .. ``end_dim`` into one (default: all but the batch axis)."""
-
-    def __init__(self, start_dim=1, end_dim=-1):
-        super().__init__()
-        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
-
-    def forward(self, x):
-        ndim = x.ndim
-        start = self.start_dim % ndim if ndim else 0
-        end = self.end_dim % ndim if ndim else 0
-        if start > end:
-            raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} for shape {x.shape}")
-        shape = tuple(x.shape)
-        return x.reshape(shape[:start] + (-1,) + shape[end + 1:])
-
-    def extra_repr(self):
-        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
-
-
-class Upsample(Module):
-    """Resize by ``size`` or ``scale_factor`` with "nearest" or "bilinear" sampling."""
-
-    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None):
-        super().__init__()
-        if (size is None) == (scale_factor is None):
-            raise ValueError("Upsample needs exactly one of size and scale_factor")
-        if mode not in ("nearest", "bilinear"):
-            raise ValueError(f"Upsample mode must be 'nearest' or 'bilinear', got {mode!r}")
-        if mode == "nearest" and align_corners:
-            raise ValueError("align_corners applies only to mode='bilinear'")
-        if scale_factor is not None:
-            scale_factor = (float(scale_factor) if np.isscalar(scale_factor)
-                            else tuple(float(s) for s in scale_factor))
-        self.size, self.scale_factor, self.mode, self.align_corners = size, scale_factor, mode, align_corners
-
-    def forward(self, x):
-        return F.interpolate(x, size=self.size, scale_factor=self.scale_factor, mode=self.mode,
-                             align_corners=bool(self.align_corners))
-
-    def extra_repr(self):
-        what = f"size={self.size}" if self.size is not None else f"scale_factor={self.scale_factor}"
-        return f"{what}, mode={self.mode!r}"
