@@ -23,7 +23,8 @@ Published defaults (see shared/notes/technique-anchors.md, section 10):
 * per-coordinate gains (+0.2 when the gradient changes sign, x0.8 otherwise, at least 0.01;
   Jacobs 1988, as in every reference implementation) and openTSNE's step-norm cap of 5.
 
-Deterministic given ``seed`` (it only matters for ``init="random"``). The notes' picture
+Deterministic given ``seed`` (it only matters for ``init="random"``), and the same for any
+number of threads (each point's forces are computed by one task in one order). The notes' picture
 (lecture "Understanding ConvNets": "we place the image at the coordinate") is drawn by
 :meth:`TSNEResult.pictures` when the images are given.
 """
