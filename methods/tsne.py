@@ -47,8 +47,8 @@ from methods.lib.result import Result
 #: interpolation rather than Barnes-Hut. Measured on this project's 2-core machine, 1000
 #: iterations, CPU seconds (wall seconds on a loaded machine): 500 points exact 1.2, Barnes-Hut
 #: 0.9; 1000 points exact 22, Barnes-Hut 1.8, FFT 5.2; 2000 points Barnes-Hut 4.2 (9.8), FFT
-#: 6.6 (8.4); 4000 points Barnes-Hut 8.9 (22.7), FFT 10.2 (13.8). The FFT's grid costs the
-#: same at any N, and it runs on two threads where Barnes-Hut runs on one.
+#: 6.6 (8.4); 4000 points Barnes-Hut 8.9 (22.7), FFT 10.2 (13.8), Barnes-Hut then on one
+#: thread, the FFT on two. The FFT's grid costs the same at any N.
 EXACT_BELOW = 500
 FFT_FROM = 2500
 
