@@ -56,6 +56,7 @@ COMMON = {"model", "image", "wait"}
 class Handler(BaseHTTPRequestHandler):
     server_version = "minigrad-explorer"
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart (delayed ACKs)
 
     def log_message(self, format, *args):  # quiet unless asked: the page polls many times a second
         if self.server.verbose:
@@ -162,7 +163,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _post(self, path, query):
         if path != "/api/upload":
-            raise RequestError(404 if not path.startswith("/api/") else 405, f"POST is for /api/upload, not {path[:200]}")
+            status = 405 if path.startswith("/api/") else 404
+            raise RequestError(status, f"POST is for /api/upload, not {path[:200]}")
         self._expect(query, set())
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self.close_connection = True

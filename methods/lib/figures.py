@@ -167,7 +167,8 @@ def curves(series, title=None, xlabel="step", ylabel="loss", log=False, size=(5.
     fig = _canvas(*size)
     axis = fig.add_subplot(1, 1, 1)
     for label, values in series.items():
-        axis.plot(np.arange(len(values)), np.asarray(values, dtype=np.float64), label=label, marker="." if ticks else None)
+        axis.plot(np.arange(len(values)), np.asarray(values, dtype=np.float64), label=label,
+                  marker="." if ticks else None)
     if log:
         axis.set_yscale("log")
     if ticks is not None:

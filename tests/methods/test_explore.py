@@ -224,7 +224,8 @@ def test_slow_views_report_progress_and_are_cached(served, model, monkeypatch):
         report(job, *args)
 
     monkeypatch.setattr(explorer_module.Job, "report", slowly)
-    params = dict(technique="patches", model="fashion-vgg", layer="relu1_1", channel=3, batch_size=8, k=4)
+    params = {"technique": "patches", "model": "fashion-vgg", "layer": "relu1_1", "channel": 3, "batch_size": 8,
+              "k": 4}
     status, _, body = request(served, f"/api/run?{urlencode({'wait': 0, **params})}")
     seen = []
     while status == 202:
@@ -244,7 +245,7 @@ def test_slow_views_report_progress_and_are_cached(served, model, monkeypatch):
 
 
 def test_the_regularized_visualization_runs_when_registered_and_is_unavailable_otherwise(served):
-    params = dict(technique="visualize-unit", model="fashion-vgg", layer="conv2_1", unit=3)
+    params = {"technique": "visualize-unit", "model": "fashion-vgg", "layer": "conv2_1", "unit": 3}
     if "visualize-unit" not in TECHNIQUES:
         status, body = get(served, "/api/run", **params)
         assert status == 404 and "visualize-unit" in body["error"] and "not registered" in body["error"]
@@ -261,9 +262,9 @@ def test_occlusion_on_request(served):
 
 def test_every_picture_downloads_as_the_files_the_command_line_writes(served):
     for path, params, technique in (
-            ("/api/run", dict(technique="saliency", image="sample:0", segment="false"), "saliency"),
-            ("/api/activations", dict(image="sample:0", layer="relu1_1"), "activations"),
-            ("/api/inspect", dict(image="sample:0"), "backprop-inspector")):
+            ("/api/run", {"technique": "saliency", "image": "sample:0", "segment": "false"}, "saliency"),
+            ("/api/activations", {"image": "sample:0", "layer": "relu1_1"}, "activations"),
+            ("/api/inspect", {"image": "sample:0"}, "backprop-inspector")):
         status, body = get(served, path, model="fashion-vgg", **params)
         status, _, listing = request(served, f"/api/files/{body['job']}")
         names = [f["name"] for f in listing["files"]]
@@ -322,6 +323,7 @@ def test_bad_requests_get_a_4xx_with_a_message(served, path, status, message):
 def test_pictures_and_files_of_a_view_are_only_those_it_made(served):
     status, body = get(served, "/api/run", technique="saliency", model="fashion-vgg", image="sample:0",
                        segment="false")
+    assert status == 200
     key = body["job"]
     for path, code in ((f"/api/pictures/{key}/nope.png", 404), (f"/api/pictures/{key}/p0-values.PNG", 404),
                        (f"/api/files/{key}/saliency.json.bak", 404), (f"/api/files/{key}/.hidden", 404),

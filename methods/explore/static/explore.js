@@ -187,6 +187,7 @@ async function showGrid() {
     if (shown !== state.shown || layer !== state.layer) return;
     $("grid-title").textContent = `Activations of ${layer}: ${body.shape.join(" × ")}`;
     $("grid-bar").replaceChildren(colorbar(body.colorbar));
+    $("grid").dataset.image = state.image;
     if (body.kind === "channels") drawChannels(body);
     else drawUnits(body);
   } catch (error) {
