@@ -237,6 +237,10 @@ class Explorer:
         """{view: whether its technique is registered here} (visualize-unit may not be)."""
         return {name: name in TECHNIQUES for name in VIEWS}
 
+    def options(self):
+        """{view: the names of its options} for the views registered here."""
+        return {name: [o.name for o in TECHNIQUES[name].options] for name in VIEWS if name in TECHNIQUES}
+
     def samples(self):
         """The shipped images the page offers: the photographs, and the first Fashion-MNIST test
         image of each class."""

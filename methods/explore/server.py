@@ -119,7 +119,8 @@ class Handler(BaseHTTPRequestHandler):
             self._expect(query, set())
             default = explorer.default_model
             return self._json(200, {"models": explorer.allowed, "default": default,
-                                    "image": explorer.default_image(default), "views": explorer.views()})
+                                    "image": explorer.default_image(default), "views": explorer.views(),
+                                    "options": explorer.options()})
         if path == "/api/samples":
             self._expect(query, set())
             return self._json(200, {"samples": explorer.samples()})

@@ -115,6 +115,8 @@ def test_models_samples_and_thumbnails(served):
     assert status == 200 and body["default"] == "fashion-vgg" and body["image"] == "sample:0"
     assert set(models.available()) <= set(body["models"])
     assert body["views"]["visualize-unit"] == ("visualize-unit" in TECHNIQUES) and body["views"]["saliency"]
+    assert body["options"]["occlusion"] == [o.name for o in TECHNIQUES["occlusion"].options]
+    assert ("visualize-unit" in body["options"]) == body["views"]["visualize-unit"]
     status, body = get(served, "/api/samples")
     specs = [s["image"] for s in body["samples"]]
     assert "sample:chelsea" in specs and len([s for s in specs if s.split(":")[1].isdigit()]) == 10

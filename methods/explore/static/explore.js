@@ -6,7 +6,7 @@ const state = {
   model: null, image: null, layer: null, layers: [], labels: [], top: [],
   target: null,  // the class explained (index)
   unit: null,    // {layer, channel} when a unit is selected
-  views: {}, inspecting: false, pending: 0,
+  views: {}, options: {}, inspecting: false, pending: 0,
   shown: 0, explained: 0,  // counters that let a late answer about an earlier image or selection be dropped
 };
 
@@ -306,6 +306,7 @@ function unitViews(technique, title) {
   const unit = state.unit;
   if (!unit) return;
   const option = technique === "patches" ? {channel: unit.channel} : {unit: unit.channel};
+  if ((state.options[technique] || []).includes("restarts")) option.restarts = 1;  // one image, as the toolbox shows
   card($("unit-cards"), `${title}: ${unit.layer}, unit ${unit.channel}`, "/api/run",
     {technique, model: state.model, layer: unit.layer, ...option}, drawResult);
 }
@@ -394,6 +395,7 @@ async function start() {
   try {
     const body = await api("/api/models");
     state.views = body.views;
+    state.options = body.options;
     state.model = body.default;
     state.image = body.image;
     $("model").replaceChildren(...body.models.map((name) => el("option", {value: name, text: name})));
