@@ -41,15 +41,7 @@ from methods.lib.attribution import AttributionResult
 from methods.lib.datasets import default_image, load_dataset, load_images, load_pixels
 from methods.lib.features import last_convolution, layer_activations
 from methods.lib.figures import value_range
-from methods.lib.images import (
-    colorize,
-    colormap,
-    grid,
-    require,
-    rgb,
-    tile_vector,
-    to_uint8,
-)
+from methods.lib.images import colorize, colormap, grid, require, rgb, tile_vector, to_uint8
 from methods.lib.options import TECHNIQUES
 from methods.lib.output import jsonable
 from minigrad import models
@@ -177,7 +169,7 @@ class Explorer:
     """The state behind one explorer server: ``model`` the model shown first (any name
     ``minigrad.models.load`` accepts, a file too: it is the operator's choice; the page may pick
     only among it and :func:`minigrad.models.available`); ``workers`` / ``slow_workers`` the
-    sizes of the two pools; ``dataset_limit`` how many images of the sample dataset the patches
+    sizes of the pools of quick views and of views on request; ``dataset_limit`` how many images of the sample dataset the patches
     scan (None: all)."""
 
     def __init__(self, model="fashion-vgg", workers=2, slow_workers=1, dataset_limit=None):
@@ -195,6 +187,7 @@ class Explorer:
         self.lock = threading.Lock()  # the dictionaries below
         self.load_lock = threading.Lock()  # one model loads at a time: a -random one draws from minigrad's generator
         self.warnings_lock = threading.Lock()  # load_images and load_dataset record warnings, a global state
+        self.upload_lock = threading.Lock()  # one upload written and checked at a time
         self.jobs, self.models, self.inputs, self.datasets = OrderedDict(), OrderedDict(), OrderedDict(), {}
         self.uploads = OrderedDict()  # id -> {"path", "width", "height"}
         self._fashion = None
@@ -390,8 +383,12 @@ class Explorer:
                 columns = math.ceil(math.sqrt(channels))
                 sprite = grid(list(to_uint8(small, low, high)), columns=columns, pad=0, fill=0)
                 pixels = to_uint8(a, low, high)
-                job.lazy = lambda name: pixels[int(name[8:])] if re.fullmatch(r"channel-\d+", name) and \
-                    int(name[8:]) < channels else None
+
+                def channel(name):  # the enlarged channel the page shows on hover, at full size
+                    match = re.fullmatch(r"channel-(\d+)", name)
+                    return pixels[int(match[1])] if match and int(match[1]) < channels else None
+
+                job.lazy = channel
                 payload.update(kind="channels", channels=channels, columns=columns, tile=list(small.shape[1:]),
                                sprite=job.picture("sprite", sprite), channel_url=job.url("channel-")[: -len(".png")],
                                maxima=[float(v) for v in a.reshape(channels, -1).max(axis=1)])
@@ -536,19 +533,18 @@ class Explorer:
             raise RequestError(400, "the upload is empty")
         digest = hashlib.sha256(body).hexdigest()[:16]
         path = os.path.join(self.folder, "uploads", digest)
-        with self.lock:
+        with self.upload_lock:
             known = self.uploads.get(digest)
-        if known is None:
-            with open(path, "wb") as handle:
-                handle.write(body)
-            try:
-                pixels = self.small.submit(read_image, path).result()
-            except (ValueError, OSError) as error:
-                os.remove(path)
-                raise RequestError(400, "the upload is refused: " + str(error).replace(path, "image")) from None
-            known = {"path": path, "width": int(pixels.shape[1]), "height": int(pixels.shape[0])}
-            with self.lock:
-                self.uploads[digest] = known
+            if known is None:
+                with open(path, "wb") as handle:
+                    handle.write(body)
+                try:
+                    pixels = self.small.submit(read_image, path).result()
+                except (ValueError, OSError) as error:
+                    os.remove(path)
+                    raise RequestError(400, "the upload is refused: " + str(error).replace(path, "image")) from None
+                known = self.uploads[digest] = {"path": path, "width": int(pixels.shape[1]),
+                                                "height": int(pixels.shape[0])}
                 while len(self.uploads) > MAX_UPLOADS:
                     _, old = self.uploads.popitem(last=False)
                     os.remove(old["path"])
