@@ -12,12 +12,12 @@ setup(
     package_data={
         "kernels": ["gpu/*.cu", "gpu/*.h"],
         "weights": ["*.safetensors", "*.log", "*.json", "*.txt", "LICENSES*", "data/*"],
-        "methods": ["data/*", "data/LICENSES*"],
+        "methods": ["data/*", "data/LICENSES*", "explore/static/*"],
     },
     include_package_data=True,
     install_requires=["numpy>=1.24", "numba>=0.59", "pillow>=9", "matplotlib>=3.6"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80"],
+        "test": ["pytest>=7", "hypothesis>=6.80", "selenium>=4.11"],
         "oracle": ["torch", "scipy", "scikit-image", "scikit-learn", "opencv-python-headless", "openTSNE"],
         "gpu": ["cupy-cuda12x"],
     },

@@ -4,6 +4,7 @@
     python -m methods saliency --model fashion-vgg --image sample:3 --out out/saliency
     python -m methods grad-cam --model vgg16-random --image cat.jpg
     python -m methods gallery --out gallery/ [--model vgg16-random]
+    python -m methods explore [--model NAME] [--port 8000]   # the explorer, in the browser
 
 Each technique's options come from its declaration (``methods.lib.options``); the options every
 technique shares (--model, --image or --dataset, --out, --seed, --force) are added here. The
@@ -54,6 +55,13 @@ def build_parser():
     gallery.add_argument("--technique", dest="only", action="append", default=None, choices=list(TECHNIQUES),
                          metavar="NAME", help="render only this technique (repeatable)")
     gallery.add_argument("--force", action="store_true", help="replace an existing gallery")
+    explore = commands.add_parser("explore", help="look inside a network live in the browser (a local server)")
+    explore.add_argument("--model", default="fashion-vgg", help="model shown first (default: fashion-vgg)")
+    explore.add_argument("--port", type=_port, default=8000, help="port, 0 for any free one (default: 8000)")
+    explore.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
+                                                             "machine only)")
+    explore.add_argument("--limit", type=_positive, default=None,
+                         help="scan only the first N images of the sample dataset for top patches (default: all)")
     return parser
 
 
@@ -65,6 +73,12 @@ def _positive(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer (or leave it out for all), got {value}")
     return value
+
+
+def _port(text):
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+    return int(text)
 
 
 def list_techniques():
@@ -86,6 +100,10 @@ def run(args):
     from methods.lib.runner import run_technique
     from minigrad import models
 
+    if args.technique == "explore":
+        from methods.explore import serve
+
+        return serve(args.model, args.host, args.port, dataset_limit=args.limit)
     if args.technique == "gallery":
         from methods.gallery import render
 

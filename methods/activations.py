@@ -11,27 +11,15 @@ layers (a vector per image) are drawn as one near-square tile of their units.
 Tiles are numbered by channel; with one scale the figure's colour bar gives the layer's range.
 """
 
-import math
-
 import numpy as np
 
-from methods.lib.figures import Panel, figure
 from methods.lib.features import layer_activations
-from methods.lib.images import enlarge, grid, to_uint8, upscale_factor
+from methods.lib.figures import Panel, figure
+from methods.lib.images import enlarge, grid, tile_vector, to_uint8, upscale_factor
 from methods.lib.options import Option, technique
 from methods.lib.result import Result
 
 __all__ = ["ActivationsResult", "activations"]
-
-
-def _tile(vector):
-    """A 1-D vector of units as a near-square 2-D tile (missing cells NaN, drawn as the minimum)."""
-    n = vector.size
-    cols = int(math.ceil(math.sqrt(n)))
-    rows = -(-n // cols)
-    tile = np.full(rows * cols, np.nan)
-    tile[:n] = vector
-    return tile.reshape(rows, cols)
 
 
 class ActivationsResult(Result):
@@ -89,7 +77,7 @@ def activations(model, x, *, layer, scale, channels, upscale):
         if channels is not None:
             raise ValueError(f"layer {layer!r} is fully connected ({maps.shape[1]} units, drawn as one tile): "
                              "leave channels out")
-        maps = np.stack([_tile(v) for v in maps])[:, None]
+        maps = np.stack([tile_vector(v) for v in maps])[:, None]
     elif maps.ndim != 4:
         raise ValueError(f"layer {layer!r} gives activations of shape {maps.shape}; expected (N, C, H, W) or (N, F)")
     chosen = list(range(maps.shape[1]))

@@ -12,7 +12,7 @@ import numpy as np
 
 from methods.lib.images import require
 
-__all__ = ["Panel", "curves", "figure", "scatter"]
+__all__ = ["Panel", "curves", "figure", "scatter", "value_range"]
 
 #: One panel: ``title``; ``image`` (uint8 H x W x 3 or H x W) shown as it is; ``values`` (a 2-D
 #: map) drawn with ``cmap`` and a colour bar from ``low`` to ``high`` (default: the map's own
@@ -39,7 +39,8 @@ def _pixels(fig):
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def _range(panel):
+def value_range(panel):
+    """(low, high) of the colour bar a panel's ``values`` are drawn with."""
     values = np.asarray(panel.values, dtype=np.float64)
     finite = values[np.isfinite(values)]
     low = panel.low if panel.low is not None else (finite.min() if finite.size else 0.0)
@@ -65,7 +66,7 @@ def _draw(axis, panel):
         axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest",
                     extent=extent)
     if panel.values is not None:
-        low, high = _range(panel)
+        low, high = value_range(panel)
         values = np.asarray(panel.values, dtype=np.float64)
         if extent is None:
             h, w = values.shape
@@ -160,14 +161,18 @@ def scatter(points, groups, names, title=None, thumbnails=None, size=6.0):
     return _pixels(fig)
 
 
-def curves(series, title=None, xlabel="step", ylabel="loss", log=False, size=(5.0, 3.2)):
-    """Line plots of ``series`` ({label: values}) on one axis, with a legend. uint8 (H, W, 3)."""
+def curves(series, title=None, xlabel="step", ylabel="loss", log=False, size=(5.0, 3.2), ticks=None):
+    """Line plots of ``series`` ({label: values}) on one axis, with a legend. uint8 (H, W, 3).
+    ``ticks``: a name for each x position (layer names), written under the axis."""
     fig = _canvas(*size)
     axis = fig.add_subplot(1, 1, 1)
     for label, values in series.items():
-        axis.plot(np.arange(len(values)), np.asarray(values, dtype=np.float64), label=label)
+        axis.plot(np.arange(len(values)), np.asarray(values, dtype=np.float64), label=label,
+                  marker="." if ticks else None)
     if log:
         axis.set_yscale("log")
+    if ticks is not None:
+        axis.set_xticks(np.arange(len(ticks)), [str(t) for t in ticks], rotation=90, fontsize=6)
     axis.set_xlabel(xlabel, fontsize=8)
     axis.set_ylabel(ylabel, fontsize=8)
     axis.tick_params(labelsize=7)

@@ -8,7 +8,8 @@ import importlib
 
 import numpy as np
 
-__all__ = ["chw_to_hwc", "enlarge", "grid", "require", "rgb", "to_uint8", "upscale_factor"]
+__all__ = ["chw_to_hwc", "colorize", "colormap", "enlarge", "grid", "require", "rgb", "tile_vector", "to_uint8",
+           "upscale_factor"]
 
 
 def require(package, purpose):
@@ -30,6 +31,19 @@ def to_uint8(array, low=None, high=None):
     return np.clip(np.round(np.nan_to_num(scaled) * 255), 0, 255).astype(np.uint8)
 
 
+def colormap(name, count=256):
+    """matplotlib's colour map ``name`` as ``count`` uint8 RGB colours, low to high."""
+    colours = require("matplotlib", "colouring maps").colormaps[name](np.linspace(0.0, 1.0, count))
+    return np.round(colours[:, :3] * 255).astype(np.uint8)
+
+
+def colorize(values, cmap, low=None, high=None):
+    """A 2-D map as uint8 RGB (H, W, 3) through colour map ``cmap``, ``low`` -> its first colour
+    and ``high`` -> its last (default: the map's range); what a figure's ``imshow`` with a colour
+    bar from ``low`` to ``high`` shows, without drawing a figure."""
+    return colormap(cmap)[to_uint8(values, low, high)]
+
+
 def chw_to_hwc(array):
     """(C, H, W) -> (H, W, C), or (H, W) for a single channel."""
     array = np.asarray(array)
@@ -44,6 +58,18 @@ def rgb(image):
     if image.shape[2] == 1:
         return np.repeat(image, 3, axis=2)
     return image[..., :3]
+
+
+def tile_vector(vector):
+    """A 1-D vector of units (a fully connected layer) as a near-square 2-D tile, row by row
+    (missing cells NaN)."""
+    vector = np.asarray(vector, dtype=np.float64).ravel()
+    n = vector.size
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = -(-n // cols)
+    tile = np.full(rows * cols, np.nan)
+    tile[:n] = vector
+    return tile.reshape(rows, cols)
 
 
 def upscale_factor(side, target=256):

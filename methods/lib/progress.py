@@ -1,7 +1,24 @@
-"""A one-line progress display for long loops, written to stderr."""
+"""A one-line progress display for long loops, written to stderr, and reported to whoever
+listens on the thread (:func:`report_to`: the explorer's progress bars)."""
 
+import contextlib
 import sys
+import threading
 import time
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def report_to(callback):
+    """Inside the block, every :class:`Progress` loop run by this thread also calls
+    ``callback(description, count, total)`` before its first item and after each one."""
+    previous = getattr(_local, "callback", None)
+    _local.callback = callback
+    try:
+        yield
+    finally:
+        _local.callback = previous
 
 
 class Progress:
@@ -24,8 +41,13 @@ class Progress:
     def __iter__(self):
         start = last = time.perf_counter()
         count = 0
+        listener = getattr(_local, "callback", None)
+        if listener is not None:
+            listener(self.description, 0, self.total)
         for count, item in enumerate(self.iterable, 1):
             yield item
+            if listener is not None:
+                listener(self.description, count, self.total)
             now = time.perf_counter()
             if self.verbose and (now - last > 0.2 or count == self.total):
                 last = now
