@@ -148,8 +148,9 @@ class DistortionResult(Result):
                   Panel(f"distortion (x{0.5 / max(bound, 1e-12):.3g}, grey = 0)", image=picture),
                   Panel(f"zero + distortion: {self.summary['zero_after']}", image=zero_images[1])]
         for i in shown[:2]:
-            panels += [Panel(f"image {i}: {label(self.before[i])}", image=self._images[i]),
-                       Panel(f"+ distortion: {label(self.after[i])}", image=model.deprocess(self.adversarial[i]))]
+            panels += [Panel(f"image {i}, predicted {label(self.before[i])}", image=self._images[i]),
+                       Panel(f"+ distortion, predicted {label(self.after[i])}",
+                             image=model.deprocess(self.adversarial[i]))]
         title = (f"distortion towards {label(self.target)}: {self.transfer_rate:.1%} of {self.summary['eligible']} "
                  f"images become {label(self.target)} (random noise: {self.noise_transfer_rate:.1%})")
         out = {"distortion": figure(panels[:3], title=title)}
@@ -158,7 +159,7 @@ class DistortionResult(Result):
         return out
 
     def pictures(self):
-        return {"distortion": perturbation_picture(self.distortion, self._space.channels)[0]}
+        return {"perturbation": perturbation_picture(self.distortion, self._space.channels)[0]}
 
 
 def _distortion(model, dataset, target, eps, steps, images, seed):

@@ -54,7 +54,7 @@ def _margins(logits, goal, targeted):
 @technique("carlini-wagner", "Carlini-Wagner L2 attack", "Carlini & Wagner 2017", [
     LABEL, TARGET,
     Option("c", "float", 1e-3, "initial constant c weighing the margin loss against ||delta||^2 (the authors' 1e-3)",
-           low=0, open_low=True),
+           low=0, open_low=True, gallery=1.0),
     Option("search_steps", "int", 9, "binary-search rounds over c (the authors' 9)", low=1, high=100, gallery=3),
     Option("steps", "int", 1000, "Adam steps per round (the authors' code: up to 10,000, with early abort)", low=1,
            high=100_000, gallery=40),

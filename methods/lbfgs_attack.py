@@ -21,7 +21,7 @@ Each image is attacked on its own (its own c). The default target is each image'
 import numpy as np
 
 import minigrad
-from methods.lib.attack import TARGET, AttackResult, Setup
+from methods.lib.attack import AttackResult, Setup
 from methods.lib.inputs import frozen
 from methods.lib.options import Option, technique
 from methods.lib.progress import Progress

@@ -52,8 +52,9 @@ def remove_results(folder, technique):
     removed as links, never followed), so that ``--force`` replaces results instead of mixing them."""
     prefix = safe_name(technique)
     for entry in os.scandir(folder):
-        if (entry.name in (f"{prefix}.json", f"{prefix}.txt") or (entry.name.startswith(prefix + "_") and entry.name.endswith(".png"))) \
-                and (entry.is_symlink() or entry.is_file(follow_symlinks=False)):
+        ours = entry.name in (f"{prefix}.json", f"{prefix}.txt") or (entry.name.startswith(prefix + "_")
+                                                                      and entry.name.endswith(".png"))
+        if ours and (entry.is_symlink() or entry.is_file(follow_symlinks=False)):
             os.unlink(entry.path)
 
 

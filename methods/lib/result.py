@@ -69,7 +69,8 @@ class Result:
                                               enlarge(image, factor), force))
         paths.append(output.write_json(folder, f"{self.technique}.json", self.record(), force))
         if self.text():
-            paths.append(output.write_file(folder, f"{self.technique}.txt", self.text().encode("utf-8"), force))
+            paths.append(output.write_file(folder, f"{self.technique}.txt", (self.text() + "\n").encode("utf-8"),
+                                           force))
         return paths
 
     def plot(self):
