@@ -203,7 +203,7 @@ def _distortion(model, dataset, target, eps, steps, images, seed):
            low=0),
     Option("steps", "int", 50, "projected gradient steps training the distortion", low=1, high=100_000, gallery=20),
     Option("images", "int", None, "add the distortion to only the first N dataset images (default: all)", low=1,
-           gallery=200),
+           gallery=48),
     Option("seed", "int", 0, "seed of the random-noise control", low=0),
 ], inputs="dataset")
 def adversarial_examples(model, dataset, *, example, target, eps, steps, images, seed):

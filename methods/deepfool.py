@@ -27,7 +27,8 @@ __all__ = ["deepfool"]
     Option("overshoot", "float", 0.02, "the total step is scaled by 1 + overshoot to cross the boundary", low=0,
            high=10),
     Option("steps", "int", 50, "most linearization steps", low=1, high=10_000),
-    Option("candidates", "int", 10, "classes considered: the clean image's top scores (the label included)", low=2),
+    Option("candidates", "int", 10, "classes considered: the clean image's top scores (the label included)", low=2,
+           gallery=4),
 ])
 def deepfool(model, x, *, label, overshoot, steps, candidates):
     """The DeepFool perturbation of each image: an :class:`AttackResult` whose L2 norms are the

@@ -80,8 +80,8 @@ def polynomial_mutation(values, rate, rng, low=0.0, high=1.0):
 
 
 def _default_targets(classes):
-    """Every class of a model with at most ten; otherwise four spread over the range."""
-    return np.arange(classes) if classes <= 10 else np.linspace(0, classes, 4, endpoint=False).astype(np.int64)
+    """Every class of a model with at most ten; otherwise three spread over the range."""
+    return np.arange(classes) if classes <= 10 else np.linspace(0, classes, 3, endpoint=False).astype(np.int64)
 
 
 def _gradient(model, space, start, targets, threshold, steps, lr):
@@ -136,14 +136,14 @@ def _evolution(model, space, start, targets, threshold, generations, population,
 
 @technique("fooling", "Fooling images", "Nguyen et al. 2015", [
     Option("target", "target", None, "classes to fool the model into (index or name, or several; default: every "
-                                     "class of a model with at most ten, else four spread over the range)"),
+                                     "class of a model with at most ten, else three spread over the range)"),
     Option("method", "choice", "gradient", "gradient ascent from noise, or evolution of the pixels (MAP-Elites, "
                                            "direct encoding)", choices=("gradient", "evolution")),
     Option("threshold", "float", 0.996, "the confidence to reach (the paper's >= 99.6%)", low=0, high=1,
            open_low=True),
     Option("steps", "int", 200, "most gradient steps, or generations of evolution", low=1, high=1_000_000,
-           gallery=25),
-    Option("lr", "float", 0.05, "gradient: the largest change of a pixel per step (pixel units)", low=0,
+           gallery=12),
+    Option("lr", "float", 0.1, "gradient: the largest change of a pixel per step (pixel units)", low=0,
            open_low=True),
     Option("population", "int", 64, "evolution: children per generation", low=1),
     Option("mutation_rate", "float", 0.1, "evolution: probability that a pixel is mutated (the paper's 0.1, halved "
