@@ -110,9 +110,9 @@ def test_polynomial_mutation_stays_near_and_in_range():
 
 
 def test_robustness_curves_against_direct_attacks(fashion):
-    dataset = load_dataset(fashion, "sample", limit=24)
-    result = methods.robustness(fashion, dataset, max_eps=0.1, points=3, steps=3, batch_size=10)
-    assert result.labels_from == "dataset labels" and result.images == 24
+    dataset = load_dataset(fashion, "sample", limit=16)
+    result = methods.robustness(fashion, dataset, max_eps=0.1, points=3, steps=2, batch_size=16)
+    assert result.labels_from == "dataset labels" and result.images == 16
     np.testing.assert_allclose(result.eps, [0, 0.05, 0.1])
     x = fashion.preprocessing.normalize(dataset.images)
     clean = (fashion(x).numpy().argmax(1) == dataset.labels).mean()

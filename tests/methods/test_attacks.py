@@ -123,7 +123,7 @@ def test_targeted_fgsm_steps_towards_the_target(fashion, sample):
 
 def test_untargeted_minimal_attacks_stay_in_the_box_and_flip(fashion, sample):
     x = sample[0][:2]
-    for result in (methods.deepfool(fashion, x), methods.carlini_wagner(fashion, x, c=1.0, search_steps=1, steps=30,
+    for result in (methods.deepfool(fashion, x, candidates=4), methods.carlini_wagner(fashion, x, c=1.0, search_steps=1, steps=30,
                                                                         lr=0.05)):
         assert result.success.all() and (result.adversarial_class != result.clean_class).all()
         p = Space(fashion).pixels(result.adversarial)
