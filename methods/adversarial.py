@@ -19,7 +19,9 @@ zero image is the model's input 0 (the dataset's mean colour for mean-subtracted
 distortion is trained on it by targeted projected gradient steps (:func:`methods.pgd`, no random
 start) within an L-inf budget eps in pixel units, then added to each image of the dataset,
 clipped to the valid range. How often it *transfers* -- turns images of other classes into the
-target -- is measured against random sign noise of the same size (the control).
+target -- is measured against random sign noise of the same size (the control). (A network whose
+biases are all zero -- VGG with torchvision's random initialization -- has a zero gradient at
+input 0, every ReLU sitting at its kink: its distortion stays zero, and the figure says so.)
 """
 
 import numpy as np
@@ -144,12 +146,13 @@ class DistortionResult(Result):
         shown = np.flatnonzero(self.eligible)[:4]
         zero_images = model.deprocess(self._space.inputs(np.stack([self.zero, self._space.clip(
             self.zero + self.distortion)]).astype(np.float32)))
-        panels = [Panel(f"zero image: {self.summary['zero_before']}", image=zero_images[0]),
-                  Panel(f"distortion (x{0.5 / max(bound, 1e-12):.3g}, grey = 0)", image=picture),
-                  Panel(f"zero + distortion: {self.summary['zero_after']}", image=zero_images[1])]
+        amplified = f"x{0.5 / bound:.3g}, grey = 0, white = +{bound:.3g}" if bound else "none (zero gradient)"
+        panels = [Panel(f"zero image\n{self.summary['zero_before']}", image=zero_images[0]),
+                  Panel(f"distortion\n{amplified}", image=picture),
+                  Panel(f"zero + distortion\n{self.summary['zero_after']}", image=zero_images[1])]
         for i in shown[:2]:
-            panels += [Panel(f"image {i}, predicted {label(self.before[i])}", image=self._images[i]),
-                       Panel(f"+ distortion, predicted {label(self.after[i])}",
+            panels += [Panel(f"image {i}\npredicted {label(self.before[i])}", image=self._images[i]),
+                       Panel(f"+ distortion\npredicted {label(self.after[i])}",
                              image=model.deprocess(self.adversarial[i]))]
         title = (f"distortion towards {label(self.target)}: {self.transfer_rate:.1%} of {self.summary['eligible']} "
                  f"images become {label(self.target)} (random noise: {self.noise_transfer_rate:.1%})")
@@ -159,7 +162,11 @@ class DistortionResult(Result):
         return out
 
     def pictures(self):
-        return {"perturbation": perturbation_picture(self.distortion, self._space.channels)[0]}
+        """The distortion (amplified, grey = 0) and the first two eligible images with it added."""
+        out = {"perturbation": perturbation_picture(self.distortion, self._space.channels)[0]}
+        for i in np.flatnonzero(self.eligible)[:2]:
+            out[f"{i}_distorted"] = self._model.deprocess(self.adversarial[i])
+        return out
 
 
 def _distortion(model, dataset, target, eps, steps, images, seed):
@@ -203,7 +210,7 @@ def _distortion(model, dataset, target, eps, steps, images, seed):
            low=0),
     Option("steps", "int", 50, "projected gradient steps training the distortion", low=1, high=100_000, gallery=20),
     Option("images", "int", None, "add the distortion to only the first N dataset images (default: all)", low=1,
-           gallery=48),
+           gallery=16),
     Option("seed", "int", 0, "seed of the random-noise control", low=0),
 ], inputs="dataset")
 def adversarial_examples(model, dataset, *, example, target, eps, steps, images, seed):

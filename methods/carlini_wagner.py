@@ -22,7 +22,7 @@ which declares no pixel range, there is no box and w is the input itself.
 import numpy as np
 
 import minigrad
-from methods.lib.attack import LABEL, TARGET, AttackResult, Setup, first_success, scores_and_gradient
+from methods.lib.attack import EPS_UNITS, LABEL, TARGET, AttackResult, Setup, first_success, scores_and_gradient
 from methods.lib.options import Option, technique
 from methods.lib.progress import Progress
 
@@ -53,8 +53,8 @@ def _margins(logits, goal, targeted):
 
 @technique("carlini-wagner", "Carlini-Wagner L2 attack", "Carlini & Wagner 2017", [
     LABEL, TARGET,
-    Option("c", "float", 1e-3, "initial constant c weighing the margin loss against ||delta||^2 (the authors' 1e-3)",
-           low=0, open_low=True, gallery=1.0),
+    Option("c", "float", 1e-3, f"initial constant c weighing the margin loss against ||delta||^2, delta measured "
+                               f"{EPS_UNITS} (the authors' 1e-3)", low=0, open_low=True, gallery=1.0),
     Option("search_steps", "int", 9, "binary-search rounds over c (the authors' 9)", low=1, high=100, gallery=2),
     Option("steps", "int", 1000, "Adam steps per round (the authors' code: up to 10,000, with early abort)", low=1,
            high=100_000, gallery=30),

@@ -15,7 +15,7 @@ preprocessing (the paper does not constrain the range). Untargeted.
 
 import numpy as np
 
-from methods.lib.attack import LABEL, AttackResult, Setup, class_gradients, first_success, succeeded
+from methods.lib.attack import EPS_UNITS, LABEL, AttackResult, Setup, class_gradients, first_success, succeeded
 from methods.lib.options import Option, technique
 from methods.lib.progress import Progress
 
@@ -24,8 +24,8 @@ __all__ = ["deepfool"]
 
 @technique("deepfool", "DeepFool", "Moosavi-Dezfooli et al. 2016", [
     LABEL,
-    Option("overshoot", "float", 0.02, "the total step is scaled by 1 + overshoot to cross the boundary", low=0,
-           high=10),
+    Option("overshoot", "float", 0.02, f"the total step, measured {EPS_UNITS}, is scaled by 1 + overshoot to cross "
+                                        "the boundary", low=0, high=10),
     Option("steps", "int", 50, "most linearization steps", low=1, high=10_000),
     Option("candidates", "int", 10, "classes considered: the clean image's top scores (the label included)", low=2,
            gallery=4),

@@ -22,7 +22,7 @@ nn.Module gets noise in [0, 1] in its own input units and no clipping.
 
 import numpy as np
 
-from methods.lib.attack import Space, cross_entropy, scores, scores_and_gradient
+from methods.lib.attack import EPS_UNITS, Space, cross_entropy, scores, scores_and_gradient
 from methods.lib.attribution import class_title
 from methods.lib.figures import Panel, curves, figure
 from methods.lib.inputs import probabilities, resolve_targets
@@ -143,7 +143,7 @@ def _evolution(model, space, start, targets, threshold, generations, population,
            open_low=True),
     Option("steps", "int", 200, "most gradient steps, or generations of evolution", low=1, high=1_000_000,
            gallery=12),
-    Option("lr", "float", 0.1, "gradient: the largest change of a pixel per step (pixel units)", low=0,
+    Option("lr", "float", 0.1, f"gradient: the largest change of a pixel per step, {EPS_UNITS}", low=0,
            open_low=True),
     Option("population", "int", 64, "evolution: children per generation", low=1),
     Option("mutation_rate", "float", 0.1, "evolution: probability that a pixel is mutated (the paper's 0.1, halved "

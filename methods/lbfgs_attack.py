@@ -21,7 +21,7 @@ Each image is attacked on its own (its own c). The default target is each image'
 import numpy as np
 
 import minigrad
-from methods.lib.attack import AttackResult, Setup
+from methods.lib.attack import EPS_UNITS, AttackResult, Setup
 from methods.lib.inputs import frozen
 from methods.lib.options import Option, technique
 from methods.lib.progress import Progress
@@ -59,7 +59,8 @@ def _minimize(model, space, start, target, c, max_iter, keep):
 @technique("lbfgs", "Box-constrained L-BFGS adversarial examples", "Szegedy et al. 2014", [
     Option("target", "target", None, "the label l to reach (index or name, or one per image; default: each image's "
                                      "runner-up class)"),
-    Option("c", "float", 1.0, "first weight c of the squared distance (then searched)", low=0, open_low=True),
+    Option("c", "float", 1.0, f"first weight c of the squared distance ||r||^2 (then searched), r measured {EPS_UNITS}",
+           low=0, open_low=True),
     Option("search_steps", "int", 8, "values of c tried per image", low=1, high=100, gallery=2),
     Option("max_iter", "int", 100, "L-BFGS iterations per value of c", low=1, high=100_000, gallery=10),
 ])

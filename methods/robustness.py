@@ -67,8 +67,8 @@ def _parse(attacks):
     Option("attacks", "str", "fgsm,pgd,noise", f"comma-separated L-inf attacks among {', '.join(ATTACKS)}"),
     Option("max_eps", "float", 0.2, f"the largest eps, {EPS_UNITS}", low=0, open_low=True, gallery=0.1),
     Option("points", "int", 5, "eps values from 0 to max_eps", low=2, high=100, gallery=3),
-    Option("steps", "int", 10, "PGD steps (alpha = 2.5 eps / steps)", low=1, high=10_000, gallery=3),
-    Option("images", "int", None, "attack only the first N images of the dataset (default: all)", low=1, gallery=4),
+    Option("steps", "int", 10, "PGD steps (alpha = 2.5 eps / steps)", low=1, high=10_000, gallery=2),
+    Option("images", "int", None, "attack only the first N images of the dataset (default: all)", low=1, gallery=2),
     Option("batch_size", "int", 100, "images per attack call", low=1),
     Option("seed", "int", 0, "seed of PGD's random start and of the noise", low=0),
 ], inputs="dataset")

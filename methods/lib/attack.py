@@ -190,12 +190,14 @@ class Setup:
 
 def perturbation_picture(delta, channels="RGB", bound=None):
     """A perturbation (C, H, W) as uint8 RGB: grey = 0, white / black = +/- ``bound`` (default its
-    own largest magnitude). Returns (picture, bound); the amplification is 0.5 / bound."""
+    own largest magnitude). Returns (picture, bound); the amplification is 0.5 / bound. Changes
+    below float32's resolution of [0, 1] (1e-7) count as none."""
     delta = np.asarray(delta, np.float64)
     if channels == "BGR":
         delta = delta[::-1]
     bound = float(np.abs(delta).max()) if bound is None else float(bound)
-    if bound == 0:
+    if bound < 1e-7:
+        bound = 0.0
         picture = np.full(delta.shape, 128, np.uint8)
     else:
         picture = to_uint8(delta, -bound, bound)
@@ -247,9 +249,9 @@ class AttackResult(Result):
         """Original, perturbation (amplified, grey = 0) and adversarial image ``i``."""
         picture, bound = perturbation_picture(self.perturbation[i], self.channels)
         amplified = f"x{0.5 / bound:.3g}, grey = 0, white = +{bound:.3g}" if bound else "none"
-        return [Panel(f"original: {self._before[i]}", image=self._model.deprocess(self.original[i])),
-                Panel(f"perturbation ({amplified})", image=picture),
-                Panel(f"adversarial: {self._after[i]}", image=self._model.deprocess(self.adversarial[i]))]
+        return [Panel(f"original\n{self._before[i]}", image=self._model.deprocess(self.original[i])),
+                Panel(f"perturbation\n{amplified}", image=picture),
+                Panel(f"adversarial\n{self._after[i]}", image=self._model.deprocess(self.adversarial[i]))]
 
     def caption(self, i):
         goal = (f"target {self.summary['targets'][i]}" if self.targets is not None

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import methods
-from methods import data
 from methods.__main__ import build_parser
 from methods.lib.attack import Space, scores
 from methods.lib.datasets import load_dataset
@@ -50,7 +49,8 @@ def test_the_logistic_example_on_the_command_line(tmp_path):
     assert (out / "adversarial_table.png").is_file()
 
 
-@pytest.mark.parametrize("name", ["fgsm", "pgd", "robustness", "adversarial"])
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "deepfool", "carlini-wagner", "lbfgs", "adversarial", "fooling",
+                                  "robustness"])
 def test_every_eps_help_says_its_units(name, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args([name, "--help"])

@@ -51,7 +51,7 @@ def test_space_round_trip_and_units(fashion):
 
 def test_a_batch_that_is_not_an_image_is_refused(fashion):
     noise = np.random.default_rng(0).normal(0, 10, (1, 1, 28, 28)).astype(np.float32)
-    with pytest.raises(ValueError, match=r"not a preprocessed image: de-normalized, its pixels span .* outside \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"not a preprocessed image: de-normalized, its pixels span .* outside"):
         methods.fgsm(fashion, noise)
 
 
@@ -123,8 +123,8 @@ def test_targeted_fgsm_steps_towards_the_target(fashion, sample):
 
 def test_untargeted_minimal_attacks_stay_in_the_box_and_flip(fashion, sample):
     x = sample[0][:2]
-    for result in (methods.deepfool(fashion, x, candidates=4), methods.carlini_wagner(fashion, x, c=1.0, search_steps=1, steps=30,
-                                                                        lr=0.05)):
+    minimal = methods.carlini_wagner(fashion, x, c=1.0, search_steps=1, steps=30, lr=0.05)
+    for result in (methods.deepfool(fashion, x, candidates=4), minimal):
         assert result.success.all() and (result.adversarial_class != result.clean_class).all()
         p = Space(fashion).pixels(result.adversarial)
         assert p.min() >= 0 and p.max() <= 1
