@@ -32,10 +32,19 @@ from methods.smoothgrad import smoothgrad
 from methods.integrated_gradients import integrated_gradients
 from methods.hog import hog, hog_inversion, soft_hog
 from methods.efros_leung import efros_leung
+from methods.fgsm import fgsm
+from methods.pgd import pgd
+from methods.deepfool import deepfool
+from methods.carlini_wagner import carlini_wagner
+from methods.lbfgs_attack import lbfgs_attack
+from methods.adversarial import adversarial_examples, logistic_example
+from methods.fooling import fooling_image
+from methods.robustness import robustness
 
-__all__ = ["PLANNED", "TECHNIQUES", "activations", "deconvnet", "efros_leung", "filters", "grad_cam", "guided_backprop", "hog",
-           "hog_inversion", "integrated_gradients", "maximally_activating_patches", "neighbours", "occlusion",
-           "saliency", "smoothgrad", "soft_hog", "tsne", "tsne_embedding"]
+__all__ = ["PLANNED", "TECHNIQUES", "activations", "adversarial_examples", "carlini_wagner", "deconvnet", "deepfool",
+           "efros_leung", "fgsm", "filters", "fooling_image", "grad_cam", "guided_backprop", "hog", "hog_inversion",
+           "integrated_gradients", "lbfgs_attack", "logistic_example", "maximally_activating_patches", "neighbours",
+           "occlusion", "pgd", "robustness", "saliency", "smoothgrad", "soft_hog", "tsne", "tsne_embedding"]
 
 #: The lecture notes' techniques still to come (name, title, paper); ``python -m methods`` lists them.
 PLANNED = (
@@ -45,8 +54,6 @@ PLANNED = (
     ("deepdream", "DeepDream", "Mordvintsev et al. 2015"),
     ("texture", "Texture synthesis with Gram matrices", "Gatys et al. 2015"),
     ("style-transfer", "Neural style transfer", "Gatys et al. 2016"),
-    ("adversarial", "Adversarial examples (L-BFGS, FGSM)", "Szegedy et al. 2014; Goodfellow et al. 2015"),
-    ("fooling", "Fooling images", "Nguyen et al. 2015"),
     ("deep-image-prior", "Deep Image Prior", "Ulyanov et al. 2018"),
     ("bagnet", "Bag-of-features and BagNet evidence maps", "Brendel & Bethge 2019"),
     ("embeddings", "Siamese / triplet embeddings", "Hadsell et al. 2006; Schroff et al. 2015"),

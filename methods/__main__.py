@@ -123,6 +123,8 @@ def run(args):
                                   dataset=getattr(args, "dataset", "sample"), limit=getattr(args, "limit", None))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+    if result.text():
+        print(result.text())
     for path in result.save(args.out, force=True):
         print(path)
     return 0

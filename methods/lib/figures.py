@@ -12,7 +12,7 @@ import numpy as np
 
 from methods.lib.images import require
 
-__all__ = ["Panel", "curves", "figure", "scatter", "value_range"]
+__all__ = ["Panel", "curves", "figure", "scatter", "table", "value_range"]
 
 #: One panel: ``title``; ``image`` (uint8 H x W x 3 or H x W) shown as it is; ``values`` (a 2-D
 #: map) drawn with ``cmap`` and a colour bar from ``low`` to ``high`` (default: the map's own
@@ -161,14 +161,16 @@ def scatter(points, groups, names, title=None, thumbnails=None, size=6.0):
     return _pixels(fig)
 
 
-def curves(series, title=None, xlabel="step", ylabel="loss", log=False, size=(5.0, 3.2), ticks=None):
-    """Line plots of ``series`` ({label: values}) on one axis, with a legend. uint8 (H, W, 3).
-    ``ticks``: a name for each x position (layer names), written under the axis."""
+def curves(series, title=None, xlabel="step", ylabel="loss", log=False, size=(5.0, 3.2), x=None, ticks=None):
+    """Line plots of ``series`` ({label: values}) on one axis, with a legend, against ``x`` (default:
+    0, 1, 2, ...; points are marked when ``x`` or ``ticks`` is given). ``ticks``: a name for each x
+    position (layer names), written under the axis. uint8 (H, W, 3)."""
     fig = _canvas(*size)
     axis = fig.add_subplot(1, 1, 1)
     for label, values in series.items():
-        axis.plot(np.arange(len(values)), np.asarray(values, dtype=np.float64), label=label,
-                  marker="." if ticks else None)
+        at = np.arange(len(values)) if x is None else np.asarray(x, dtype=np.float64)
+        axis.plot(at, np.asarray(values, dtype=np.float64), label=label,
+                  marker="o" if x is not None else "." if ticks else None)
     if log:
         axis.set_yscale("log")
     if ticks is not None:
@@ -178,6 +180,26 @@ def curves(series, title=None, xlabel="step", ylabel="loss", log=False, size=(5.
     axis.tick_params(labelsize=7)
     if len(series) > 1:
         axis.legend(fontsize=7)
+    if title:
+        axis.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _pixels(fig)
+
+
+def table(header, rows, title=None, width=None):
+    """``rows`` of values under ``header`` drawn as a table (numbers with 4 significant digits).
+    uint8 (H, W, 3)."""
+    text = [[f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v) for v in row] for row in rows]
+    width = width or max(3.0, 1.1 * len(header))
+    fig = _canvas(width, 0.3 * (len(text) + 1) + (0.5 if title else 0.2))
+    axis = fig.add_subplot(1, 1, 1)
+    axis.axis("off")
+    drawn = axis.table(cellText=text, colLabels=[str(h) for h in header], loc="center", cellLoc="right")
+    drawn.auto_set_font_size(False)
+    drawn.set_fontsize(8)
+    for (row, _), cell in drawn.get_celld().items():
+        if row == 0:
+            cell.set_text_props(weight="bold")
     if title:
         axis.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -20,7 +20,8 @@ import numpy as np
 from methods.lib.images import require
 from weights.safetensors import atomic_write
 
-__all__ = ["check_folder", "jsonable", "prepare_folder", "remove_results", "safe_name", "write_file", "write_json", "write_png"]
+__all__ = ["check_folder", "jsonable", "prepare_folder", "remove_results", "safe_name", "text_table", "write_file",
+           "write_json", "write_png"]
 
 
 def safe_name(name):
@@ -53,12 +54,13 @@ def prepare_folder(path, force=False):
 
 
 def remove_results(folder, technique):
-    """Delete an earlier run's ``<technique>_*.png`` and ``<technique>.json`` in ``folder`` (links are
+    """Delete an earlier run's ``<technique>_*.png``, ``<technique>.json`` and ``.txt`` in ``folder`` (links are
     removed as links, never followed), so that ``--force`` replaces results instead of mixing them."""
     prefix = safe_name(technique)
     for entry in os.scandir(folder):
-        if (entry.name == f"{prefix}.json" or (entry.name.startswith(prefix + "_") and entry.name.endswith(".png"))) \
-                and (entry.is_symlink() or entry.is_file(follow_symlinks=False)):
+        ours = entry.name in (f"{prefix}.json", f"{prefix}.txt") or (entry.name.startswith(prefix + "_")
+                                                                      and entry.name.endswith(".png"))
+        if ours and (entry.is_symlink() or entry.is_file(follow_symlinks=False)):
             os.unlink(entry.path)
 
 
@@ -105,3 +107,14 @@ def write_json(folder, name, value, force=False):
     """Write ``value`` as valid JSON (``allow_nan=False`` after :func:`jsonable`)."""
     text = json.dumps(jsonable(value), indent=2, allow_nan=False) + "\n"
     return write_file(folder, name, text.encode("utf-8"), force)
+
+
+def text_table(header, rows):
+    """``rows`` (sequences of values, numbers shown with 4 significant digits) under ``header`` as
+    plain text with aligned columns, for a terminal or a ``.txt`` result."""
+    cells = [[str(h) for h in header]] + [[f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v) for v in row]
+                                           for row in rows]
+    widths = [max(len(row[j]) for row in cells) for j in range(len(header))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)

@@ -9,7 +9,8 @@ A technique subclasses :class:`Result` and fills two dictionaries of uint8 pictu
   saved a second time enlarged by nearest-neighbour sampling when they are small.
 
 ``save(folder)`` writes both as PNG and ``<technique>.json`` with the parameters, the inputs and
-the numbers in ``summary``; ``plot()`` shows the figures with matplotlib.
+the numbers in ``summary`` (and ``<technique>.txt`` with :meth:`Result.text`, a table of numbers,
+when there is one); ``plot()`` shows the figures with matplotlib.
 """
 
 from methods.lib import output
@@ -41,6 +42,11 @@ class Result:
         """{name: uint8 (H, W) or (H, W, 3)} raw pictures at native size."""
         return {}
 
+    def text(self):
+        """A plain-text report (a table of numbers) that the command line prints and ``save`` writes
+        as ``<technique>.txt``; empty for most techniques."""
+        return ""
+
     def record(self):
         """Everything the JSON file holds."""
         return {"technique": self.technique, "params": self.params, "inputs": self.inputs, **self.summary}
@@ -62,6 +68,9 @@ class Result:
                 paths.append(output.write_png(folder, f"{self.technique}_{name}_x{factor}.png",
                                               enlarge(image, factor), force))
         paths.append(output.write_json(folder, f"{self.technique}.json", self.record(), force))
+        if self.text():
+            paths.append(output.write_file(folder, f"{self.technique}.txt", (self.text() + "\n").encode("utf-8"),
+                                           force))
         return paths
 
     def plot(self):

@@ -23,7 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_every_technique_is_registered_with_its_function():
     assert list(TECHNIQUES) == ["filters", "activations", "patches", "neighbours", "tsne", "occlusion", "saliency",
                                 "deconvnet", "guided-backprop", "grad-cam", "smoothgrad", "integrated-gradients",
-                                "hog-inversion", "efros-leung"]
+                                "hog-inversion", "efros-leung", "fgsm", "pgd", "deepfool", "carlini-wagner", "lbfgs",
+                                "adversarial", "fooling", "robustness"]
     for name, function in [("filters", methods.filters), ("activations", methods.activations),
                            ("patches", methods.maximally_activating_patches), ("neighbours", methods.neighbours),
                            ("tsne", methods.tsne_embedding), ("occlusion", methods.occlusion),
@@ -31,7 +32,12 @@ def test_every_technique_is_registered_with_its_function():
                            ("guided-backprop", methods.guided_backprop), ("grad-cam", methods.grad_cam),
                            ("smoothgrad", methods.smoothgrad),
                            ("integrated-gradients", methods.integrated_gradients),
-                           ("hog-inversion", methods.hog_inversion), ("efros-leung", methods.efros_leung)]:
+                           ("hog-inversion", methods.hog_inversion), ("efros-leung", methods.efros_leung),
+                           ("fgsm", methods.fgsm),
+                           ("pgd", methods.pgd), ("deepfool", methods.deepfool),
+                           ("carlini-wagner", methods.carlini_wagner), ("lbfgs", methods.lbfgs_attack),
+                           ("adversarial", methods.adversarial_examples), ("fooling", methods.fooling_image),
+                           ("robustness", methods.robustness)]:
         assert TECHNIQUES[name].function is function and function.technique is TECHNIQUES[name]
 
 
@@ -112,6 +118,12 @@ BAD = [  # technique, option, bad value, the message (the option named, with its
     ("hog-inversion", "start", [1, 2], "start must be an image"),
     ("hog-inversion", "sharpness", 0, "sharpness must be a number > 0 or None, got 0"),
     ("efros-leung", "size", [2], r"size must be an integer from 3 to 4096, got \[2\]"),
+    ("fgsm", "eps", -0.1, "eps must be a number >= 0, got -0.1"),
+    ("pgd", "norm", "l1", "norm must be one of linf, l2, got 'l1'"),
+    ("carlini-wagner", "lr", 0, "lr must be a number > 0, got 0"),
+    ("fooling", "threshold", 1.5, "threshold must be a number from 0 to 1 \\(exclusive of the lower bound\\), got 1.5"),
+    ("robustness", "attacks", "", "attacks must be a string, got ''"),
+    ("robustness", "attacks", "fgsm,cw", "attacks must be a comma-separated list of fgsm, pgd, noise, got 'fgsm,cw'"),
 ]
 
 
