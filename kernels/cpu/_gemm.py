@@ -52,27 +52,31 @@ def _pool(workers):
     return _state["pool"]
 
 
-def _split_matmul(a, b, out, extent, part):
-    """np.matmul(a, b, out=out) as one slice per thread on single-threaded BLAS, the slice
-    ``lo:hi`` of ``extent`` rows given to ``part(lo, hi)`` -> (a_part, b_part, out_part)."""
-    threads = min(numba.get_num_threads(), extent)
+def run_matmuls(jobs):
+    """Run ``numpy.matmul(a, b, out=out)`` for every (a, b, out) in ``jobs``, the list cut into
+    one contiguous run per thread, each run on single-threaded BLAS (jobs of similar cost).
+
+    A job's result never depends on which thread runs it or on the other jobs: the same
+    shapes go to the same single-threaded BLAS routine."""
+    threads = min(numba.get_num_threads(), len(jobs))
     controller = _controller() if threads > 1 else None
     if controller is None or threading.current_thread() is not threading.main_thread():
-        np.matmul(a, b, out=out)
-        return out
-    bounds = np.linspace(0, extent, threads + 1).round().astype(int)
+        for a, b, out in jobs:
+            np.matmul(a, b, out=out)
+        return
+    bounds = np.linspace(0, len(jobs), threads + 1).round().astype(int)
+
+    def run(lo, hi):
+        for a, b, out in jobs[lo:hi]:
+            np.matmul(a, b, out=out)
+
     with _lock:
         pool = _pool(threads - 1)
         with controller.limit(limits=1, user_api="blas"):
-            futures = []
-            for lo, hi in zip(bounds[1:-1], bounds[2:]):
-                pa, pb, po = part(lo, hi)
-                futures.append(pool.submit(np.matmul, pa, pb, out=po))
-            pa, pb, po = part(0, bounds[1])
-            np.matmul(pa, pb, out=po)
+            futures = [pool.submit(run, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+            run(0, bounds[1])
             for f in futures:
                 f.result()
-    return out
 
 
 class single_threaded_blas:
@@ -92,9 +96,11 @@ class single_threaded_blas:
         return False
 
 
-def stacked_matmul(a, b, out):
-    """out[i] = a[i] @ b[i] for every i of the leading axis (all C-contiguous float32)."""
-    return _split_matmul(a, b, out, a.shape[0], lambda lo, hi: (a[lo:hi], b[lo:hi], out[lo:hi]))
+def per_image_matmul(u, v, out):
+    """out[n, i] = u[i] @ v[n, i] for every image n and stack index i: one GEMM of fixed shape
+    per (image, i), so each image's result is the same in any batch (float32, C-contiguous)."""
+    run_matmuls([(u[i], v[n, i], out[n, i]) for n in range(v.shape[0]) for i in range(u.shape[0])])
+    return out
 
 
 def row_split_matmul(a, b, out):
@@ -105,5 +111,8 @@ def row_split_matmul(a, b, out):
     idle workers busy-wait for about 0.1 s (2**28 cycles, ``OPENBLAS_THREAD_TIMEOUT``) after
     each multi-threaded call, and on a 2-core machine that spinning thread takes half the
     machine from the Numba loops and GEMM slices that follow."""
-    return _split_matmul(a, b, out, a.shape[-2],
-                         lambda lo, hi: (a[..., lo:hi, :], b, out[..., lo:hi, :]))
+    m = a.shape[-2]
+    threads = max(1, min(numba.get_num_threads(), m))
+    bounds = np.linspace(0, m, threads + 1).round().astype(int)
+    run_matmuls([(a[..., lo:hi, :], b, out[..., lo:hi, :]) for lo, hi in zip(bounds[:-1], bounds[1:])])
+    return out

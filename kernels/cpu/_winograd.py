@@ -7,19 +7,24 @@ Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016, co
 
 so each 4x4 output block needs 36 multiplications per (input channel, output channel) pair
 instead of 144: a 4x cut in the arithmetic that dominates VGG-style networks. Summed over
-input channels, the elementwise products become 36 independent matrix products
+input channels, the elementwise products become 36 independent matrix products per image
 
-    M[xi] (K, P) = U[xi] (K, C) @ V[xi] (C, P),    xi = 0..35,  P = N * tiles
+    M[n, xi] (K, T) = U[xi] (K, C) @ V[n, xi] (C, T),    xi = 0..35,  T = tiles of one image
 
-which NumPy hands to BLAS (one ``numpy.matmul`` over the stacked 36). The three transforms
-around it are the jitted loops below:
+which go to BLAS (``_gemm.py``). They are per image on purpose: a GEMM's rounding of one
+column depends on where the column sits in the matrix, so stacking the tiles of a whole batch
+into one product would make an image's result depend on its batch. The three transforms
+around the products are the jitted loops below:
 
 * ``weight_transform``: U[xi, k, c] = (G g_kc G^T)[xi], computed in float64 and rounded
   once, because G's entries (1/6, 1/12, 1/24) are not exact in float32;
-* ``input_transform``: V[xi, c, p] = (B^T d_p B)[xi] for every 6x6 tile d_p of the
+* ``input_transform``: V[n, xi, c, t] = (B^T d_t B)[xi] for every 6x6 tile d_t of the
   zero-padded input plane (tiles overlap by 2 pixels); done as two 1-D passes (rows, then
   columns). The padded plane is stored split by column phase (w mod 4), so that both passes
-  read contiguous runs along the tile index and vectorise;
+  read contiguous runs along the tile index and vectorise. It also notes planes holding a
+  NaN or an infinity: the transforms mix all 36 values of a tile, so one non-finite input
+  would spread NaN over outputs whose receptive field does not contain it (PyTorch keeps
+  NaN and inf where they belong); such images are recomputed by im2col;
 * ``output_transform``: y[n, k, 4*ty + r, 4*tx + s] = (A^T m A)[r, s] (+ bias, ReLU), again
   as two 1-D passes into column-phase order, interleaved into the in-bounds output pixels.
 
@@ -48,7 +53,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._common import threads_for
-from ._gemm import stacked_matmul
+from ._gemm import per_image_matmul
 from ._workspace import scratch
 
 # Every jitted function in this file is compiled for float32 only: Winograd is the float32
@@ -95,11 +100,11 @@ def weight_transform(w, u):
 
 
 @njit(parallel=True, cache=True)
-def input_transform(x, v, ph, pw, th, tw):
-    """v[i*6 + j, c, n*th*tw + ty*tw + tx] = (B^T d B)[i, j] for the 6x6 tile d whose corner is
-    padded-input pixel (4*ty, 4*tx). x (N, C, H, W) float32, v (36, C, N*th*tw)."""
+def input_transform(x, v, ph, pw, th, tw, nonfinite):
+    """v[n, i*6 + j, c, ty*tw + tx] = (B^T d B)[i, j] for the 6x6 tile d whose corner is
+    padded-input pixel (4*ty, 4*tx). x (N, C, H, W) float32, v (N, 36, C, th*tw);
+    nonfinite[n*C + c] is set when plane (n, c) holds a NaN or an infinity."""
     n_batch, n_ch, height, width = x.shape
-    tiles = th * tw
     hp = 4 * th + 2
     for plane in prange(n_batch * n_ch):
         nc = np.int64(plane)
@@ -109,13 +114,17 @@ def input_transform(x, v, ph, pw, th, tw):
         # tile's six columns 4tx .. 4tx+5 are then xq[0..3, h, tx], xq[0..1, h, tx+1]: six
         # contiguous streams along tx instead of stride-4 reads, so pass 1 vectorises too.
         xq = np.zeros((4, hp, tw + 1), np.float32)
+        bad = False  # v - v is 0 unless v is NaN or infinite (an OR reduction, which vectorises)
         for h in range(min(height, hp - ph)):
             for q in range(4):
                 # columns ww = 4t + q - pw of the input, for every t that lands inside it
                 t_lo = max(0, (pw - q + 3) // 4)
                 t_hi = min(tw + 1, (width - 1 + pw - q) // 4 + 1)
                 for t in range(t_lo, t_hi):
-                    xq[q, h + ph, t] = x[n, c, h, 4 * t + q - pw]
+                    val = x[n, c, h, 4 * t + q - pw]
+                    bad |= val - val != 0.0
+                    xq[q, h + ph, t] = val
+        nonfinite[nc] = bad
         # pass 1, along rows: t[j, h, tx] = (B^T applied to xpad[h, 4tx : 4tx+6])[j].
         # Each inner loop reads one array and writes one 1-D slice indexed by the bare
         # loop counter: LLVM then needs a single alias check and vectorises it (with many
@@ -142,28 +151,28 @@ def input_transform(x, v, ph, pw, th, tw):
             for tx in range(tw):
                 o[tx] = 4.0 * a[1, tx] - 5.0 * a[3, tx] + a[1, tx + 1]
         # pass 2, along columns (rows 4ty .. 4ty+5 of t), the same way
-        base = n * tiles
+        vn = v[n]
         for ty in range(th):
             r = 4 * ty
-            p0 = base + ty * tw
+            p0 = ty * tw
             for j in range(6):
                 e = t[j, r:r + 6, :]
-                o = v[j, c, p0:p0 + tw]
+                o = vn[j, c, p0:p0 + tw]
                 for tx in range(tw):
                     o[tx] = 4.0 * e[0, tx] - 5.0 * e[2, tx] + e[4, tx]
-                o = v[6 + j, c, p0:p0 + tw]
+                o = vn[6 + j, c, p0:p0 + tw]
                 for tx in range(tw):
                     o[tx] = -4.0 * (e[1, tx] + e[2, tx]) + e[3, tx] + e[4, tx]
-                o = v[12 + j, c, p0:p0 + tw]
+                o = vn[12 + j, c, p0:p0 + tw]
                 for tx in range(tw):
                     o[tx] = 4.0 * (e[1, tx] - e[2, tx]) - e[3, tx] + e[4, tx]
-                o = v[18 + j, c, p0:p0 + tw]
+                o = vn[18 + j, c, p0:p0 + tw]
                 for tx in range(tw):
                     o[tx] = 2.0 * (e[3, tx] - e[1, tx]) - e[2, tx] + e[4, tx]
-                o = v[24 + j, c, p0:p0 + tw]
+                o = vn[24 + j, c, p0:p0 + tw]
                 for tx in range(tw):
                     o[tx] = 2.0 * (e[1, tx] - e[3, tx]) - e[2, tx] + e[4, tx]
-                o = v[30 + j, c, p0:p0 + tw]
+                o = vn[30 + j, c, p0:p0 + tw]
                 for tx in range(tw):
                     o[tx] = 4.0 * e[1, tx] - 5.0 * e[3, tx] + e[5, tx]
 
@@ -172,9 +181,8 @@ def input_transform(x, v, ph, pw, th, tw):
 def output_transform(m, y, bias, relu, th, tw):
     """y[n, k, 4ty + r, 4tx + s] = (A^T m_tile A)[r, s] + bias[k], then max(., 0) if relu.
 
-    m (36, K, N*th*tw) float32, y (N, K, OH, OW), bias (K,) (zeros for no bias)."""
+    m (N, 36, K, th*tw) float32, y (N, K, OH, OW), bias (K,) (zeros for no bias)."""
     n_batch, n_out, oh, ow = y.shape
-    tiles = th * tw
     full = ow // 4  # tiles whose four columns are all inside the output
     for plane in prange(n_batch * n_out):
         nk = np.int64(plane)
@@ -183,17 +191,18 @@ def output_transform(m, y, bias, relu, th, tw):
         bk = bias[k]
         s = np.empty((4, 6, tw), np.float32)
         o = np.empty((4, 4, tw), np.float32)  # o[col, row, tx]: contiguous along tx
+        mn = m[n]
         for ty in range(th):
-            p0 = n * tiles + ty * tw
+            p0 = ty * tw
             # pass 1, along i (contiguous in tx): s[r, j, tx] = (A^T m[:, j])[r]
             for j in range(6):
                 for tx in range(tw):
-                    m0 = m[j, k, p0 + tx]
-                    m1 = m[6 + j, k, p0 + tx]
-                    m2 = m[12 + j, k, p0 + tx]
-                    m3 = m[18 + j, k, p0 + tx]
-                    m4 = m[24 + j, k, p0 + tx]
-                    m5 = m[30 + j, k, p0 + tx]
+                    m0 = mn[j, k, p0 + tx]
+                    m1 = mn[6 + j, k, p0 + tx]
+                    m2 = mn[12 + j, k, p0 + tx]
+                    m3 = mn[18 + j, k, p0 + tx]
+                    m4 = mn[24 + j, k, p0 + tx]
+                    m5 = mn[30 + j, k, p0 + tx]
                     a = m1 + m2
                     b = m1 - m2
                     cc = m3 + m4
@@ -253,18 +262,23 @@ def backward_weights(w):
 
 def conv3x3(x, u, ph, pw, bias=None, relu=False):
     """Stride-1 3x3 correlation of x (N, C, H, W) float32 by the transformed kernel u (36, K, C),
-    zero padding (ph, pw); returns y (N, K, H + 2ph - 2, W + 2pw - 2) float32."""
+    zero padding (ph, pw), plus ``bias`` and max(., 0) if ``relu``.
+
+    Returns y (N, K, H + 2ph - 2, W + 2pw - 2) float32 and a boolean per image that is True
+    where the image holds a NaN or an infinity: that image's y is not valid (see the module
+    docstring) and must be recomputed by another algorithm."""
     n, c, h, w = x.shape
     k = u.shape[1]
     oh, ow = h + 2 * ph - 2, w + 2 * pw - 2
     th, tw = (oh + 3) // 4, (ow + 3) // 4
-    v = scratch("winograd_v", (36, c, n * th * tw), np.float32)
+    v = scratch("winograd_v", (n, 36, c, th * tw), np.float32)
+    nonfinite = np.empty(n * c, np.bool_)
     with threads_for(v.size):
-        input_transform(x, v, ph, pw, th, tw)
-    m = scratch("winograd_m", (36, k, n * th * tw), np.float32)
-    stacked_matmul(u, v, m)
+        input_transform(x, v, ph, pw, th, tw, nonfinite)
+    m = scratch("winograd_m", (n, 36, k, th * tw), np.float32)
+    per_image_matmul(u, v, m)
     y = np.empty((n, k, oh, ow), np.float32)
     b = np.zeros(k, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     with threads_for(m.size):
         output_transform(m, y, b, bool(relu), th, tw)
-    return y
+    return y, nonfinite.reshape(n, c).any(axis=1)

@@ -1,21 +1,32 @@
 """2-D convolution on the CPU: Winograd F(4x4, 3x3) where it applies, im2col + BLAS elsewhere.
 
-Algorithm choice (``choose_algorithm``):
+Algorithm choice (``choose_algorithm``), from the geometry of *one image* only, so that an
+image's result never depends on the batch it comes in:
 
 * ``"winograd"`` for float32, 3x3, stride 1, dilation 1, groups 1, padding <= 2, at least
   ``WINOGRAD_MIN_CHANNELS`` input and output channels and ``WINOGRAD_MIN_TILES`` 4x4 output
-  tiles: VGG16's 3x3 layers from conv1_2 to conv4_3 (not its 14x14 conv5 block, nor
-  AlexNet's 13x13 layers). See ``_winograd.py`` (Lavin & Gray 2016). Its data gradient is
-  the same algorithm on gy with the flipped, channel-transposed kernel.
-* ``"im2col"`` otherwise: per sample and group one BLAS product (``numpy.matmul``) against
+  tiles per image: VGG16's 3x3 layers from conv1_2 to conv4_3 (not its 14x14 conv5 block,
+  nor AlexNet's 13x13 layers). See ``_winograd.py`` (Lavin & Gray 2016). Its data gradient
+  is the same algorithm on gy with the flipped, channel-transposed kernel. An image holding
+  a NaN or an infinity is recomputed by im2col, which keeps them where PyTorch has them.
+* ``"im2col"`` otherwise: per image and group one BLAS product (``numpy.matmul``) against
   the column matrix (``_im2col.py``); a 1x1, stride-1, unpadded conv uses the input itself as
   the column matrix. float64 always goes this way: it is the exact path gradient checks use.
 
+Batch invariance: every GEMM is per image, with a shape fixed by the image's geometry, and
+every loop computes an image's outputs from that image alone, so an image's result is
+bitwise the same whatever else is in the batch. Ties: after either algorithm, output pixels
+whose receptive fields hold bitwise-equal values are given bitwise-equal outputs
+(``_patches.py``; why in ``kernels/patches.py``), so max-pool ties in flat regions break as
+in exact arithmetic (the first pixel wins, as in PyTorch) whatever each algorithm's
+position-dependent rounding. Measured on VGG16 at 224x224, batch 1: that step costs
+``python -m benchmarks`` reports it.
+
 The BLAS calls and the Numba loops never run at the same time (each returns before the next
 starts). Every GEMM of the forward and data-gradient paths runs as one slice per thread on
-single-threaded BLAS (``_gemm.py``: Winograd's 36 products split by product, im2col's by
-output rows), so these kernels never wake BLAS's own thread pool, whose idle workers would
-then spin for ~0.1 s on a core the next Numba loop needs.
+single-threaded BLAS (``_gemm.py``: Winograd's 36 products per image split by product,
+im2col's by output rows), so these kernels never wake BLAS's own thread pool, whose idle
+workers would then spin for ~0.1 s on a core the next Numba loop needs.
 """
 
 import contextlib
@@ -24,12 +35,14 @@ import numpy as np
 
 from . import _common
 from . import _im2col
+from . import _patches
 from . import _winograd
+from .elementwise import bias_relu_inplace
 from ._gemm import row_split_matmul, single_threaded_blas
 from ._workspace import scratch, weight_cache
 
 WINOGRAD_MIN_CHANNELS = 16
-# Below this many 4x4 output tiles per call the 36 GEMMs are too narrow for BLAS to run near
+# Below this many 4x4 output tiles per image the 36 GEMMs are too narrow for BLAS to run near
 # its peak, and their 4x larger transformed kernel costs more memory traffic than im2col's:
 # measured here, a 512->512 layer at 14x14 (16 tiles) takes 15 ms by Winograd and 8 ms by
 # im2col on one core, while at 28x28 (49 tiles) Winograd wins, 23 ms against 28 ms.
@@ -53,11 +66,12 @@ def winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype)
 
 def choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype):
     """"winograd" where it applies, both channel counts are large enough to amortise the
-    tile transforms and there are enough output tiles for efficient GEMMs; "im2col" otherwise."""
+    tile transforms and one image has enough output tiles for efficient GEMMs; "im2col"
+    otherwise. The batch size is not looked at."""
     if winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype):
         oh = x_shape[2] + 2 * padding[0] - 2
         ow = x_shape[3] + 2 * padding[1] - 2
-        tiles = x_shape[0] * ((oh + 3) // 4) * ((ow + 3) // 4)
+        tiles = ((oh + 3) // 4) * ((ow + 3) // 4)
         if min(w_shape[0], w_shape[1]) >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES:
             return "winograd"
     return "im2col"
@@ -110,14 +124,15 @@ def _columns(x, n, w_shape, stride, padding, dilation, out_hw, i0, i1):
     return col
 
 
-def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False):
     """2-D cross-correlation, PyTorch's conv2d: y (N, O, OH, OW) from x (N, C, H, W) and
-    w (O, C // groups, KH, KW), plus b (O,) unless None.
+    w (O, C // groups, KH, KW), plus b (O,) unless None, then max(y, 0) if ``relu``.
 
     y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, g*C/groups + c, i*sh + p*dh, j*sw + q*dw]
 
-    Winograd where ``choose_algorithm`` says so, im2col + BLAS otherwise."""
-    return forward(x, w, b, stride, padding, dilation, groups)
+    Winograd where ``choose_algorithm`` says so, im2col + BLAS otherwise; bias and ReLU are
+    applied in the same pass that writes y."""
+    return forward(x, w, b, stride, padding, dilation, groups, relu)
 
 
 def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
@@ -125,9 +140,21 @@ def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
     return backward_data(gy, w, x_shape, stride, padding, dilation, groups)
 
 
-def forward(x, w, b, stride, padding, dilation, groups, algorithm="auto"):
+def _winograd_weights(w, kind):
+    """The transformed kernel for ``kind`` ("forward" or "backward"), or None when w holds a
+    NaN or an infinity (the transform would spread it over every tap; im2col is used)."""
+    def make(a):
+        if not np.isfinite(a).all():
+            return None
+        return _winograd.transform_weights(a if kind == "forward" else _winograd.backward_weights(a))
+
+    return weight_cache.get(w, kind, make)
+
+
+def forward(x, w, b, stride, padding, dilation, groups, relu=False, algorithm="auto", share=True):
     """conv2d_forward with a choice of ``algorithm`` ("auto", "winograd", "im2col"), so that
-    tests and benchmarks can force a path."""
+    tests and benchmarks can force a path; ``share=False`` skips giving equal receptive
+    fields equal outputs (only to measure what that step costs)."""
     stride, padding, dilation, groups, out_hw = _common.conv_geometry(
         np.shape(x), np.shape(w), stride, padding, dilation, groups)
     dtype = _common.common_dtype(x, w, b)
@@ -139,13 +166,33 @@ def forward(x, w, b, stride, padding, dilation, groups, algorithm="auto"):
         if b.shape != (o,):
             raise ValueError(f"bias must have shape ({o},) for weight shape {w.shape}, got {b.shape}")
     algorithm = _resolve(algorithm, x.shape, w.shape, stride, padding, dilation, groups, dtype)
-    if algorithm == "winograd":
-        u = weight_cache.get(w, "forward", _winograd.transform_weights)
-        return _winograd.conv3x3(x, u, padding[0], padding[1], b)
+    u = _winograd_weights(w, "forward") if algorithm == "winograd" else None
+    if u is not None:
+        y, redo = _winograd.conv3x3(x, u, padding[0], padding[1], b, relu)
+        for n in np.flatnonzero(redo):
+            y[n:n + 1] = _im2col_forward(x[n:n + 1], w, b, stride, padding, dilation, groups, out_hw, relu)
+    else:
+        y = _im2col_forward(x, w, b, stride, padding, dilation, groups, out_hw, relu)
+    if share:
+        _share_equal_outputs(y, x, w.shape[2:], stride, padding, dilation, groups)
+    return y
 
-    n = x.shape[0]
+
+def _share_equal_outputs(y, x, kernel_hw, stride, padding, dilation, groups):
+    """Give output pixels with bitwise-equal receptive fields bitwise-equal values (in place)."""
+    n, c, h, w = x.shape
+    oh, ow = y.shape[2:]
+    words = x.reshape(n, c, h * w).view(np.uint32 if x.itemsize == 4 else np.uint64)
+    empty = _patches.has_empty_fields((h, w), kernel_hw, stride, padding, dilation, (oh, ow))
+    with _common.threads_for(x.size):
+        _patches.share_equal_outputs(words, y.reshape(n, y.shape[1], oh * ow), groups, h, w, *kernel_hw,
+                                     *stride, *padding, *dilation, oh, ow, empty)
+
+
+def _im2col_forward(x, w, b, stride, padding, dilation, groups, out_hw, relu):
+    n, o = x.shape[0], w.shape[0]
     og = o // groups
-    y = np.empty((n, o) + out_hw, dtype)
+    y = np.empty((n, o) + out_hw, x.dtype)
     w_mat = w.reshape(groups, og, -1)
     blocks = _row_blocks(x.shape[1], w.shape[2], w.shape[3], out_hw, x.itemsize)
     ow = out_hw[1]
@@ -157,9 +204,11 @@ def forward(x, w, b, stride, padding, dilation, groups, algorithm="auto"):
             if len(blocks) == 1:
                 row_split_matmul(w_mat, col, y_s)
             else:
-                part = scratch("gemm_out", (groups, og, col.shape[2]), dtype)
+                part = scratch("gemm_out", (groups, og, col.shape[2]), x.dtype)
                 y_s[:, :, i0 * ow:i1 * ow] = row_split_matmul(w_mat, col, part)
-    if b is not None:
+    if relu:
+        bias_relu_inplace(y, b)
+    elif b is not None:
         y += b[:, None, None]
     return y
 
@@ -168,8 +217,9 @@ def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="
     """conv2d_backward_data with a choice of ``algorithm`` ("auto", "winograd", "im2col").
 
     Winograd path: a stride-1 3x3 correlation of gy with padding 2 - p by the kernel flipped
-    in both axes with in/out channels swapped. im2col path: per sample and group the column
-    gradient W_g^T @ gy_g, scatter-added back by col2im."""
+    in both axes with in/out channels swapped (images whose gy holds a NaN or an infinity go
+    the im2col way). im2col path: per image and group the column gradient W_g^T @ gy_g,
+    scatter-added back by col2im."""
     x_shape = _common.shape4("x_shape", x_shape)
     stride, padding, dilation, groups, out_hw = _common.conv_geometry(
         x_shape, np.shape(w), stride, padding, dilation, groups)
@@ -180,13 +230,22 @@ def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="
     gy = _common.float_array("gy", gy, dtype)
     w = _common.float_array("w", w, dtype)
     algorithm = _resolve(algorithm, x_shape, w.shape, stride, padding, dilation, groups, dtype)
-    if algorithm == "winograd":
-        u = weight_cache.get(w, "backward", lambda a: _winograd.transform_weights(_winograd.backward_weights(a)))
-        return _winograd.conv3x3(gy, u, 2 - padding[0], 2 - padding[1])
+    u = _winograd_weights(w, "backward") if algorithm == "winograd" else None
+    if u is None:
+        return _im2col_backward_data(gy, w, x_shape, stride, padding, dilation, groups, out_hw)
+    gx, redo = _winograd.conv3x3(gy, u, 2 - padding[0], 2 - padding[1])
+    for s in np.flatnonzero(redo):
+        gx[s:s + 1] = _im2col_backward_data(gy[s:s + 1], w, (1,) + tuple(x_shape[1:]), stride, padding, dilation,
+                                            groups, out_hw)
+    return gx
 
+
+def _im2col_backward_data(gy, w, x_shape, stride, padding, dilation, groups, out_hw):
+    n, c = x_shape[:2]
+    o = w.shape[0]
     og = o // groups
     kh, kw = w.shape[2:]
-    gx = np.empty(x_shape, dtype)
+    gx = np.empty(x_shape, gy.dtype)
     w_mat = w.reshape(groups, og, -1).transpose(0, 2, 1)  # (groups, Cg*KH*KW, Og)
     pointwise = _is_pointwise(w.shape, stride, padding, dilation)
     blocks = _row_blocks(c, kh, kw, out_hw, gy.itemsize)
@@ -197,7 +256,7 @@ def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="
             row_split_matmul(w_mat, gy_s, gx[s].reshape(groups, c // groups, -1))
             continue
         for i0, i1 in blocks:
-            col = scratch("col", (groups, w_mat.shape[1], (i1 - i0) * ow), dtype)
+            col = scratch("col", (groups, w_mat.shape[1], (i1 - i0) * ow), gy.dtype)
             row_split_matmul(w_mat, gy_s[:, :, i0 * ow:i1 * ow], col)
             with _common.threads_for(col.size):
                 _im2col.col2im(col.reshape(-1, col.shape[2]), gx, s, kh, kw, stride[0], stride[1],

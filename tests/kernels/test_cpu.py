@@ -24,6 +24,7 @@ import kernels  # noqa: E402
 from kernels import cpu as K  # noqa: E402
 from kernels import reference as R  # noqa: E402
 from kernels.cpu import _common, _winograd, conv  # noqa: E402
+from kernels.geometry import argmax_dtype  # noqa: E402
 
 CONTRACT = (
     "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "bias_relu_forward",
@@ -253,7 +254,7 @@ def test_max_pool_matches_reference(case, dtype, seed, ties, contiguous):
     xs, gys = (x, gy) if contiguous else (noncontiguous(x), noncontiguous(gy))
     y2, arg2 = K.max_pool2d_forward(xs, ksize, stride, padding)
     np.testing.assert_array_equal(y2, y)
-    assert arg2.dtype == np.int64
+    assert arg2.dtype == argmax_dtype(*shape[2:])
     np.testing.assert_array_equal(arg2, arg)
     assert_close(K.max_pool2d_backward(gys, arg, shape, ksize, stride, padding),
                  R.max_pool2d_backward(gy, arg, shape, ksize, stride, padding), dtype)

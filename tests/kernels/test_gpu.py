@@ -24,6 +24,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kernels import reference
+from kernels.geometry import argmax_dtype
 from tests.kernels import cuda_emulation, nvrtc
 
 HOST = cuda_emulation.load_host()
@@ -290,7 +291,7 @@ def test_max_pool2d_matches_reference(device, case, launch):
     want_y, want_arg = reference.max_pool2d_forward(x, *geometry)
     y, arg = be.max_pool2d_forward(be.put(_maybe_strided(rng, x)), *geometry)
     np.testing.assert_array_equal(be.get(y), want_y)
-    assert be.get(arg).dtype == np.int64
+    assert be.get(arg).dtype == argmax_dtype(*case["x_shape"][2:])
     np.testing.assert_array_equal(be.get(arg), want_arg)
 
     gy = rng.standard_normal(want_y.shape).astype(dtype)
@@ -405,7 +406,6 @@ def test_results_do_not_depend_on_launch_geometry_or_thread_order(case, pool, fi
     px = rng.standard_normal(pool["x_shape"]).astype(dtype)
     results = []
     for launch in (first, second):
-        launch = dict(launch, col_budget_bytes=256 * 2**20)  # chunking changes GEMM sums, not kernels
         be = _backend("emulated", launch)
         y = be.conv2d_forward(x, w, None, *geometry)
         gx = be.conv2d_backward_data(y, w, x.shape, *geometry)
@@ -420,7 +420,7 @@ def test_results_do_not_depend_on_launch_geometry_or_thread_order(case, pool, fi
 
 
 @needs_compiler
-def test_every_entry_point_runs_under_emulation():
+def test_every_entry_point_runs_under_emulation(monkeypatch):
     """The parity tests above reach every kernel of every source in both precisions."""
     be = _backend("emulated", {})
     rng = np.random.default_rng(0)
@@ -432,11 +432,20 @@ def test_every_entry_point_runs_under_emulation():
         be.conv2d_backward_weight(y, x, w.shape, (1, 1), (1, 1), (1, 1), 2)
         be.bias_relu_forward(x, x[0, :, 0, 0].copy())
         be.relu_backward(x, be.relu_forward(x), "guided")
-        py, arg = be.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1))
-        be.max_pool2d_backward(py, arg, x.shape, (3, 3), (2, 2), (1, 1))
+        for shape in [(1, 2, 5, 5), (1, 1, 17, 17), (1, 1, 257, 256)]:  # uint8, uint16, int32 indices
+            px = rng.standard_normal(shape).astype(dtype)
+            py, arg = be.max_pool2d_forward(px, (3, 3), (2, 2), (1, 1))
+            be.max_pool2d_backward(py, arg, px.shape, (3, 3), (2, 2), (1, 1))
         be.avg_pool2d_backward(be.avg_pool2d_forward(x, (2, 2), (1, 1), (1, 1), True), x.shape, (2, 2), (1, 1),
                                (1, 1), True)
         be.lrn_backward(x, x, be.lrn_forward(x, 5, 1e-4, 0.75, 2.0), 5, 1e-4, 0.75, 2.0)
+    with monkeypatch.context() as patch:  # int64 indices need a plane of over 2**31 pixels
+        patch.setattr(HOST, "argmax_dtype", lambda h, w: np.dtype(np.int64))
+        for dtype in DTYPES:
+            px = rng.standard_normal((1, 1, 4, 4)).astype(dtype)
+            py, arg = be.max_pool2d_forward(px, (2, 2), (2, 2), (0, 0))
+            assert arg.dtype == np.int64
+            be.max_pool2d_backward(py, arg, px.shape, (2, 2), (2, 2), (0, 0))
     assert sorted(be.runtime.launched) == ALL_ENTRY_POINTS
 
 
