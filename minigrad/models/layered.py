@@ -7,8 +7,18 @@ in ``named_layers()``; this base gives ``layer_names``, ``layer(name)``, ``forwa
 (Chainer's ``VGGLayers.forward(x, layers=...)`` idea; hooks are not needed).
 """
 
+from minigrad import functional as F
 from minigrad import nn
 from minigrad.tensor import Tensor, tensor
+
+
+def _fusable(conv, relu):
+    """A plain nn.Conv2d directly followed by a plain nn.ReLU, neither with hooks: the pair can
+    run as one ``F.conv2d_relu`` (bias and ReLU applied as the output is written, only the
+    ReLU mask kept for backward) with the same result."""
+    plain = (isinstance(conv, nn.Conv2d) and type(conv).forward is nn.Conv2d.forward
+             and isinstance(relu, nn.ReLU) and type(relu).forward is nn.ReLU.forward)
+    return plain and not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in (conv, relu))
 
 
 class LayeredModel(nn.Module):
@@ -40,10 +50,26 @@ class LayeredModel(nn.Module):
         self.check_layer_names([name])
         return dict(self.named_layers())[name]
 
+    def _run(self, x, keep=()):
+        """Yield (name, output) layer after layer; a Conv2d directly followed by a ReLU runs as
+        one fused op (and yields only the ReLU's output) unless the conv's output is in ``keep``."""
+        layers = list(self.named_layers())
+        i = 0
+        while i < len(layers):
+            name, module = layers[i]
+            if i + 1 < len(layers) and name not in keep and _fusable(module, layers[i + 1][1]):
+                x = F.conv2d_relu(x, module.weight, module.bias, module.stride, module.padding, module.dilation,
+                                  module.groups)
+                i += 1
+                name = layers[i][0]
+            else:
+                x = module(x)
+            yield name, x
+            i += 1
+
     def forward(self, x):
-        x = self.prepare_input(x)
-        for _, module in self.named_layers():
-            x = module(x)
+        for _, x in self._run(self.prepare_input(x)):
+            pass
         return x
 
     def extract(self, x, names):
@@ -54,10 +80,8 @@ class LayeredModel(nn.Module):
         """
         names = [names] if isinstance(names, str) else list(names)
         self.check_layer_names(names)
-        x = self.prepare_input(x)
         wanted, found = set(names), {}
-        for name, module in self.named_layers():
-            x = module(x)
+        for name, x in self._run(self.prepare_input(x), keep=wanted):
             if name in wanted:
                 found[name] = x
                 if len(found) == len(wanted):
