@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from kernels import reference
 from kernels.geometry import argmax_dtype
-from tests.kernels import cuda_emulation, nvrtc
+from tests.kernels import backends, cuda_emulation, nvrtc
 
 HOST = cuda_emulation.load_host()
 SOURCES = {name: HOST.read_source(name) for name in HOST.SOURCES}
@@ -34,74 +34,10 @@ ALL_ENTRY_POINTS = sorted(name for text in SOURCES.values() for name, _ in HOST.
 DTYPES = (np.float32, np.float64)
 RULES = ("standard", "deconvnet", "guided")
 
-
-def _cuda_device():
-    """True when CuPy imports and sees at least one CUDA device."""
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no cupy, no driver, no device: all mean "no GPU here"
-        return False
-
-
-HAS_DEVICE = _cuda_device()
-needs_device = [pytest.mark.gpu, pytest.mark.skipif(not HAS_DEVICE, reason="needs CuPy and a CUDA device")]
-needs_compiler = pytest.mark.skipif(
-    cuda_emulation.find_compiler() is None, reason="CUDA emulation needs a host C++ compiler (g++)"
-)
-DEVICES = [
-    pytest.param("emulated", marks=needs_compiler),
-    pytest.param("cupy", marks=needs_device),
-]
-
-
-# ----------------------------------------------------------------------------------------
-# backends: the contract functions plus moving arrays to and from them
-
-
-class Backend:
-    """The contract functions of one device, with ``put`` (NumPy -> device array) and
-    ``get`` (device array -> NumPy)."""
-
-    def __init__(self, device, **launch):
-        self.device = device
-        if device == "emulated":
-            self.fns, self.runtime = cuda_emulation.emulated_backend(**launch)
-            self.put = self.get = lambda a: a
-        else:
-            import cupy
-
-            import kernels.gpu
-
-            self.runtime = kernels.gpu.CupyRuntime()
-            for key, value in launch.items():
-                if key in ("block", "max_blocks", "col_budget_bytes"):
-                    setattr(self.runtime, key, value)
-            self.fns = HOST.bind(self.runtime)
-            self.put = cupy.asarray
-            self.get = cupy.asnumpy
-
-    def __getattr__(self, name):
-        return getattr(self.fns, name)
-
-
-# Launch geometries: the production one, and small ones that make each thread loop over
-# several elements, put all the work on one thread, or cut the images into chunks.
-launch_options = st.fixed_dictionaries(
-    {
-        "block": st.sampled_from([1, 3, 32, 256]),
-        "max_blocks": st.sampled_from([1, 2, 7, 65535]),
-        "col_budget_bytes": st.sampled_from([1, 2000, 256 * 2**20]),
-        "reverse": st.booleans(),
-    }
-)
-
-
-def _backend(device, launch):
-    if device == "cupy":
-        launch = {k: v for k, v in launch.items() if k != "reverse"}
-    return Backend(device, **launch)
+HAS_DEVICE = backends.HAS_DEVICE
+needs_device, needs_compiler, DEVICES = backends.needs_device, backends.needs_compiler, backends.DEVICES
+launch_options = backends.launch_options
+_backend = backends.backend
 
 
 def _close(got, want, dtype, scale=1.0):
