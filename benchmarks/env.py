@@ -124,6 +124,15 @@ def sgemm_rate(repeats=5, size=2048):
     return 2.0 * size**3 / t["min_s"] / 1e9
 
 
+def load_average():
+    """The 1, 5 and 15 minute load averages (what ``uptime`` prints), or None where unknown:
+    timings on a shared machine only mean something next to it."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def peak_rss_mb():
     """Peak resident memory of this process so far, in MiB (Linux ru_maxrss is in KiB)."""
     import resource

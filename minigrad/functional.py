@@ -92,10 +92,11 @@ def _contiguous(array):
 # ----- convolution -----
 
 
-def _relu_mask(y):
-    """What ReLU's backward needs of its output y: where it is not <= 0 (positive, or NaN,
-    which PyTorch lets through), one byte per element instead of y's four or eight."""
-    return ~(y <= 0)
+def _relu_mask(ctx, y):
+    """What ReLU's backward needs of its output y, when a backward pass will run: where y is
+    not <= 0 (positive, or NaN, which PyTorch lets through), one byte per element instead of
+    y's four or eight."""
+    return ~(y <= 0) if config.is_grad_enabled() and any(ctx.needs_input_grad) else None
 
 
 class Conv2d(Function):
@@ -112,7 +113,7 @@ class Conv2d(Function):
         ctx.shapes, ctx.relu = (x.shape, w.shape), relu
         y = backend.kernels_for(x).conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=relu)
         needs_x, needs_w = ctx.needs_input_grad[:2]
-        ctx.save_for_backward(x if needs_w else None, w if needs_x else None, _relu_mask(y) if relu else None)
+        ctx.save_for_backward(x if needs_w else None, w if needs_x else None, _relu_mask(ctx, y) if relu else None)
         return y
 
     @staticmethod
@@ -187,7 +188,7 @@ class ReLU(Function):
     @staticmethod
     def forward(ctx, x):
         y = backend.kernels_for(x).relu_forward(_contiguous(x))
-        ctx.save_for_backward(_relu_mask(y))
+        ctx.save_for_backward(_relu_mask(ctx, y))
         return y
 
     @staticmethod

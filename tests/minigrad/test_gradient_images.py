@@ -79,68 +79,36 @@ def test_gradient_images_do_not_depend_on_the_batch(fashion, backend, data):
 # against PyTorch
 
 
-class _RuleReLU:
-    """A torch autograd Function factory: relu forward, backward under ``rule``."""
-
-    @staticmethod
-    def make(torch, rule):
-        class RuleReLU(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x):
-                y = torch.relu(x)
-                ctx.save_for_backward(y)
-                return y
-
-            @staticmethod
-            def backward(ctx, grad):
-                (y,) = ctx.saved_tensors
-                if rule["name"] == "deconvnet":
-                    return torch.relu(grad)
-                if rule["name"] == "guided":
-                    grad = torch.relu(grad)
-                return torch.ops.aten.threshold_backward(grad, y, 0)
-
-        return RuleReLU
-
-
 def torch_twin(torch, model):
-    """The model's layers in plain torch.nn, sharing its weights (copies); returns
-    (net, rule) where rule["name"] sets every ReLU's backward rule."""
+    """The model's layers in plain torch.nn with copies of its weights
+    (``benchmarks.networks.torch_twin``), every ReLU's backward following ``rule["name"]``:
+    autograd's threshold_backward for "standard", relu() on the gradient for "deconvnet",
+    both for "guided" (Captum's hooks do the same)."""
+    from benchmarks.networks import torch_twin as twin
+
     rule = {"name": "standard"}
-    relu = _RuleReLU.make(torch, rule)
+
+    class RuleReLU(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = torch.relu(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, grad):
+            (y,) = ctx.saved_tensors
+            if rule["name"] == "deconvnet":
+                return torch.relu(grad)
+            if rule["name"] == "guided":
+                grad = torch.relu(grad)
+            return torch.ops.aten.threshold_backward(grad, y, 0)
 
     class ReLU(torch.nn.Module):
         def forward(self, x):
-            return relu.apply(x)
+            return RuleReLU.apply(x)
 
-    layers = []
-    for _, m in model.named_layers():
-        kind = type(m).__name__
-        if kind == "Conv2d":
-            layer = torch.nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                                    m.groups)
-        elif kind == "Linear":
-            layer = torch.nn.Linear(m.in_features, m.out_features)
-        elif kind == "ReLU":
-            layers.append(ReLU())
-            continue
-        elif kind == "MaxPool2d":
-            layers.append(torch.nn.MaxPool2d(m.kernel_size, m.stride, m.padding))
-            continue
-        elif kind == "AdaptiveAvgPool2d":
-            layers.append(torch.nn.AdaptiveAvgPool2d(m.output_size))
-            continue
-        elif kind == "Flatten":
-            layers.append(torch.nn.Flatten())
-            continue
-        elif kind == "Dropout":
-            continue
-        else:
-            raise AssertionError(f"no torch twin for {kind}")
-        layer.weight.data = torch.from_numpy(np.array(m.weight.data))
-        layer.bias.data = torch.from_numpy(np.array(m.bias.data))
-        layers.append(layer)
-    net = torch.nn.Sequential(*layers).eval()
+    net = twin(model, relu=ReLU).eval()
     for p in net.parameters():
         p.requires_grad_(False)
     return net, rule
