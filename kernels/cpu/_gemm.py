@@ -79,40 +79,38 @@ def run_matmuls(jobs):
                 f.result()
 
 
-class single_threaded_blas:
-    """Context manager: BLAS calls made inside (on this process) use one thread.
-
-    For loops of GEMMs too small to be worth splitting: each call would otherwise wake BLAS's
-    pool, wait for it and leave it spinning (see the module docstring)."""
-
-    def __enter__(self):
-        controller = _controller() if numba.get_num_threads() > 1 else None
-        self._limit = controller.limit(limits=1, user_api="blas") if controller is not None else None
-        return self
-
-    def __exit__(self, *exc):
-        if self._limit is not None:
-            self._limit.restore_original_limits()
-        return False
+def _ranges(extent):
+    """``extent`` cut into one contiguous range per thread (fewer when there are fewer items);
+    the cut depends on the extent and the thread count only."""
+    threads = max(1, min(numba.get_num_threads(), extent))
+    bounds = np.linspace(0, extent, threads + 1).round().astype(int)
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def per_image_matmul(u, v, out):
-    """out[n, i] = u[i] @ v[n, i] for every image n and stack index i: one GEMM of fixed shape
-    per (image, i), so each image's result is the same in any batch (float32, C-contiguous)."""
-    run_matmuls([(u[i], v[n, i], out[n, i]) for n in range(v.shape[0]) for i in range(u.shape[0])])
+    """out[n, i] = u[i] @ v[n, i] for every image n and stack index i (float32, C-contiguous):
+    each thread takes a range of i for all images, one stacked ``numpy.matmul`` (which calls
+    BLAS once per (n, i) with the same shapes), so each image's result is the same in any batch."""
+    run_matmuls([(u[lo:hi], v[:, lo:hi], out[:, lo:hi]) for lo, hi in _ranges(u.shape[0])])
     return out
 
 
 def row_split_matmul(a, b, out):
-    """out = a @ b (a (..., M, K), b (..., K, N), out (..., M, N) C-contiguous), the M rows
-    split across threads, each slice on single-threaded BLAS.
+    """out = a @ b (a (..., M, K), b (..., K, N), out (..., M, N); leading axes broadcast), the
+    M rows cut into one range per thread, each range one stacked ``numpy.matmul`` on
+    single-threaded BLAS. The cut depends on M and the thread count, never on how many
+    samples b stacks, so each sample's products have the same shapes in any batch.
 
     Used for im2col's GEMMs so that no kernel ever wakes BLAS's own thread pool: OpenBLAS's
     idle workers busy-wait for about 0.1 s (2**28 cycles, ``OPENBLAS_THREAD_TIMEOUT``) after
     each multi-threaded call, and on a 2-core machine that spinning thread takes half the
     machine from the Numba loops and GEMM slices that follow."""
-    m = a.shape[-2]
-    threads = max(1, min(numba.get_num_threads(), m))
-    bounds = np.linspace(0, m, threads + 1).round().astype(int)
-    run_matmuls([(a[..., lo:hi, :], b, out[..., lo:hi, :]) for lo, hi in zip(bounds[:-1], bounds[1:])])
+    run_matmuls([(a[..., lo:hi, :], b, out[..., lo:hi, :]) for lo, hi in _ranges(a.shape[-2])])
+    return out
+
+
+def sample_split_matmul(a, b, out):
+    """out[s] = a[s] @ b[s] along the leading (sample) axis, the samples cut into one range per
+    thread (single-threaded BLAS each): for sums over a batch, where no result is per sample."""
+    run_matmuls([(a[lo:hi], b[lo:hi], out[lo:hi]) for lo, hi in _ranges(a.shape[0])])
     return out

@@ -31,38 +31,70 @@ def _valid_range(size, out, stride, offset):
     return lo, max(lo, hi)
 
 
+@njit(cache=True, inline="always")
+def _sweep(row, best, where, stride, offset, base):
+    """One tap of every window of an output row: take row[j*stride + offset] where it is
+    strictly greater than the best so far or NaN. Selects, not branches, and a loop over the
+    whole row from 0 (LLVM vectorises that form, not one with computed bounds)."""
+    for j in range(best.shape[0]):
+        v = row[j * stride + offset]
+        take = v > best[j] or v != v
+        best[j] = v if take else best[j]
+        where[j] = base + j * stride if take else where[j]
+
+
+@njit(cache=True, inline="always")
+def _max_plane(x, y, arg, best, where, padded, kh, kw, sh, sw, ph, pw):
+    """Max pooling of one plane x (H, W) into y, arg (OH, OW), one output row at a time.
+
+    Each window starts from its first in-bounds pixel, then every tap in row-major window
+    order is swept along the whole row: the contract's tie and NaN rules. With horizontal
+    padding the row is first copied between -inf margins (``padded``): -inf never beats the
+    first real pixel (not greater, not NaN), so padding still never wins. Strides 1 and 2 get
+    their own copy of the sweep so that the strided loads vectorise (10x faster than the
+    generic loop for VGG's 2x2/2)."""
+    height, width = x.shape
+    oh, ow = y.shape
+    for i in range(oh):
+        h0 = max(i * sh - ph, 0)
+        for j in range(ow):
+            w0 = max(j * sw - pw, 0)
+            best[j] = x[h0, w0]
+            where[j] = h0 * width + w0
+        for p in range(kh):
+            h = i * sh - ph + p
+            if h < 0 or h >= height:
+                continue
+            row = x[h]
+            if pw > 0:
+                padded[pw:pw + width] = row
+                row = padded
+            for q in range(kw):
+                base = h * width + q - pw
+                if sw == 2:
+                    _sweep(row, best, where, 2, q, base)
+                elif sw == 1:
+                    _sweep(row, best, where, 1, q, base)
+                else:
+                    _sweep(row, best, where, sw, q, base)
+        for j in range(ow):
+            y[i, j] = best[j]
+            arg[i, j] = where[j]
+
+
 @njit(parallel=True, cache=True)
 def _max_forward(x, y, arg, kh, kw, sh, sw, ph, pw):
-    # One output row at a time, tap by tap in row-major window order, each tap swept along
-    # the whole row (a loop over j that vectorises). A window's first in-bounds tap always
-    # takes it (where < 0), later taps only when strictly greater or NaN: the contract's tie
-    # and NaN rules, and padding is never a candidate.
-    n_planes, height, width = x.shape
-    oh, ow = y.shape[1], y.shape[2]
-    for plane in prange(n_planes):
-        pl = np.int64(plane)
+    # Planes in up to 256 runs, each with one set of row buffers (small planes, like a
+    # training batch's 7x7 ones, would otherwise spend their time allocating them).
+    n_planes, width = x.shape[0], x.shape[2]
+    ow = y.shape[2]
+    runs = min(n_planes, 256)
+    for run in prange(runs):
         best = np.empty(ow, x.dtype)
         where = np.empty(ow, np.int64)
-        for i in range(oh):
-            for j in range(ow):
-                where[j] = -1
-                best[j] = 0
-            for p in range(kh):
-                h = i * sh - ph + p
-                if h < 0 or h >= height:
-                    continue
-                row = x[pl, h]
-                for q in range(kw):
-                    j_lo, j_hi = _valid_range(width, ow, sw, q - pw)
-                    for j in range(j_lo, j_hi):
-                        col = j * sw + q - pw
-                        v = row[col]
-                        if where[j] < 0 or v > best[j] or v != v:
-                            best[j] = v
-                            where[j] = h * width + col
-            y[pl, i] = best
-            for j in range(ow):
-                arg[pl, i, j] = where[j]
+        padded = np.full(width + 2 * pw, -np.inf, x.dtype)
+        for pl in range(run * n_planes // runs, (run + 1) * n_planes // runs):
+            _max_plane(x[pl], y[pl], arg[pl], best, where, padded, kh, kw, sh, sw, ph, pw)
 
 
 @njit(parallel=True, cache=True)

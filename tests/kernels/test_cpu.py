@@ -375,18 +375,23 @@ def test_row_split_matmul_matches_numpy(groups, m):
     np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("small_flops", [0, 1e12])
-def test_backward_weight_small_and_large_gemm_paths(monkeypatch, small_flops):
-    """conv2d_backward_weight's loop on single-threaded BLAS (small per-sample GEMMs) and on
-    BLAS's own threads give the reference's answer, and BLAS's thread limit is restored."""
+@pytest.mark.parametrize("block_bytes", [1, 2000, 16 * 2**20])
+def test_im2col_blocks_and_blas_threads(monkeypatch, block_bytes):
+    """All three convolution kernels by blocks of one row, of a few samples, and of the whole
+    batch give the reference's answer (the per-sample GEMMs are split across threads, each on
+    single-threaded BLAS), and BLAS's thread limit is restored afterwards."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    monkeypatch.setattr(conv, "SMALL_GEMM_FLOPS", small_flops)
+    monkeypatch.setattr(conv, "COLUMN_BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 4, 9, 9)).astype(np.float32)
-    w_shape = (6, 4, 3, 3)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
     geometry = ((1, 1), (1, 1), (1, 1), 1)
     gy = rng.standard_normal((5, 6, 9, 9)).astype(np.float32)
     before = [p["num_threads"] for p in threadpoolctl.threadpool_info()]
-    assert_close(K.conv2d_backward_weight(gy, x, w_shape, *geometry),
-                 R.conv2d_backward_weight(gy, x, w_shape, *geometry), np.float32)
+    assert_close(conv.forward(x, w, None, *geometry, algorithm="im2col"), R.conv2d_forward(x, w, None, *geometry),
+                 np.float32)
+    assert_close(conv.backward_data(gy, w, x.shape, *geometry, algorithm="im2col"),
+                 R.conv2d_backward_data(gy, w, x.shape, *geometry), np.float32)
+    assert_close(K.conv2d_backward_weight(gy, x, w.shape, *geometry),
+                 R.conv2d_backward_weight(gy, x, w.shape, *geometry), np.float32)
     assert [p["num_threads"] for p in threadpoolctl.threadpool_info()] == before
