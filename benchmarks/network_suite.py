@@ -119,14 +119,15 @@ def worker(name, runner, repeats, with_error, threads=0, batch=1):
         except ImportError:
             pass
     spec = networks.NETWORKS[name]()
-    weights = networks.make_weights(spec)
     x = np.random.default_rng(1).standard_normal((batch, 3, 224, 224), dtype=np.float32)
-    if runner == "torch":
-        forward, forward_backward = _torch_runner(spec, weights, x)
-    elif runner == "minigrad":
+    if runner == "minigrad":  # its own weights (torchvision's initialization): its peak memory is its own
         forward, forward_backward = _minigrad_runner(name, x)
     else:
-        forward, forward_backward = _kernel_runner(spec, weights, x, runner)
+        weights = networks.make_weights(spec)
+        if runner == "torch":
+            forward, forward_backward = _torch_runner(spec, weights, x)
+        else:
+            forward, forward_backward = _kernel_runner(spec, weights, x, runner)
     result = {"network": name, "runner": runner, "threads": threads or os.cpu_count(), "batch": batch}
     result["forward"] = env.measure(forward, repeats)
     if batch == 1:
@@ -134,7 +135,7 @@ def worker(name, runner, repeats, with_error, threads=0, batch=1):
     result["peak_rss_mb"] = env.peak_rss_mb()
     result["env"] = env.describe()
     if with_error and runner == "numba" and batch == 1:
-        result["winograd"] = winograd_error(spec, weights, x)
+        result["winograd"] = winograd_error(spec, networks.make_weights(spec), x)
     print("RESULT " + json.dumps(result))
 
 

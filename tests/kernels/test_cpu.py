@@ -395,3 +395,20 @@ def test_im2col_blocks_and_blas_threads(monkeypatch, block_bytes):
     assert_close(K.conv2d_backward_weight(gy, x, w.shape, *geometry),
                  R.conv2d_backward_weight(gy, x, w.shape, *geometry), np.float32)
     assert [p["num_threads"] for p in threadpoolctl.threadpool_info()] == before
+
+
+def test_winograd_in_chunks_of_images_gives_the_same_bits(monkeypatch):
+    """Large batches are transformed a few images at a time (bounded tile buffers); each
+    image's GEMMs have the same shapes either way, so the results are bitwise equal."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 16, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    gy = rng.standard_normal((5, 16, 20, 20)).astype(np.float32)
+    whole = (conv.forward(x, w, None, *geometry, algorithm="winograd"),
+             conv.backward_data(gy, w, x.shape, *geometry, algorithm="winograd"))
+    monkeypatch.setattr(_winograd, "TILE_BUFFER_BYTES", 1)
+    chunked = (conv.forward(x, w, None, *geometry, algorithm="winograd"),
+               conv.backward_data(gy, w, x.shape, *geometry, algorithm="winograd"))
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(a, b)
