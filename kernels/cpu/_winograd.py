@@ -20,8 +20,9 @@ around the products are the jitted loops below:
   once, because G's entries (1/6, 1/12, 1/24) are not exact in float32;
 * ``input_transform``: V[n, xi, c, t] = (B^T d_t B)[xi] for every 6x6 tile d_t of the
   zero-padded input plane (tiles overlap by 2 pixels); done as two 1-D passes (rows, then
-  columns). The padded plane is stored split by column phase (w mod 4), so that both passes
-  read contiguous runs along the tile index and vectorise. It also notes planes holding a
+  columns); the row pass reads each padded input row at stride 4 (constant offsets, which
+  LLVM vectorises with wide loads and shuffles), the column pass reads contiguous runs along
+  the tile index. It also notes planes holding a
   NaN or an infinity: the transforms mix all 36 values of a tile, so one non-finite input
   would spread NaN over outputs whose receptive field does not contain it (PyTorch keeps
   NaN and inf where they belong); such images are recomputed by im2col;
@@ -110,46 +111,39 @@ def input_transform(x, v, ph, pw, th, tw, nonfinite):
         nc = np.int64(plane)
         n = nc // n_ch
         c = nc % n_ch
-        # The zero-padded plane, split by column phase: xq[q, h, t] = xpad[h, 4t + q]. A
-        # tile's six columns 4tx .. 4tx+5 are then xq[0..3, h, tx], xq[0..1, h, tx+1]: six
-        # contiguous streams along tx instead of stride-4 reads, so pass 1 vectorises too.
-        xq = np.zeros((4, hp, tw + 1), np.float32)
+        # pass 1, along rows: t[j, h, tx] = (B^T applied to xpad[h, 4tx : 4tx+6])[j], each
+        # input row first copied into the zero-padded row buffer a. The six reads per tile
+        # are at stride 4 with constant offsets, which LLVM turns into wide loads and
+        # shuffles; each inner loop writes one 1-D slice indexed by the bare loop counter,
+        # so a single alias check lets it vectorise (with many arrays per loop LLVM gives up).
+        # Rows of the padding stay zero (their transform is zero).
+        t = np.zeros((6, hp, tw), np.float32)
+        a = np.zeros(4 * tw + 2, np.float32)
         bad = False  # v - v is 0 unless v is NaN or infinite (an OR reduction, which vectorises)
         for h in range(min(height, hp - ph)):
-            for q in range(4):
-                # columns ww = 4t + q - pw of the input, for every t that lands inside it
-                t_lo = max(0, (pw - q + 3) // 4)
-                t_hi = min(tw + 1, (width - 1 + pw - q) // 4 + 1)
-                for t in range(t_lo, t_hi):
-                    val = x[n, c, h, 4 * t + q - pw]
-                    bad |= val - val != 0.0
-                    xq[q, h + ph, t] = val
+            src = x[n, c, h]
+            for w in range(width):
+                bad |= src[w] - src[w] != 0.0
+            a[pw:pw + width] = src
+            o = t[0, h + ph]
+            for tx in range(tw):
+                o[tx] = 4.0 * a[4 * tx] - 5.0 * a[4 * tx + 2] + a[4 * tx + 4]
+            o = t[1, h + ph]
+            for tx in range(tw):
+                o[tx] = -4.0 * (a[4 * tx + 1] + a[4 * tx + 2]) + a[4 * tx + 3] + a[4 * tx + 4]
+            o = t[2, h + ph]
+            for tx in range(tw):
+                o[tx] = 4.0 * (a[4 * tx + 1] - a[4 * tx + 2]) - a[4 * tx + 3] + a[4 * tx + 4]
+            o = t[3, h + ph]
+            for tx in range(tw):
+                o[tx] = 2.0 * (a[4 * tx + 3] - a[4 * tx + 1]) - a[4 * tx + 2] + a[4 * tx + 4]
+            o = t[4, h + ph]
+            for tx in range(tw):
+                o[tx] = 2.0 * (a[4 * tx + 1] - a[4 * tx + 3]) - a[4 * tx + 2] + a[4 * tx + 4]
+            o = t[5, h + ph]
+            for tx in range(tw):
+                o[tx] = 4.0 * a[4 * tx + 1] - 5.0 * a[4 * tx + 3] + a[4 * tx + 5]
         nonfinite[nc] = bad
-        # pass 1, along rows: t[j, h, tx] = (B^T applied to xpad[h, 4tx : 4tx+6])[j].
-        # Each inner loop reads one array and writes one 1-D slice indexed by the bare
-        # loop counter: LLVM then needs a single alias check and vectorises it (with many
-        # arrays per loop it gives up on the checks and stays scalar).
-        t = np.empty((6, hp, tw), np.float32)
-        for h in range(hp):
-            a = xq[:, h, :]  # a[q, tx] = xpad[h, 4tx + q]; columns 4, 5 are a[0..1, tx + 1]
-            o = t[0, h]
-            for tx in range(tw):
-                o[tx] = 4.0 * a[0, tx] - 5.0 * a[2, tx] + a[0, tx + 1]
-            o = t[1, h]
-            for tx in range(tw):
-                o[tx] = -4.0 * (a[1, tx] + a[2, tx]) + a[3, tx] + a[0, tx + 1]
-            o = t[2, h]
-            for tx in range(tw):
-                o[tx] = 4.0 * (a[1, tx] - a[2, tx]) - a[3, tx] + a[0, tx + 1]
-            o = t[3, h]
-            for tx in range(tw):
-                o[tx] = 2.0 * (a[3, tx] - a[1, tx]) - a[2, tx] + a[0, tx + 1]
-            o = t[4, h]
-            for tx in range(tw):
-                o[tx] = 2.0 * (a[1, tx] - a[3, tx]) - a[2, tx] + a[0, tx + 1]
-            o = t[5, h]
-            for tx in range(tw):
-                o[tx] = 4.0 * a[1, tx] - 5.0 * a[3, tx] + a[1, tx + 1]
         # pass 2, along columns (rows 4ty .. 4ty+5 of t), the same way
         vn = v[n]
         for ty in range(th):
