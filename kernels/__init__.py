@@ -56,6 +56,9 @@ lrn_forward(x, size, alpha, beta, k) -> y
     y[:, c] = x[:, c] / (k + alpha / size * sum_{c' = c - size//2}^{c + (size-1)//2} x[:, c']**2) ** beta
     with out-of-range channels counting as zero.
 lrn_backward(gy, x, y, size, alpha, beta, k) -> gx
+matmul(a, b) -> a @ b
+    NumPy's matmul (operands of at least two dimensions, leading ones broadcast), here so
+    that a backend can run the fully connected layers' products on its own threads.
 """
 
 import importlib
@@ -66,7 +69,7 @@ BACKENDS = ("reference", "numba", "cupy")
 CONTRACT = (
     "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "bias_relu_forward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-    "relu_forward", "relu_backward", "lrn_forward", "lrn_backward",
+    "relu_forward", "relu_backward", "lrn_forward", "lrn_backward", "matmul",
 )
 
 _MODULES = {"reference": "kernels.reference", "numba": "kernels.cpu", "cupy": "kernels.gpu"}

@@ -316,3 +316,12 @@ def lrn_backward(gy, x, y, size, alpha, beta, k):
     d = _lrn_denominator(x, size, alpha, k)
     reverse_window = _channel_window_sum(gy * y / d, (size - 1) // 2, size // 2)
     return gy * d ** -beta - (2 * alpha * beta / size) * x * reverse_window
+
+
+# ----------------------------------------------------------------------------------------
+# matrix product
+
+
+def matmul(a, b):
+    """a @ b with NumPy's rules (the fully connected layers' product)."""
+    return np.matmul(a, b)

@@ -70,6 +70,7 @@ except ImportError:  # pragma: no cover
 from .conv import conv2d_backward_data, conv2d_backward_weight, conv2d_forward
 from .elementwise import RELU_RULES, bias_relu_forward, lrn_backward, lrn_forward, relu_backward, relu_forward
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
+from ._gemm import matmul
 from ._workspace import clear_weight_cache, release_scratch
 
 __all__ = list(CONTRACT)

@@ -56,10 +56,12 @@ def run_matmuls(jobs):
     """Run ``numpy.matmul(a, b, out=out)`` for every (a, b, out) in ``jobs``, the list cut into
     one contiguous run per thread, each run on single-threaded BLAS (jobs of similar cost).
 
-    A job's result never depends on which thread runs it or on the other jobs: the same
-    shapes go to the same single-threaded BLAS routine."""
+    When Numba may use several threads, BLAS is held to one thread even for a single job, so
+    that its own pool is never woken (see the module docstring). A job's result never depends
+    on which thread runs it or on the other jobs: the same shapes go to the same
+    single-threaded BLAS routine."""
     threads = min(numba.get_num_threads(), len(jobs))
-    controller = _controller() if threads > 1 else None
+    controller = _controller() if numba.get_num_threads() > 1 else None
     if controller is None or threading.current_thread() is not threading.main_thread():
         for a, b, out in jobs:
             np.matmul(a, b, out=out)
@@ -71,7 +73,7 @@ def run_matmuls(jobs):
             np.matmul(a, b, out=out)
 
     with _lock:
-        pool = _pool(threads - 1)
+        pool = _pool(threads - 1) if threads > 1 else None
         with controller.limit(limits=1, user_api="blas"):
             futures = [pool.submit(run, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
             run(0, bounds[1])
@@ -106,6 +108,28 @@ def row_split_matmul(a, b, out):
     each multi-threaded call, and on a 2-core machine that spinning thread takes half the
     machine from the Numba loops and GEMM slices that follow."""
     run_matmuls([(a[..., lo:hi, :], b, out[..., lo:hi, :]) for lo, hi in _ranges(a.shape[-2])])
+    return out
+
+
+# Products smaller than this many multiply-adds are not worth a thread hand-off.
+SPLIT_MIN_MACS = 2**20
+
+
+def matmul(a, b):
+    """a @ b (NumPy's matmul rules), a new array. Large float products are cut along the
+    output columns into one range per thread, each on single-threaded BLAS, so that a model's
+    fully connected layers do not wake BLAS's own pool either (its spinning workers would
+    take a core from the convolutions that follow)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if (a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype or a.dtype not in (np.float32, np.float64)
+            or a.shape[-1] != b.shape[-2]):
+        return np.matmul(a, b)
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    out = np.empty(shape, a.dtype)
+    if a.shape[-2] * a.shape[-1] * b.shape[-1] < SPLIT_MIN_MACS:
+        run_matmuls([(a, b, out)])
+    else:
+        run_matmuls([(a, b[..., lo:hi], out[..., lo:hi]) for lo, hi in _ranges(b.shape[-1])])
     return out
 
 

@@ -120,3 +120,8 @@ def lrn_forward(x, size, alpha, beta, k):
 def lrn_backward(gy, x, y, size, alpha, beta, k):
     """Gradient of sum(gy * lrn_forward(x)) with respect to x (two launches)."""
     return _host.lrn_backward(_RUNTIME, gy, x, y, size, alpha, beta, k)
+
+
+def matmul(a, b):
+    """a @ b through cuBLAS."""
+    return _host.matmul(_RUNTIME, a, b)

@@ -379,3 +379,12 @@ def lrn_backward(rt, gy, x, y, size, alpha, beta, k):
     _launch(rt, "lrn_backward", dtype, gx.size, gy, x, y, d, gx, _i64(gx.size), _i32(c), _i32(h * w),
             _i32(size), t(alpha), t(beta))
     return gx
+
+
+# ----------------------------------------------------------------------------------------
+# matrix product
+
+
+def matmul(rt, a, b):
+    """a @ b: cuBLAS through ``cupy.matmul`` (NumPy's matmul under emulation)."""
+    return rt.xp.matmul(a, b)

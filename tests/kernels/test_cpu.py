@@ -29,7 +29,7 @@ from kernels.geometry import argmax_dtype  # noqa: E402
 CONTRACT = (
     "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "bias_relu_forward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-    "relu_forward", "relu_backward", "lrn_forward", "lrn_backward",
+    "relu_forward", "relu_backward", "lrn_forward", "lrn_backward", "matmul",
 )
 
 @pytest.fixture(autouse=True)
@@ -412,3 +412,20 @@ def test_winograd_in_chunks_of_images_gives_the_same_bits(monkeypatch):
                conv.backward_data(gy, w, x.shape, *geometry, algorithm="winograd"))
     for a, b in zip(whole, chunked):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shapes", [((1, 300), (300, 5000)), ((7, 64), (64, 3)), ((2, 3, 40, 50), (50, 60)),
+                                    ((4, 5), (2, 5, 6))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_matmul_matches_numpy(shapes, dtype, transposed):
+    """The fully connected layers' product, split along output columns when large, on
+    contiguous operands and on transposed views (as a Linear layer's weight comes)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(s).astype(dtype) for s in shapes)
+    if transposed:
+        b = np.ascontiguousarray(b.swapaxes(-1, -2)).swapaxes(-1, -2)
+    got = K.matmul(a, b)
+    want = np.matmul(a, b)
+    assert got.dtype == dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=_tol(dtype), atol=_tol(dtype) * 10)
