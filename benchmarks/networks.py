@@ -140,7 +140,7 @@ class KernelNet:
                 _, _, fin, fout, relu = layer
                 w, b = self.weights[name]
                 shape = x.shape
-                x = np.matmul(x.reshape(x.shape[0], -1), w.T) + b
+                x = k.matmul(x.reshape(x.shape[0], -1), w.T) + b
                 if relu:
                     x = np.maximum(x, 0)
                 if keep:
@@ -154,7 +154,7 @@ class KernelNet:
                 w, _ = self.weights[layer[1]]
                 if layer[4]:
                     gy = k.relu_backward(gy, kept, rule) if rule else gy
-                gy = np.matmul(gy, w).reshape(shape)
+                gy = k.matmul(gy, w).reshape(shape)
             elif kind == "pool":
                 _, _, ks, s, p = layer
                 gy = k.max_pool2d_backward(np.ascontiguousarray(gy), kept, shape, (ks, ks), (s, s), (p, p))
