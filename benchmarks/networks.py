@@ -3,7 +3,7 @@
 ``KernelNet`` chains the contract's kernels exactly as a framework would for the workload
 this project exists for: a forward pass, then the backward pass to the input image with the
 weights frozen (no weight gradients), ReLUs under a chosen backward rule. Fully connected
-layers are one ``numpy.matmul`` each (not a kernel). ``torch_model`` builds the same network
+layers are one ``matmul`` each (the backend's). ``torch_model`` builds the same network
 with the same weights in torch, for the peer timing; ``minigrad_model`` uses
 ``minigrad.models`` when that package provides the architecture.
 
