@@ -24,8 +24,11 @@ conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False) -> y
     (the fused epilogue: one pass less over y). Output pixels whose receptive fields (the
     group's channels under the kernel's taps, padding included) hold bitwise-equal values get
     bitwise-equal outputs, whatever the algorithm (``kernels/patches.py`` says why).
-conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups) -> gx
-    The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x.
+conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups, relu_mask=None, relu_rule=None) -> gx
+    The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x. With
+    ``relu_rule`` (the backward of conv2d_forward(..., relu=True)), gy is first put through
+    relu_backward(gy, relu_mask, relu_rule), in the same pass that reads it where the
+    backend can (the mask is not read under "deconvnet" and may be None).
 conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups) -> gw
     The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to w.
     (The bias gradient is gy.sum((0, 2, 3)) and needs no kernel.)

@@ -111,6 +111,22 @@ def check_argmax(argmax, gy_shape, plane_hw, check_range=True):
         raise ValueError(f"argmax holds indices outside the {h}x{w} input plane")
 
 
+RELU_RULES = ("standard", "deconvnet", "guided")
+
+
+def relu_rule_code(rule, mask, gy_shape):
+    """A data gradient's fused ReLU (``relu_rule``, ``relu_mask``): -1 for none, else the rule's
+    index in RELU_RULES; every rule but "deconvnet" needs a mask of gy's shape."""
+    if rule is None:
+        return -1
+    if rule not in RELU_RULES:
+        raise ValueError(f"unknown ReLU backward rule {rule!r}; valid rules are {', '.join(RELU_RULES)}")
+    if rule != "deconvnet" and (mask is None or tuple(mask.shape) != tuple(gy_shape)):
+        raise ValueError(f"relu_rule {rule!r} needs relu_mask of gy's shape {tuple(gy_shape)}, got "
+                         f"{None if mask is None else tuple(mask.shape)}")
+    return RELU_RULES.index(rule)
+
+
 def check_grad_shape(gy, expected):
     if tuple(gy.shape) != tuple(expected):
         raise ValueError(f"gy has shape {tuple(gy.shape)} but the forward output has shape {tuple(expected)}")

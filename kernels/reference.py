@@ -21,12 +21,9 @@ infinities propagate as in PyTorch.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from kernels.geometry import (argmax_dtype, check_argmax, check_grad_shape, conv_geometry, lrn_size, pool_geometry,
-                              shape4)
+from kernels.geometry import (RELU_RULES, argmax_dtype, check_argmax, check_grad_shape, conv_geometry, lrn_size,
+                              pool_geometry, relu_rule_code, shape4)
 from kernels.patches import share_equal_outputs
-
-RELU_RULES = ("standard", "deconvnet", "guided")
-
 
 # ----------------------------------------------------------------------------------------
 # geometry helpers
@@ -111,8 +108,10 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False):
     return share_equal_outputs(np, y, x, (kh, kw), stride, padding, dilation, groups)
 
 
-def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
-    """Gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x, shape x_shape.
+def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups, relu_mask=None, relu_rule=None):
+    """Gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x, shape x_shape;
+    with ``relu_rule``, of the ReLU'd convolution: gy first goes through
+    ``relu_backward(gy, relu_mask, relu_rule)``.
 
     Per image and group: gcols = W_g^T @ GY_g (the columns' gradient), then col2im
     scatter-adds every column entry back onto the input pixel it was read from (padding
@@ -123,6 +122,8 @@ def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
     o, cg, kh, kw = w.shape
     og = o // groups
     check_grad_shape(gy, (n, o) + out_hw)
+    if relu_rule_code(relu_rule, relu_mask, gy.shape) >= 0:
+        gy = relu_backward(gy, relu_mask, relu_rule)
     gx = np.empty(x_shape, dtype=np.result_type(gy, w))
     for i in range(n):
         gy_mat = gy[i].reshape(o, -1)

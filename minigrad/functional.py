@@ -121,6 +121,9 @@ class Conv2d(Function):
         x, w, mask = ctx.saved_tensors
         (x_shape, w_shape), kern = ctx.shapes, backend.kernels_for(grad)
         grad = _contiguous(grad)
+        if ctx.relu and not any(ctx.needs_input_grad[1:]):  # frozen weights: the kernel applies the rule
+            return kern.conv2d_backward_data(grad, w, x_shape, *ctx.geometry, relu_mask=mask,
+                                             relu_rule=config.current_relu_rule()), None, None
         if ctx.relu:
             grad = kern.relu_backward(grad, mask, config.current_relu_rule())
         gx = kern.conv2d_backward_data(grad, w, x_shape, *ctx.geometry) if ctx.needs_input_grad[0] else None

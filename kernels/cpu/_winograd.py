@@ -101,10 +101,13 @@ def weight_transform(w, u):
 
 
 @njit(parallel=True, cache=True)
-def input_transform(x, v, ph, pw, th, tw, nonfinite):
+def input_transform(x, v, ph, pw, th, tw, nonfinite, mask, rule):
     """v[n, i*6 + j, c, ty*tw + tx] = (B^T d B)[i, j] for the 6x6 tile d whose corner is
     padded-input pixel (4*ty, 4*tx). x (N, C, H, W) float32, v (N, 36, C, th*tw);
-    nonfinite[n*C + c] is set when plane (n, c) holds a NaN or an infinity."""
+    nonfinite[n*C + c] is set when plane (n, c) holds a NaN or an infinity. With ``rule`` >= 0
+    (0 standard, 1 deconvnet, 2 guided) x is a gradient that first goes through that ReLU
+    backward rule with ``mask`` (N, C, H, W) bool, as it is read (a data gradient of
+    conv + ReLU without a separate pass); ``rule`` -1 reads x as it is."""
     n_batch, n_ch, height, width = x.shape
     hp = 4 * th + 2
     for plane in prange(n_batch * n_ch):
@@ -122,9 +125,21 @@ def input_transform(x, v, ph, pw, th, tw, nonfinite):
         bad = False  # v - v is 0 unless v is NaN or infinite (an OR reduction, which vectorises)
         for h in range(min(height, hp - ph)):
             src = x[n, c, h]
-            for w in range(width):
-                bad |= src[w] - src[w] != 0.0
-            a[pw:pw + width] = src
+            if rule < 0:
+                for w in range(width):
+                    bad |= src[w] - src[w] != 0.0
+                a[pw:pw + width] = src
+            else:
+                for w in range(width):
+                    g = src[w]
+                    keep = True
+                    if rule != 1:
+                        keep = not mask[n, c, h, w] <= 0
+                    if rule != 0:
+                        keep = keep and not g <= 0
+                    g = g if keep else np.float32(0.0)
+                    bad |= g - g != 0.0
+                    a[pw + w] = g
             o = t[0, h + ph]
             for tx in range(tw):
                 o[tx] = 4.0 * a[4 * tx] - 5.0 * a[4 * tx + 2] + a[4 * tx + 4]
@@ -260,9 +275,13 @@ def backward_weights(w):
 TILE_BUFFER_BYTES = 64 * 2**20
 
 
-def conv3x3(x, u, ph, pw, bias=None, relu=False):
+_NO_MASK = np.zeros((1, 1, 1, 1), np.bool_)
+
+
+def conv3x3(x, u, ph, pw, bias=None, relu=False, relu_mask=None, relu_rule=-1):
     """Stride-1 3x3 correlation of x (N, C, H, W) float32 by the transformed kernel u (36, K, C),
-    zero padding (ph, pw), plus ``bias`` and max(., 0) if ``relu``.
+    zero padding (ph, pw), plus ``bias`` and max(., 0) if ``relu``; with ``relu_rule`` >= 0,
+    x first goes through that ReLU backward rule with ``relu_mask`` (see ``input_transform``).
 
     Returns y (N, K, H + 2ph - 2, W + 2pw - 2) float32 and a boolean per image that is True
     where the image holds a NaN or an infinity: that image's y is not valid (see the module
@@ -279,7 +298,8 @@ def conv3x3(x, u, ph, pw, bias=None, relu=False):
         n1 = min(n, n0 + step)
         v = scratch("winograd_v", (n1 - n0, 36, c, th * tw), np.float32)
         with threads_for(v.size):
-            input_transform(x[n0:n1], v, ph, pw, th, tw, nonfinite[n0 * c:n1 * c])
+            input_transform(x[n0:n1], v, ph, pw, th, tw, nonfinite[n0 * c:n1 * c],
+                            _NO_MASK if relu_mask is None else relu_mask[n0:n1], relu_rule)
         m = scratch("winograd_m", (n1 - n0, 36, k, th * tw), np.float32)
         per_image_matmul(u, v, m)
         with threads_for(m.size):

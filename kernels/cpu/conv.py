@@ -36,7 +36,7 @@ from . import _common
 from . import _im2col
 from . import _patches
 from . import _winograd
-from .elementwise import bias_relu_inplace
+from .elementwise import bias_relu_inplace, relu_backward
 from ._gemm import row_split_matmul, sample_split_matmul
 from ._workspace import scratch, weight_cache
 
@@ -151,9 +151,11 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False):
     return forward(x, w, b, stride, padding, dilation, groups, relu)
 
 
-def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
-    """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x."""
-    return backward_data(gy, w, x_shape, stride, padding, dilation, groups)
+def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups, relu_mask=None, relu_rule=None):
+    """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x; with
+    ``relu_rule``, of the ReLU'd convolution (gy first through ``relu_backward(gy, relu_mask,
+    relu_rule)``, in the same pass that reads it on the Winograd path)."""
+    return backward_data(gy, w, x_shape, stride, padding, dilation, groups, relu_mask=relu_mask, relu_rule=relu_rule)
 
 
 def _winograd_weights(w, kind):
@@ -228,13 +230,14 @@ def _im2col_forward(x, w, b, stride, padding, dilation, groups, out_hw, relu):
     return y
 
 
-def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="auto"):
+def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="auto", relu_mask=None,
+                  relu_rule=None):
     """conv2d_backward_data with a choice of ``algorithm`` ("auto", "winograd", "im2col").
 
     Winograd path: a stride-1 3x3 correlation of gy with padding 2 - p by the kernel flipped
-    in both axes with in/out channels swapped (images whose gy holds a NaN or an infinity go
-    the im2col way). im2col path: per image and group the column gradient W_g^T @ gy_g,
-    scatter-added back by col2im."""
+    in both axes with in/out channels swapped, the ReLU rule applied as gy is read (images
+    whose gy holds a NaN or an infinity go the im2col way). im2col path: the ReLU rule first,
+    then per image and group the column gradient W_g^T @ gy_g, scatter-added back by col2im."""
     x_shape = _common.shape4("x_shape", x_shape)
     stride, padding, dilation, groups, out_hw = _common.conv_geometry(
         x_shape, np.shape(w), stride, padding, dilation, groups)
@@ -244,14 +247,18 @@ def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="
     dtype = _common.common_dtype(gy, w)
     gy = _common.float_array("gy", gy, dtype)
     w = _common.float_array("w", w, dtype)
+    code = _common.relu_rule_code(relu_rule, relu_mask, gy.shape)
     algorithm = _resolve(algorithm, x_shape, w.shape, stride, padding, dilation, groups, dtype)
     u = _winograd_weights(w, "backward") if algorithm == "winograd" else None
     if u is None:
+        if code >= 0:
+            gy = relu_backward(gy, relu_mask, relu_rule)
         return _im2col_backward_data(gy, w, x_shape, stride, padding, dilation, groups, out_hw)
-    gx, redo = _winograd.conv3x3(gy, u, 2 - padding[0], 2 - padding[1])
+    mask = np.ascontiguousarray(relu_mask, dtype=np.bool_) if code in (0, 2) else None
+    gx, redo = _winograd.conv3x3(gy, u, 2 - padding[0], 2 - padding[1], relu_mask=mask, relu_rule=code)
     for s in np.flatnonzero(redo):
-        gx[s:s + 1] = _im2col_backward_data(gy[s:s + 1], w, (1,) + tuple(x_shape[1:]), stride, padding, dilation,
-                                            groups, out_hw)
+        g = gy[s:s + 1] if code < 0 else relu_backward(gy[s:s + 1], None if mask is None else mask[s:s + 1], relu_rule)
+        gx[s:s + 1] = _im2col_backward_data(g, w, (1,) + tuple(x_shape[1:]), stride, padding, dilation, groups, out_hw)
     return gx
 
 

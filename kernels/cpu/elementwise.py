@@ -31,7 +31,7 @@ from numba import njit, prange
 
 from . import _common
 
-RELU_RULES = ("standard", "deconvnet", "guided")
+RELU_RULES = _common.RELU_RULES
 
 
 @njit(parallel=True, cache=True)

@@ -67,9 +67,11 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False):
     return _host.conv2d_forward(_RUNTIME, x, w, b, stride, padding, dilation, groups, relu)
 
 
-def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
-    """gx (x_shape): one cuBLAS GEMM w^T @ gy per image, then the col2im gather kernel."""
-    return _host.conv2d_backward_data(_RUNTIME, gy, w, x_shape, stride, padding, dilation, groups)
+def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups, relu_mask=None, relu_rule=None):
+    """gx (x_shape): one cuBLAS GEMM w^T @ gy per image, then the col2im gather kernel (gy
+    first through the ReLU backward rule with ``relu_rule``)."""
+    return _host.conv2d_backward_data(_RUNTIME, gy, w, x_shape, stride, padding, dilation, groups, relu_mask,
+                                      relu_rule)
 
 
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):

@@ -37,7 +37,7 @@ import types
 import numpy as np
 
 from kernels import CONTRACT
-from kernels.geometry import argmax_dtype, check_argmax, conv_geometry, lrn_size, pool_geometry, shape4
+from kernels.geometry import argmax_dtype, check_argmax, conv_geometry, lrn_size, pool_geometry, relu_rule_code, shape4
 from kernels.patches import share_equal_outputs
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -175,12 +175,15 @@ def conv2d_forward(rt, x, w, b, stride, padding, dilation, groups, relu=False):
     return share_equal_outputs(xp, y, x, (kh, kw), stride, padding, dilation, groups)
 
 
-def conv2d_backward_data(rt, gy, w, x_shape, stride, padding, dilation, groups):
+def conv2d_backward_data(rt, gy, w, x_shape, stride, padding, dilation, groups, relu_mask=None, relu_rule=None):
     """gx: per image the GEMM ``w^T (G, K, Og) @ gy (G, Og, L)`` gives the columns' gradient,
-    and per run of images the col2im gather kernel folds it back onto the image."""
+    and per run of images the col2im gather kernel folds it back onto the image. With
+    ``relu_rule`` gy first goes through the ReLU backward kernel (the fused conv + ReLU)."""
     xp = rt.xp
     x_shape = shape4("x_shape", x_shape)
     stride, padding, dilation, groups, (oh, ow) = conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
+    if relu_rule_code(relu_rule, relu_mask, gy.shape) >= 0:
+        gy = relu_backward(rt, gy, relu_mask, relu_rule)
     dtype = _float_dtype(gy, w)
     gy, w = _prepared(xp, gy, dtype), _prepared(xp, w, dtype)
     n, c, h, wd = x_shape
