@@ -111,13 +111,10 @@ def winograd_error(spec, weights, x):
 
 def worker(name, runner, repeats, with_error, threads=0, batch=1):
     """Body of the subprocess: time one runner on one network, print a JSON line."""
-    if threads:
-        try:
-            import torch
+    if threads and runner == "torch":  # the others read the thread variables run() sets
+        import torch
 
-            torch.set_num_threads(threads)
-        except ImportError:
-            pass
+        torch.set_num_threads(threads)
     spec = networks.NETWORKS[name]()
     x = np.random.default_rng(1).standard_normal((batch, 3, 224, 224), dtype=np.float32)
     if runner == "minigrad":  # its own weights (torchvision's initialization): its peak memory is its own

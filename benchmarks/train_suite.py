@@ -78,13 +78,10 @@ def _torch_step():
 
 
 def worker(runner, steps, threads):
-    if threads:
-        try:
-            import torch
+    if threads and runner == "torch":  # minigrad reads the thread variables the parent sets
+        import torch
 
-            torch.set_num_threads(threads)
-        except ImportError:
-            pass
+        torch.set_num_threads(threads)
     step = _minigrad_step() if runner == "minigrad" else _torch_step()
     times = []
     for i, (images, labels) in enumerate(_batches(steps + 2)):
