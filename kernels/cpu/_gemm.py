@@ -131,10 +131,3 @@ def matmul(a, b):
     else:
         run_matmuls([(a, b[..., lo:hi], out[..., lo:hi]) for lo, hi in _ranges(b.shape[-1])])
     return out
-
-
-def sample_split_matmul(a, b, out):
-    """out[s] = a[s] @ b[s] along the leading (sample) axis, the samples cut into one range per
-    thread (single-threaded BLAS each): for sums over a batch, where no result is per sample."""
-    run_matmuls([(a[lo:hi], b[lo:hi], out[lo:hi]) for lo, hi in _ranges(a.shape[0])])
-    return out

@@ -39,13 +39,16 @@ def _valid_range(size, out, stride, offset):
 
 
 @njit(parallel=True, cache=True)
-def im2col(x, n0, col, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow):
+def im2col(x, n0, col, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, rows_first=False):
     """Fill col (S, C*KH*KW, (i1 - i0)*OW) with output rows i0 <= i < i1 of samples
-    n0 .. n0 + S - 1 of x (N, C, H, W); padding reads as zero."""
+    n0 .. n0 + S - 1 of x (N, C, H, W); padding reads as zero. With ``rows_first`` col is
+    laid out (C*KH*KW, S, (i1 - i0)*OW) instead: one matrix whose columns run over every
+    sample, for the weight gradient's single GEMM."""
     n_ch, height, width = x.shape[1], x.shape[2], x.shape[3]
     rows = n_ch * kh * kw
+    samples = col.shape[1] if rows_first else col.shape[0]
     zero = x.dtype.type(0)
-    for job in prange(col.shape[0] * rows):
+    for job in prange(samples * rows):
         jb = np.int64(job)
         s, r = jb // rows, jb % rows
         n = n0 + s
@@ -54,7 +57,7 @@ def im2col(x, n0, col, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow):
         q = r % kw
         j_lo, j_hi = _valid_range(width, ow, sw, q * dw - pw)
         w0 = q * dw - pw
-        out = col[s, r]
+        out = col[r, s] if rows_first else col[s, r]
         for i in range(i0, i1):
             h = i * sh + p * dh - ph
             dst = out[(i - i0) * ow:(i - i0 + 1) * ow]
