@@ -134,7 +134,19 @@ def load_average():
 
 
 def peak_rss_mb():
-    """Peak resident memory of this process so far, in MiB (Linux ru_maxrss is in KiB)."""
+    """Peak resident memory of this process so far, in MiB.
+
+    On Linux this is VmHWM from /proc/self/status, the high-water mark of this process's own
+    address space. (``ru_maxrss`` would do on its own, except that Linux carries the parent's
+    peak over a fork + exec: every benchmark subprocess would report at least the resident
+    size of ``python -m benchmarks`` itself.)"""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
