@@ -42,35 +42,30 @@ def _table_size(count):
 
 
 @njit(cache=True)
-def _first_equal_pixels(words, c0, c1, rep):
-    """rep[p] = the first pixel q with words[c0:c1, q] == words[c0:c1, p]; words (C, HW).
-    Returns the number of pixels that are not their own representative."""
-    hw = words.shape[1]
-    hashes = np.zeros(hw, np.uint64)
-    for c in range(c0, c1):
-        m = (np.uint64(c - c0 + 1) * _M1) | np.uint64(1)
-        row = words[c]
-        for p in range(hw):
-            hashes[p] += np.uint64(row[p]) * m
-    size = _table_size(hw)
-    mask = np.uint64(size - 1)
-    keys = np.empty(size, np.uint64)
+def _first_equal(keys, hashes, rep, by_column):
+    """rep[p] = the first item q (in order) equal to item p, where item p is keys[:, p]
+    (``by_column``) or keys[p], its hash hashes[p]: an open-addressing table of first
+    occurrences, equality confirmed word by word. Returns how many items are not their own
+    representative."""
+    count = hashes.shape[0]
+    size = _table_size(count)
+    keys_of = np.empty(size, np.uint64)
     owner = np.full(size, -1, np.int64)
     moved = 0
-    for p in range(hw):
+    for p in range(count):
         h = _mix(hashes[p])
-        slot = np.int64(h & mask)
+        slot = np.int64(h & np.uint64(size - 1))
         while True:
             q = owner[slot]
             if q < 0:
                 owner[slot] = p
-                keys[slot] = h
+                keys_of[slot] = h
                 rep[p] = p
                 break
-            if keys[slot] == h:
+            if keys_of[slot] == h:
                 same = True
-                for c in range(c0, c1):
-                    if words[c, q] != words[c, p]:
+                for t in range(keys.shape[0] if by_column else keys.shape[1]):
+                    if (keys[t, q] != keys[t, p]) if by_column else (keys[q, t] != keys[p, t]):
                         same = False
                         break
                 if same:
@@ -82,15 +77,25 @@ def _first_equal_pixels(words, c0, c1, rep):
 
 
 @njit(cache=True)
+def _first_equal_pixels(words, c0, c1, rep):
+    """rep[p] = the first pixel q with words[c0:c1, q] == words[c0:c1, p]; words (C, HW)."""
+    hashes = np.zeros(words.shape[1], np.uint64)
+    for c in range(c0, c1):
+        m = (np.uint64(c - c0 + 1) * _M1) | np.uint64(1)
+        row = words[c]
+        for p in range(hashes.shape[0]):
+            hashes[p] += np.uint64(row[p]) * m
+    return _first_equal(words[c0:c1], hashes, rep, True)
+
+
+@njit(cache=True)
 def _first_equal_fields(pixel, height, width, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, rep):
     """rep[i*OW + j] = the first output pixel whose taps hold the same pixel ids."""
-    kk = kh * kw
-    taps = np.empty((oh * ow, kk), np.int64)
-    hashes = np.empty(oh * ow, np.uint64)
+    taps = np.empty((oh * ow, kh * kw), np.int64)
+    hashes = np.zeros(oh * ow, np.uint64)
     for i in range(oh):
         for j in range(ow):
             p = i * ow + j
-            h = np.uint64(0)
             for a in range(kh):
                 r = i * sh - ph + a * dh
                 for b in range(kw):
@@ -99,34 +104,8 @@ def _first_equal_fields(pixel, height, width, kh, kw, sh, sw, ph, pw, dh, dw, oh
                     if 0 <= r < height and 0 <= col < width:
                         t = pixel[r * width + col]
                     taps[p, a * kw + b] = t
-                    h += np.uint64(t) * ((np.uint64(a * kw + b + 1) * _M1) | np.uint64(1))
-            hashes[p] = _mix(h)
-    size = _table_size(oh * ow)
-    keys = np.empty(size, np.uint64)
-    owner = np.full(size, -1, np.int64)
-    moved = 0
-    for p in range(oh * ow):
-        h = hashes[p]
-        slot = np.int64(h & np.uint64(size - 1))
-        while True:
-            q = owner[slot]
-            if q < 0:
-                owner[slot] = p
-                keys[slot] = h
-                rep[p] = p
-                break
-            if keys[slot] == h:
-                same = True
-                for t in range(kk):
-                    if taps[q, t] != taps[p, t]:
-                        same = False
-                        break
-                if same:
-                    rep[p] = q
-                    moved += 1
-                    break
-            slot = (slot + 1) & np.int64(size - 1)
-    return moved
+                    hashes[p] += np.uint64(t) * ((np.uint64(a * kw + b + 1) * _M1) | np.uint64(1))
+    return _first_equal(taps, hashes, rep, False)
 
 
 @njit(parallel=True, cache=True)
