@@ -7,7 +7,7 @@ inside its input transform; the small ones go through im2col with strides and gr
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels import reference
@@ -22,6 +22,7 @@ CASES = [
 @pytest.mark.parametrize("device", BACKENDS)
 @given(case=st.sampled_from(CASES), rule=st.sampled_from(["standard", "deconvnet", "guided"]),
        seed=st.integers(0, 2**32 - 1), with_mask=st.booleans())
+@settings(max_examples=12)
 def test_fused_conv_relu_matches_the_unfused_reference(device, case, rule, seed, with_mask):
     x_shape, w_shape, geometry, dtype = case
     rng = np.random.default_rng(seed)

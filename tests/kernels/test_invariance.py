@@ -13,7 +13,7 @@ the reference by the parity tests instead.
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels import patches
@@ -80,6 +80,7 @@ def _per_image_results(be, geometry, x, w, b, gy_conv, gy_pool, rule):
 
 @pytest.mark.parametrize("device", BACKENDS)
 @given(case=compositions(), rule=st.sampled_from(["standard", "deconvnet", "guided"]))
+@settings(max_examples=15)
 def test_results_do_not_depend_on_the_batch(device, case, rule):
     g, dtype, images, order, rng = case
     geometry = GEOMETRIES[g]

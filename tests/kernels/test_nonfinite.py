@@ -13,7 +13,7 @@ receptive field does not contain it.
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.kernels.backends import BACKENDS, backend
@@ -63,6 +63,7 @@ def cases(draw):
 
 @pytest.mark.parametrize("device", BACKENDS)
 @given(case=cases(), stride=st.sampled_from([1, 2]), padding=st.sampled_from([0, 1]))
+@settings(max_examples=15)
 def test_convolution(device, case, stride, padding):
     dtype, rng, count, shape = case
     be = backend(device)
