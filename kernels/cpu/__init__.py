@@ -42,7 +42,8 @@ What remains different from PyTorch is float32 rounding itself: windows whose tw
 values differ by a few ulps go to whichever pixel each library's rounding favours. On VGG16
 (random weights) with a photo on a white border, PyTorch's own float32 gradient images
 differ from the exact (float64) ones by up to 9% of their peak for that reason, and ours by
-as much; on fashion-vgg they match PyTorch's bit for bit.
+as much; on fashion-vgg (black backgrounds) all three gradient images match PyTorch's to
+rounding (correlation 1.000000, max difference < 0.01% of the peak, 32 sample images).
 
 Threads: Numba's loops use ``numba.get_num_threads()`` threads; the convolutions' GEMMs run
 as one slice per thread on single-threaded BLAS (``_gemm.py``), never on BLAS's own pool,
