@@ -83,27 +83,31 @@ def ratio_table(results):
 
 def batch_table(results):
     """Forward-only rows at batch > 1, with images per second and the ratio to torch."""
-    lines = ["| network | batch | threads | runner | forward ms | images/s | vs torch | peak RSS MiB |",
-             "|---|---:|---:|---|---:|---:|---:|---:|"]
+    lines = ["| network | batch | threads | runner | forward ms | images/s | vs torch | CPU ms | vs torch | "
+             "peak RSS MiB |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         if r.get("batch", 1) == 1:
             continue
         peer = _torch_peer(results, r)
-        f = r["forward"]["min_s"]
+        f, cpu = r["forward"]["min_s"], r["forward"]["min_cpu_s"]
         lines.append(f"| {r['network']} | {r['batch']} | {r['threads']} | {r['runner']} | {f * 1e3:.0f} | "
-                     f"{r['batch'] / f:.1f} | {_ratio(f, peer and peer['forward']['min_s'])} | "
-                     f"{r['peak_rss_mb']:.0f} |")
+                     f"{r['batch'] / f:.1f} | {_ratio(f, peer and peer['forward']['min_s'])} | {cpu * 1e3:.0f} | "
+                     f"{_ratio(cpu, peer and peer['forward']['min_cpu_s'])} | {r['peak_rss_mb']:.0f} |")
     return lines
 
 
 def training_table(results):
-    lines = ["| model | threads | runner | images/s | median step ms | time vs torch | peak RSS MiB |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+    lines = ["| model | threads | runner | images/s | median step ms | time vs torch | step CPU ms | vs torch | "
+             "peak RSS MiB |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         peer = _torch_peer(results, r)
         lines.append(f"| {r['network']} (batch {r['batch']}, Adam) | {r['threads']} | {r['runner']} | "
                      f"{r['images_per_s']:.0f} | {r['median_step_s'] * 1e3:.0f} | "
-                     f"{_ratio(r['median_step_s'], peer and peer['median_step_s'])} | {r['peak_rss_mb']:.0f} |")
+                     f"{_ratio(r['median_step_s'], peer and peer['median_step_s'])} | "
+                     f"{r['median_step_cpu_s'] * 1e3:.0f} | "
+                     f"{_ratio(r['median_step_cpu_s'], peer and peer['median_step_cpu_s'])} | {r['peak_rss_mb']:.0f} |")
     return lines
 
 

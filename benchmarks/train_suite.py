@@ -7,7 +7,8 @@ layers with the same initial weights (``networks.torch_twin``), ``torch.optim.Ad
 runner gets its own subprocess (``network_suite.subprocess_result``) with its thread pools
 limited to ``threads`` (0: the libraries' defaults). Batches are drawn from the 2,000 shipped
 Fashion-MNIST sample images; after two warm-up steps ``steps`` steps are timed one by one and
-the median step gives the images per second.
+the median step gives the images per second (and the median process CPU time per step, the
+steadier figure on a shared machine).
 """
 
 import json
@@ -83,16 +84,18 @@ def worker(runner, steps, threads):
 
         torch.set_num_threads(threads)
     step = _minigrad_step() if runner == "minigrad" else _torch_step()
-    times = []
+    times, cpu = [], []
     for i, (images, labels) in enumerate(_batches(steps + 2)):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         step(images, labels)
         if i >= 2:
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
     median = float(np.median(times))
     result = {"network": "fashion-vgg", "runner": runner, "threads": threads or os.cpu_count(), "batch": BATCH,
               "steps": steps, "median_step_s": median, "min_step_s": float(min(times)),
-              "images_per_s": BATCH / median, "peak_rss_mb": env.peak_rss_mb()}
+              "median_step_cpu_s": float(np.median(cpu)), "images_per_s": BATCH / median,
+              "peak_rss_mb": env.peak_rss_mb()}
     print("RESULT " + json.dumps(result))
 
 
