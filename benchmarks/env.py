@@ -124,8 +124,29 @@ def sgemm_rate(repeats=5, size=2048):
     return 2.0 * size**3 / t["min_s"] / 1e9
 
 
+def load_average():
+    """The 1, 5 and 15 minute load averages (what ``uptime`` prints), or None where unknown:
+    timings on a shared machine only mean something next to it."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def peak_rss_mb():
-    """Peak resident memory of this process so far, in MiB (Linux ru_maxrss is in KiB)."""
+    """Peak resident memory of this process so far, in MiB.
+
+    On Linux this is VmHWM from /proc/self/status, the high-water mark of this process's own
+    address space. (``ru_maxrss`` would do on its own, except that Linux carries the parent's
+    peak over a fork + exec: every benchmark subprocess would report at least the resident
+    size of ``python -m benchmarks`` itself.)"""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -1,17 +1,19 @@
 """End-to-end VGG16 / AlexNet: forward, and forward + backward to the input (frozen weights).
 
-Each (network, runner) pair runs in a fresh subprocess, so that its peak memory
-(``ru_maxrss``) is its own and no thread pool of one library (torch's OpenMP, Numba's,
+Each (network, runner, threads, batch) case runs in a fresh subprocess, so that its peak
+memory (``ru_maxrss``) is its own and no thread pool of one library (torch's OpenMP, Numba's,
 OpenBLAS's) is left spinning while another one is timed. Runners:
 
 * ``numba`` / ``reference``: ``networks.KernelNet``, the contract's kernels chained as a
-  framework would chain them (conv, bias + ReLU, max-pool; then ReLU backward, conv
-  backward-data, max-pool backward), batch 1, 224x224, float32;
+  framework would chain them (conv with fused bias + ReLU, max-pool; then ReLU backward,
+  conv backward-data, max-pool backward), 224x224, float32;
 * ``minigrad``: ``minigrad.models`` (vgg16 / alexnet) with frozen parameters, on minigrad's
   default CPU backend, when that package is importable;
 * ``torch``: the same layer table in torch, eval mode, frozen parameters, input requiring grad.
 
-The numba runner also reports the Winograd error: its float32 logits and input gradient
+Batch 1 measures the forward and the forward + backward to the input (the backprop-to-image
+workload); larger batches measure the forward only, without gradients (inference). The numba
+runner also reports the Winograd error at batch 1: its float32 logits and input gradient
 against the float64 direct (im2col) chain with the same weights.
 """
 
@@ -71,7 +73,7 @@ def _minigrad_runner(name, x):
     model.eval()
     for prm in model.parameters():
         prm.requires_grad = False
-    onehot = np.zeros((1, 1000), np.float32)
+    onehot = np.zeros((x.shape[0], 1000), np.float32)
     onehot[0, 1] = 1
 
     def forward():
@@ -80,7 +82,7 @@ def _minigrad_runner(name, x):
 
     def forward_backward():
         xx = minigrad.tensor(x, requires_grad=True)
-        (model(xx) * minigrad.tensor(onehot)).sum().backward()
+        model(xx).backward(onehot)
         return xx.grad
 
     return forward, forward_backward
@@ -107,35 +109,34 @@ def winograd_error(spec, weights, x):
     return out
 
 
-def worker(name, runner, repeats, with_error, threads=0):
+def worker(name, runner, repeats, with_error, threads=0, batch=1):
     """Body of the subprocess: time one runner on one network, print a JSON line."""
-    if threads:
-        try:
-            import torch
+    if threads and runner == "torch":  # the others read the thread variables run() sets
+        import torch
 
-            torch.set_num_threads(threads)
-        except ImportError:
-            pass
+        torch.set_num_threads(threads)
     spec = networks.NETWORKS[name]()
-    weights = networks.make_weights(spec)
-    x = np.random.default_rng(1).standard_normal((1, 3, 224, 224), dtype=np.float32)
-    if runner == "torch":
-        forward, forward_backward = _torch_runner(spec, weights, x)
-    elif runner == "minigrad":
+    x = np.random.default_rng(1).standard_normal((batch, 3, 224, 224), dtype=np.float32)
+    if runner == "minigrad":  # its own weights (torchvision's initialization): its peak memory is its own
         forward, forward_backward = _minigrad_runner(name, x)
     else:
-        forward, forward_backward = _kernel_runner(spec, weights, x, runner)
-    result = {"network": name, "runner": runner, "threads": threads or os.cpu_count()}
+        weights = networks.make_weights(spec)
+        if runner == "torch":
+            forward, forward_backward = _torch_runner(spec, weights, x)
+        else:
+            forward, forward_backward = _kernel_runner(spec, weights, x, runner)
+    result = {"network": name, "runner": runner, "threads": threads or os.cpu_count(), "batch": batch}
     result["forward"] = env.measure(forward, repeats)
-    result["forward_backward"] = env.measure(forward_backward, repeats)
+    if batch == 1:
+        result["forward_backward"] = env.measure(forward_backward, repeats)
     result["peak_rss_mb"] = env.peak_rss_mb()
     result["env"] = env.describe()
-    if with_error and runner == "numba":
-        result["winograd"] = winograd_error(spec, weights, x)
+    if with_error and runner == "numba" and batch == 1:
+        result["winograd"] = winograd_error(spec, networks.make_weights(spec), x)
     print("RESULT " + json.dumps(result))
 
 
-def run(networks_to_run, runners, repeats, log=print, reference_repeats=1, timeout=1800, threads=0):
+def run(networks_to_run, runners, repeats, log=print, reference_repeats=1, timeout=1800, threads=0, batch=1):
     """Run every (network, runner) in its own subprocess; return the result dicts. With
     ``threads`` > 0 every thread pool of the subprocess is limited to that many threads."""
     results = []
@@ -143,31 +144,40 @@ def run(networks_to_run, runners, repeats, log=print, reference_repeats=1, timeo
         for runner in runners:
             reps = min(repeats, reference_repeats) if runner == "reference" else repeats
             cmd = [sys.executable, "-m", "benchmarks.network_suite", name, runner, str(reps),
-                   "1" if runner == "numba" and not threads else "0", str(threads)]
-            child_env = dict(os.environ)
-            if threads:
-                for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-                    child_env[var] = str(threads)
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode != 0 or not lines:
-                reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                log(f"{name:<8} {runner:<9} skipped: {reason}")
-                continue
-            result = json.loads(lines[-1][len("RESULT "):])
-            results.append(result)
-            log(format_result(result))
+                   "1" if runner == "numba" and not threads else "0", str(threads), str(batch)]
+            result = subprocess_result(cmd, threads, timeout, log, f"{name} {runner} batch {batch}")
+            if result is not None:
+                results.append(result)
+                log(format_result(result))
     return results
 
 
+def subprocess_result(cmd, threads, timeout, log, label):
+    """Run a worker command (thread variables set when ``threads``); its RESULT line as a dict."""
+    child_env = dict(os.environ)
+    if threads:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            child_env[var] = str(threads)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        log(f"{label} skipped: {reason}")
+        return None
+    return json.loads(lines[-1][len("RESULT "):])
+
+
 def format_result(r):
-    text = (f"{r['network']:<8} {r['runner']:<9} {r.get('threads', '?')} thr  forward {r['forward']['min_s'] * 1e3:8.1f} ms"
-            f"   forward+backward {r['forward_backward']['min_s'] * 1e3:8.1f} ms"
-            f" (CPU {r['forward_backward']['min_cpu_s'] * 1e3:.0f} ms)   peak {r['peak_rss_mb']:7.0f} MiB")
+    text = (f"{r['network']:<8} {r['runner']:<9} {r.get('threads', '?')} thr batch {r.get('batch', 1):<3} "
+            f"forward {r['forward']['min_s'] * 1e3:8.1f} ms")
+    if "forward_backward" in r:
+        text += (f"   forward+backward {r['forward_backward']['min_s'] * 1e3:8.1f} ms"
+                 f" (CPU {r['forward_backward']['min_cpu_s'] * 1e3:.0f} ms)")
+    text += f"   peak {r['peak_rss_mb']:7.0f} MiB"
     if "winograd" in r:
         text += f"   winograd err logits {r['winograd']['logits_rel_err']:.1e}"
     return text
 
 
 if __name__ == "__main__":
-    worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]) if len(sys.argv) > 5 else 0)
+    worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]), int(sys.argv[6]))

@@ -3,7 +3,7 @@
 ``KernelNet`` chains the contract's kernels exactly as a framework would for the workload
 this project exists for: a forward pass, then the backward pass to the input image with the
 weights frozen (no weight gradients), ReLUs under a chosen backward rule. Fully connected
-layers are one ``numpy.matmul`` each (not a kernel). ``torch_model`` builds the same network
+layers are one ``matmul`` each (the backend's). ``torch_model`` builds the same network
 with the same weights in torch, for the peer timing; ``minigrad_model`` uses
 ``minigrad.models`` when that package provides the architecture.
 
@@ -102,9 +102,10 @@ def make_weights(spec, dtype=np.float32, seed=0):
 class KernelNet:
     """A network executed directly on a kernel module (``kernels.load(name)``).
 
-    ``forward`` keeps what the backward pass needs (ReLU outputs, pool argmax indices);
-    ``backward_to_input`` propagates a gradient from the logits to the image through frozen
-    weights: conv2d_backward_data only, never conv2d_backward_weight."""
+    ``forward`` runs each conv with its bias and ReLU fused (``relu=True``) and keeps what the
+    backward pass needs (ReLU masks, pool argmax indices); ``backward_to_input`` propagates a
+    gradient from the logits to the image through frozen weights: conv2d_backward_data only,
+    never conv2d_backward_weight."""
 
     def __init__(self, spec, weights, kernels, conv_algorithm=None):
         self.spec, self.weights, self.k = spec, weights, kernels
@@ -114,7 +115,7 @@ class KernelNet:
         else:  # numba backend only: force "winograd" or "im2col"
             from kernels.cpu import conv
 
-            self.conv_forward = lambda *a: conv.forward(*a, algorithm=conv_algorithm)
+            self.conv_forward = lambda *a, **k: conv.forward(*a, algorithm=conv_algorithm, **k)
             self.conv_backward_data = lambda *a: conv.backward_data(*a, algorithm=conv_algorithm)
 
     def forward(self, x, keep=True):
@@ -126,11 +127,9 @@ class KernelNet:
                 _, _, cin, cout, ks, s, p = layer
                 w, b = self.weights[name]
                 shape = x.shape
-                y = self.conv_forward(x, w, None, (s, s), (p, p), (1, 1), 1)
-                x = k.bias_relu_forward(y, b)
-                del y
+                x = self.conv_forward(x, w, b, (s, s), (p, p), (1, 1), 1, relu=True)
                 if keep:
-                    self.saved.append(("conv", layer, shape, x))
+                    self.saved.append(("conv", layer, shape, ~(x <= 0)))
             elif kind == "pool":
                 _, _, ks, s, p = layer
                 shape = x.shape
@@ -141,11 +140,11 @@ class KernelNet:
                 _, _, fin, fout, relu = layer
                 w, b = self.weights[name]
                 shape = x.shape
-                x = np.matmul(x.reshape(x.shape[0], -1), w.T) + b
+                x = k.matmul(x.reshape(x.shape[0], -1), w.T) + b
                 if relu:
                     x = np.maximum(x, 0)
                 if keep:
-                    self.saved.append(("fc", layer, shape, x))
+                    self.saved.append(("fc", layer, shape, ~(x <= 0)))
         return x
 
     def backward_to_input(self, gy, rule="standard"):
@@ -155,7 +154,7 @@ class KernelNet:
                 w, _ = self.weights[layer[1]]
                 if layer[4]:
                     gy = k.relu_backward(gy, kept, rule) if rule else gy
-                gy = np.matmul(gy, w).reshape(shape)
+                gy = k.matmul(gy, w).reshape(shape)
             elif kind == "pool":
                 _, _, ks, s, p = layer
                 gy = k.max_pool2d_backward(np.ascontiguousarray(gy), kept, shape, (ks, ks), (s, s), (p, p))
@@ -196,3 +195,43 @@ def torch_model(spec, weights):
     for prm in model.parameters():
         prm.requires_grad_(False)
     return model
+
+
+def torch_twin(model, relu=None):
+    """A ``minigrad`` layered model (``model.layers()``: VGG, AlexNet, fashion-vgg) as a
+    ``torch.nn.Sequential`` with copies of its weights, in the model's training mode.
+
+    ``relu`` makes each ReLU module (default ``torch.nn.ReLU``); tests pass one whose
+    backward follows a guided-backprop or deconvnet rule."""
+    import torch
+    from torch import nn
+
+    relu = relu or nn.ReLU
+    layers = []
+    for _, m in model.layers():
+        kind = type(m).__name__
+        if kind == "Conv2d":
+            layer = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups)
+        elif kind == "Linear":
+            layer = nn.Linear(m.in_features, m.out_features)
+        elif kind == "ReLU":
+            layers.append(relu())
+            continue
+        elif kind == "MaxPool2d":
+            layers.append(nn.MaxPool2d(m.kernel_size, m.stride, m.padding))
+            continue
+        elif kind == "AdaptiveAvgPool2d":
+            layers.append(nn.AdaptiveAvgPool2d(m.output_size))
+            continue
+        elif kind == "Flatten":
+            layers.append(nn.Flatten())
+            continue
+        elif kind == "Dropout":
+            layers.append(nn.Dropout(m.p))
+            continue
+        else:
+            raise ValueError(f"no torch equivalent for layer {kind}")
+        layer.weight.data = torch.from_numpy(np.array(m.weight.data))
+        layer.bias.data = torch.from_numpy(np.array(m.bias.data))
+        layers.append(layer)
+    return nn.Sequential(*layers).train(model.training)

@@ -58,13 +58,18 @@ def main(argv=None):
     path = argv[0] if argv else "bench-results/results.json"
     with open(path, encoding="utf-8") as f:
         report = json.load(f)
-    from .__main__ import ratio_table
+    from .__main__ import batch_table, ratio_table, training_table
 
     m = report["machine"]
     print(f"Machine: {m['cpu']}, {m['cores']} cores; numpy {m['numpy']}, numba {m.get('numba')}, "
-          f"torch {m.get('torch')}; BLAS {m.get('blas')}; sgemm {report['sgemm_gflops']:.0f} GFLOP/s\n")
+          f"torch {m.get('torch')}; BLAS {m.get('blas')}; env {m.get('env')}; sgemm {report['sgemm_gflops']:.0f} "
+          f"GFLOP/s; load average {report.get('load_average')} before, {report.get('load_average_after')} after\n")
+    for table in (ratio_table(report.get("networks", [])), batch_table(report.get("networks", [])),
+                  training_table(report.get("training", []))):
+        if len(table) > 2:
+            print("\n".join(table))
+            print()
     if report.get("networks"):
-        print("\n".join(ratio_table(report["networks"])))
         for r in report["networks"]:
             if "winograd" in r:
                 w = r["winograd"]

@@ -9,6 +9,8 @@ one more reason the checks live outside them.)
 
 import operator
 
+import numpy as np
+
 
 def pair(name, value, minimum):
     """Return ``value`` as a pair of Python ints, each at least ``minimum``."""
@@ -83,6 +85,46 @@ def pool_geometry(x_shape, kernel_size, stride, padding):
             f"kernel_size {kernel_size}, stride {stride}, padding {padding}"
         )
     return kernel_size, stride, padding, (oh, ow)
+
+
+def argmax_dtype(height, width):
+    """The narrowest integer type that holds every flat in-plane index h*W + w of an
+    (H, W) plane: uint8 up to 256 pixels, uint16 up to 65,536 (VGG16's 224x224), int32,
+    then int64. Max-pool indices are kept for the backward pass, so their size counts."""
+    pixels = height * width
+    for dtype, limit in (("uint8", 2**8), ("uint16", 2**16), ("int32", 2**31)):
+        if pixels <= limit:
+            return np.dtype(dtype)
+    return np.dtype("int64")
+
+
+def check_argmax(argmax, gy_shape, plane_hw, check_range=True):
+    """Refuse an argmax array that cannot come from max_pool2d_forward for this geometry:
+    wrong shape, not integers, or (``check_range``: host arrays) an index outside the
+    (H, W) plane."""
+    if tuple(argmax.shape) != tuple(gy_shape):
+        raise ValueError(f"argmax shape {tuple(argmax.shape)} does not match gy shape {tuple(gy_shape)}")
+    if argmax.dtype.kind not in "iu":
+        raise TypeError(f"argmax must hold integers, got dtype {argmax.dtype}")
+    h, w = plane_hw
+    if check_range and argmax.size and (int(argmax.min()) < 0 or int(argmax.max()) >= h * w):
+        raise ValueError(f"argmax holds indices outside the {h}x{w} input plane")
+
+
+RELU_RULES = ("standard", "deconvnet", "guided")
+
+
+def relu_rule_code(rule, mask, gy_shape):
+    """A data gradient's fused ReLU (``relu_rule``, ``relu_mask``): -1 for none, else the rule's
+    index in RELU_RULES; every rule but "deconvnet" needs a mask of gy's shape."""
+    if rule is None:
+        return -1
+    if rule not in RELU_RULES:
+        raise ValueError(f"unknown ReLU backward rule {rule!r}; valid rules are {', '.join(RELU_RULES)}")
+    if rule != "deconvnet" and (mask is None or tuple(mask.shape) != tuple(gy_shape)):
+        raise ValueError(f"relu_rule {rule!r} needs relu_mask of gy's shape {tuple(gy_shape)}, got "
+                         f"{None if mask is None else tuple(mask.shape)}")
+    return RELU_RULES.index(rule)
 
 
 def check_grad_shape(gy, expected):

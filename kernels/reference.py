@@ -10,17 +10,20 @@ channel offsets.
 Shapes are NCHW; geometry arguments are ``(height, width)`` pairs of ints. Output sizes use
 floor division (PyTorch's ``ceil_mode=False``). Inputs are never written to and every
 returned array is freshly allocated and C-contiguous. Float32 stays float32 (mixed inputs
-promote as NumPy does); max-pool indices are int64.
+promote as NumPy does); max-pool indices take the narrowest integer type that holds them.
+
+Every result for image n is computed from image n alone, by operations whose shapes do not
+depend on the batch (one GEMM per image), so it is bitwise the same in any batch. NaN and
+infinities propagate as in PyTorch.
 """
 
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from kernels.geometry import check_grad_shape, conv_geometry, lrn_size, pool_geometry, shape4
-
-RELU_RULES = ("standard", "deconvnet", "guided")
-
+from kernels.geometry import (RELU_RULES, argmax_dtype, check_argmax, check_grad_shape, conv_geometry, lrn_size,
+                              pool_geometry, relu_rule_code, shape4)
+from kernels.patches import share_equal_outputs
 
 # ----------------------------------------------------------------------------------------
 # geometry helpers
@@ -81,43 +84,55 @@ def _col2im(cols, x_shape, stride, padding, dilation):
     return np.ascontiguousarray(gxpad[:, :, ph : ph + h, pw : pw + w])
 
 
-def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False):
     """2-D cross-correlation (PyTorch's conv2d): y (N, O, OH, OW) from x (N, C, H, W), w (O, C/groups, KH, KW).
 
     y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, g*C/groups + c, i*sh + p*dh, j*sw + q*dw],
-    g = o // (O / groups). Per group g, with cols_g the (Cg*KH*KW, N*OH*OW) im2col matrix:
-    Y_g = W_g (Og, Cg*KH*KW) @ cols_g."""
+    g = o // (O / groups); then max(y, 0) if ``relu``. Per image and group, with cols the
+    (Cg*KH*KW, OH*OW) im2col matrix: Y = W_g (Og, Cg*KH*KW) @ cols. Output pixels with equal
+    receptive fields then share one value (``kernels.patches``)."""
     stride, padding, dilation, groups, out_hw = conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
     n, o, (kh, kw) = x.shape[0], w.shape[0], w.shape[2:]
     cg, og = w.shape[1], o // groups
     if b is not None and tuple(b.shape) != (o,):
         raise ValueError(f"bias must have shape ({o},) for weight shape {w.shape}, got {b.shape}")
-    cols = _im2col(x, (kh, kw), stride, padding, dilation, out_hw)
-    cols = cols.reshape(groups, cg * kh * kw, n * out_hw[0] * out_hw[1])
-    y = np.empty((o, cols.shape[2]), dtype=np.result_type(x, w, *([] if b is None else [b])))
-    for g in range(groups):
-        y[g * og : (g + 1) * og] = w[g * og : (g + 1) * og].reshape(og, -1) @ cols[g]
+    y = np.empty((n, o) + tuple(out_hw), dtype=np.result_type(x, w, *([] if b is None else [b])))
+    for i in range(n):
+        cols = _im2col(x[i:i + 1], (kh, kw), stride, padding, dilation, out_hw).reshape(groups, cg * kh * kw, -1)
+        for g in range(groups):
+            y[i, g * og:(g + 1) * og] = (w[g * og:(g + 1) * og].reshape(og, -1) @ cols[g]).reshape((og,) + out_hw)
     if b is not None:
-        y += b[:, None]
-    return np.ascontiguousarray(y.reshape((o, n) + out_hw).transpose(1, 0, 2, 3))
+        y += b[:, None, None]
+    if relu:
+        np.maximum(y, 0, out=y)
+    return share_equal_outputs(np, y, x, (kh, kw), stride, padding, dilation, groups)
 
 
-def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
-    """Gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x, shape x_shape.
+def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups, relu_mask=None, relu_rule=None):
+    """Gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x, shape x_shape;
+    with ``relu_rule``, of the ReLU'd convolution: gy first goes through
+    ``relu_backward(gy, relu_mask, relu_rule)``.
 
-    Per group: gcols_g = W_g^T @ GY_g (the columns' gradient), then col2im scatter-adds every
-    column entry back onto the input pixel it was read from (padding positions are dropped)."""
+    Per image and group: gcols = W_g^T @ GY_g (the columns' gradient), then col2im
+    scatter-adds every column entry back onto the input pixel it was read from (padding
+    positions are dropped)."""
     x_shape = shape4("x_shape", x_shape)
     stride, padding, dilation, groups, out_hw = conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
     n, c = x_shape[:2]
     o, cg, kh, kw = w.shape
     og = o // groups
     check_grad_shape(gy, (n, o) + out_hw)
-    gy_mat = gy.transpose(1, 0, 2, 3).reshape(o, -1)  # GY (O, N*OH*OW)
-    gcols = np.empty((groups, cg * kh * kw, gy_mat.shape[1]), dtype=np.result_type(gy, w))
-    for g in range(groups):
-        gcols[g] = w[g * og : (g + 1) * og].reshape(og, -1).T @ gy_mat[g * og : (g + 1) * og]
-    return _col2im(gcols.reshape((c, kh, kw, n) + out_hw), x_shape, stride, padding, dilation)
+    if relu_rule_code(relu_rule, relu_mask, gy.shape) >= 0:
+        gy = relu_backward(gy, relu_mask, relu_rule)
+    gx = np.empty(x_shape, dtype=np.result_type(gy, w))
+    for i in range(n):
+        gy_mat = gy[i].reshape(o, -1)
+        gcols = np.empty((groups, cg * kh * kw, gy_mat.shape[1]), dtype=gx.dtype)
+        for g in range(groups):
+            gcols[g] = w[g * og:(g + 1) * og].reshape(og, -1).T @ gy_mat[g * og:(g + 1) * og]
+        gx[i] = _col2im(gcols.reshape((c, kh, kw, 1) + out_hw), (1,) + tuple(x_shape[1:]), stride, padding,
+                        dilation)[0]
+    return gx
 
 
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
@@ -157,22 +172,24 @@ def relu_forward(x):
 
 
 def relu_backward(gy, x, rule):
-    """The ReLU backward pass under one of three rules (x may be the forward input or output):
+    """The ReLU backward pass under one of three rules. ``x`` is the forward input, its
+    output, or the boolean mask ``~(x <= 0)``: all three are "positive" at the same places.
 
-    "standard":  gx = gy * (x > 0)             the true gradient
-    "deconvnet": gx = gy * (gy > 0)            Zeiler & Fergus 2014: ReLU applied to the signal
-    "guided":    gx = gy * (x > 0) * (gy > 0)  Springenberg et al. 2015: both masks
-    """
-    if rule == "standard":
-        keep = x > 0
-    elif rule == "deconvnet":
-        keep = gy > 0
-    elif rule == "guided":
-        keep = (x > 0) & (gy > 0)
-    else:
+    "standard":  gx = gy where not x <= 0, else 0    the true gradient
+    "deconvnet": gx = gy where not gy <= 0, else 0   Zeiler & Fergus 2014: ReLU applied to the signal
+    "guided":    both masks                          Springenberg et al. 2015
+
+    Written "not <= 0" rather than "> 0" so that a NaN passes, as in PyTorch (its ReLU
+    backward keeps the gradient where the output is not <= 0, and relu(NaN) is NaN)."""
+    if rule not in RELU_RULES:
         raise ValueError(f"unknown ReLU backward rule {rule!r}; valid rules are {', '.join(RELU_RULES)}")
-    if rule != "deconvnet" and x.shape != gy.shape:
-        raise ValueError(f"gy shape {gy.shape} does not match x shape {x.shape}")
+    keep = np.ones(gy.shape, dtype=bool)
+    if rule != "deconvnet":
+        if x.shape != gy.shape:
+            raise ValueError(f"gy shape {gy.shape} does not match x shape {x.shape}")
+        keep &= ~(x <= 0)
+    if rule != "standard":
+        keep &= ~(gy <= 0)
     return np.where(keep, gy, gy.dtype.type(0))
 
 
@@ -181,11 +198,12 @@ def relu_backward(gy, x, rule):
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding):
-    """Max over each (KH, KW) window: returns y (N, C, OH, OW) and argmax (int64, same shape).
+    """Max over each (KH, KW) window: returns y (N, C, OH, OW) and argmax (same shape).
 
-    argmax[n, c, i, j] = h*W + w, the flat in-plane index of the winning input pixel. Ties
-    go to the first maximum in row-major window order; padding never wins. (A NaN in a
-    window wins, the first one, so NaN propagates as in PyTorch.)"""
+    argmax[n, c, i, j] = h*W + w, the flat in-plane index of the winning input pixel, in
+    ``argmax_dtype(H, W)``. Ties go to the first maximum in row-major window order; padding
+    never wins. A NaN wins over every number and a later NaN over an earlier one (PyTorch's
+    rule, ``val > max || isnan(val)``), so NaN propagates and its gradient goes to the last."""
     (kh, kw), (sh, sw), (ph, pw), (oh, ow) = pool_geometry(x.shape, kernel_size, stride, padding)
     n, c, h, w = x.shape
     # Windows of the -inf padded input, flattened in row-major (p, q) order.
@@ -198,12 +216,15 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     real = real.reshape(oh, ow, kh * kw)
     chose_real = np.take_along_axis(np.broadcast_to(real, windows.shape), tap[..., None], -1)[..., 0]
     tap = np.where(chose_real, tap, np.argmax(real, axis=-1))
+    nan = np.isnan(windows)  # (padding is -inf, never NaN)
+    last_nan = kh * kw - 1 - np.argmax(nan[..., ::-1], axis=-1)
+    tap = np.where(nan.any(axis=-1), last_nan, tap)
     y = np.take_along_axis(windows, tap[..., None], axis=-1)[..., 0]
     # Window tap (p, q) of output (i, j) reads input row i*sh - ph + p and column j*sw - pw + q.
     p, q = np.divmod(tap, kw)
     rows = np.arange(oh)[:, None] * sh - ph + p
     cols = np.arange(ow)[None, :] * sw - pw + q
-    return np.ascontiguousarray(y), (rows * w + cols).astype(np.int64)
+    return np.ascontiguousarray(y), (rows * w + cols).astype(argmax_dtype(h, w))
 
 
 def max_pool2d_backward(gy, argmax, x_shape, kernel_size, stride, padding):
@@ -212,10 +233,7 @@ def max_pool2d_backward(gy, argmax, x_shape, kernel_size, stride, padding):
     n, c, h, w = x_shape
     out_hw = pool_geometry(x_shape, kernel_size, stride, padding)[3]
     check_grad_shape(gy, (n, c) + out_hw)
-    if tuple(argmax.shape) != tuple(gy.shape):
-        raise ValueError(f"argmax shape {argmax.shape} does not match gy shape {gy.shape}")
-    if argmax.size and (argmax.min() < 0 or argmax.max() >= h * w):
-        raise ValueError(f"argmax holds indices outside the {h}x{w} input plane")
+    check_argmax(argmax, gy.shape, (h, w))
     gx = np.zeros((n * c, h * w), dtype=gy.dtype)
     planes = np.arange(n * c)[:, None]
     np.add.at(gx, (planes, argmax.reshape(n * c, -1)), gy.reshape(n * c, -1))  # unbuffered: repeats add up
@@ -299,3 +317,12 @@ def lrn_backward(gy, x, y, size, alpha, beta, k):
     d = _lrn_denominator(x, size, alpha, k)
     reverse_window = _channel_window_sum(gy * y / d, (size - 1) // 2, size // 2)
     return gy * d ** -beta - (2 * alpha * beta / size) * x * reverse_window
+
+
+# ----------------------------------------------------------------------------------------
+# matrix product
+
+
+def matmul(a, b):
+    """a @ b with NumPy's rules (the fully connected layers' product)."""
+    return np.matmul(a, b)

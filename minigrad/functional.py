@@ -14,11 +14,54 @@ from minigrad.function import Function
 from minigrad.tensor import Tensor, as_tensor
 
 
-def _pair(value, name):
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return int(pair[0]), int(pair[1])
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _pair(value, name, minimum=None):
+    """``value`` (an int or a pair of ints) as a pair of Python ints, each at least ``minimum``."""
+    pair = (value, value) if _is_int(value) else value
+    try:
+        pair = tuple(pair)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2 or not all(_is_int(v) for v in pair):
+        at_least = "" if minimum is None else f" (each >= {minimum})"
+        raise TypeError(f"{name} must be an int or a pair of ints{at_least}, got {value!r}")
+    pair = int(pair[0]), int(pair[1])
+    if minimum is not None and min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def _positive_int(value, name):
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def conv_arguments(kernel_size, stride, padding, dilation, groups):
+    """Check a convolution's settings; return them as pairs of ints (and groups as an int).
+
+    Valid: kernel_size, stride, dilation >= 1, padding >= 0, groups a positive int. (How
+    much padding an input takes is checked when the input is known: see ``conv2d``.)"""
+    kernel_size = _pair(kernel_size, "kernel_size", 1)
+    stride, dilation = _pair(stride, "stride", 1), _pair(dilation, "dilation", 1)
+    return kernel_size, stride, _pair(padding, "padding", 0), dilation, _positive_int(groups, "groups")
+
+
+def pool_arguments(kernel_size, stride, padding):
+    """Check a pooling's settings (stride None means kernel_size); return pairs of ints.
+
+    Valid: kernel_size, stride >= 1 and 0 <= padding <= kernel_size // 2 (so every window
+    holds an input pixel, PyTorch's rule)."""
+    kernel_size = _pair(kernel_size, "kernel_size", 1)
+    stride = kernel_size if stride is None else _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    if any(p > k // 2 for p, k in zip(padding, kernel_size)):
+        raise ValueError(f"padding {padding} must lie between 0 and kernel_size // 2 = "
+                         f"{tuple(k // 2 for k in kernel_size)} (kernel_size {kernel_size})")
+    return kernel_size, stride, padding
 
 
 def _require(op, condition, message):
@@ -49,48 +92,82 @@ def _contiguous(array):
 # ----- convolution -----
 
 
+def _relu_mask(ctx, y):
+    """What ReLU's backward needs of its output y, when a backward pass will run: where y is
+    not <= 0 (positive, or NaN, which PyTorch lets through), one byte per element instead of
+    y's four or eight."""
+    return ~(y <= 0) if config.is_grad_enabled() and any(ctx.needs_input_grad) else None
+
+
 class Conv2d(Function):
-    """2-D cross-correlation. Each input is saved only when the other one's gradient needs it."""
+    """2-D cross-correlation, optionally followed by ReLU in the same kernel pass (``relu``).
+
+    Saves only what backward needs: the input only when the weight needs a gradient, the
+    weight only when the input does (frozen weights: no input kept), and for ``relu`` the
+    output's mask, not the output."""
 
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups):
+    def forward(ctx, x, w, b, stride, padding, dilation, groups, relu):
         x, w = _contiguous(x), _contiguous(w)
         ctx.geometry = stride, padding, dilation, groups
-        ctx.shapes = x.shape, w.shape
+        ctx.shapes, ctx.relu = (x.shape, w.shape), relu
+        y = backend.kernels_for(x).conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=relu)
         needs_x, needs_w = ctx.needs_input_grad[:2]
-        ctx.save_for_backward(x if needs_w else None, w if needs_x else None)
-        return backend.kernels_for(x).conv2d_forward(x, w, b, stride, padding, dilation, groups)
+        ctx.save_for_backward(x if needs_w else None, w if needs_x else None, _relu_mask(ctx, y) if relu else None)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
-        x, w = ctx.saved_tensors
+        x, w, mask = ctx.saved_tensors
         (x_shape, w_shape), kern = ctx.shapes, backend.kernels_for(grad)
         grad = _contiguous(grad)
+        if ctx.relu and not any(ctx.needs_input_grad[1:]):  # frozen weights: the kernel applies the rule
+            return kern.conv2d_backward_data(grad, w, x_shape, *ctx.geometry, relu_mask=mask,
+                                             relu_rule=config.current_relu_rule()), None, None
+        if ctx.relu:
+            grad = kern.relu_backward(grad, mask, config.current_relu_rule())
         gx = kern.conv2d_backward_data(grad, w, x_shape, *ctx.geometry) if ctx.needs_input_grad[0] else None
         gw = kern.conv2d_backward_weight(grad, x, w_shape, *ctx.geometry) if ctx.needs_input_grad[1] else None
         gb = grad.sum(axis=(0, 2, 3)) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    """Convolve x (N, C, H, W) with w (O, C // groups, KH, KW), add b (O,)."""
+def _conv(op, x, w, b, stride, padding, dilation, groups, relu):
     x, w, b = as_tensor(x), as_tensor(w), None if b is None else as_tensor(b)
-    _require_float("conv2d", input=x, weight=w, bias=b)
-    _require_same_dtype("conv2d", x, w, b)
-    _require_4d("conv2d", x)
-    _require("conv2d", w.ndim == 4, f"weight must have shape (O, C/groups, KH, KW), got {w.shape}")
-    _require("conv2d", groups >= 1 and x.shape[1] % groups == 0 and w.shape[0] % groups == 0,
+    _require_float(op, input=x, weight=w, bias=b)
+    _require_same_dtype(op, x, w, b)
+    _require_4d(op, x)
+    _require(op, w.ndim == 4, f"weight must have shape (O, C/groups, KH, KW), got {w.shape}")
+    _, stride, padding, dilation, groups = conv_arguments(w.shape[2:], stride, padding, dilation, groups)
+    _require(op, x.shape[1] % groups == 0 and w.shape[0] % groups == 0,
              f"groups={groups} must divide the input channels ({x.shape[1]}) and output channels ({w.shape[0]})")
-    _require("conv2d", w.shape[1] * groups == x.shape[1],
+    _require(op, w.shape[1] * groups == x.shape[1],
              f"weight {w.shape} expects {w.shape[1] * groups} input channels, the input has {x.shape[1]}")
-    _require("conv2d", b is None or b.shape == (w.shape[0],), f"bias must have shape ({w.shape[0]},), got {b and b.shape}")
-    stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
-    _require("conv2d", min(stride) >= 1 and min(dilation) >= 1 and min(padding) >= 0,
-             f"stride {stride} and dilation {dilation} must be positive and padding {padding} non-negative")
-    for size, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation):
-        _require("conv2d", size + 2 * p - d * (k - 1) - 1 >= 0,
+    _require(op, b is None or b.shape == (w.shape[0],), f"bias must have shape ({w.shape[0]},), got {b and b.shape}")
+    limit = tuple(max(n, d * (k - 1)) for n, k, d in zip(x.shape[2:], w.shape[2:], dilation))
+    _require(op, padding[0] <= limit[0] and padding[1] <= limit[1],
+             f"padding {padding} must lie between 0 and {limit} for an input of {x.shape[2]}x{x.shape[3]} and a "
+             f"{w.shape[2]}x{w.shape[3]} kernel (dilation {dilation}): the larger of the input size and "
+             "dilation * (kernel_size - 1); more only surrounds the result with outputs that see no input")
+    for size, k, p, d in zip(x.shape[2:], w.shape[2:], padding, dilation):
+        _require(op, size + 2 * p - d * (k - 1) - 1 >= 0,
                  f"kernel {w.shape[2:]} (dilation {dilation}) is larger than the padded input {x.shape[2:]}")
-    return Conv2d.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=int(groups))
+    return Conv2d.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups, relu=relu)
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """Convolve x (N, C, H, W) with w (O, C // groups, KH, KW), add b (O,).
+
+    stride and dilation >= 1; 0 <= padding <= max(input size, dilation * (kernel size - 1))
+    on each axis."""
+    return _conv("conv2d", x, w, b, stride, padding, dilation, groups, relu=False)
+
+
+def conv2d_relu(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """``relu(conv2d(x, w, b, ...))`` in one op: the kernel applies bias and ReLU while it
+    writes the output (one pass less over it), and only the ReLU mask is kept for backward.
+    The ReLU backward rule is read at backward time, as for ``relu``."""
+    return _conv("conv2d_relu", x, w, b, stride, padding, dilation, groups, relu=True)
 
 
 def linear(x, w, b=None):
@@ -108,18 +185,19 @@ def linear(x, w, b=None):
 
 
 class ReLU(Function):
-    """max(x, 0). The backward rule is read when backward runs (see ``minigrad.relu_backward``)."""
+    """max(x, 0). The backward rule is read when backward runs (see ``minigrad.relu_backward``);
+    only the output's mask is kept for it."""
 
     @staticmethod
     def forward(ctx, x):
         y = backend.kernels_for(x).relu_forward(_contiguous(x))
-        ctx.save_for_backward(y)
+        ctx.save_for_backward(_relu_mask(ctx, y))
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return backend.kernels_for(y).relu_backward(_contiguous(grad), y, config.current_relu_rule())
+        (mask,) = ctx.saved_tensors
+        return backend.kernels_for(grad).relu_backward(_contiguous(grad), mask, config.current_relu_rule())
 
 
 def relu(x):
@@ -182,7 +260,8 @@ class LogSoftmax(Function):
 
 
 def _axis(op, x, axis):
-    _require(op, -x.ndim <= axis < x.ndim, f"axis {axis} is out of range for shape {x.shape}")
+    _require(op, _is_int(axis) and -x.ndim <= axis < x.ndim,
+             f"axis {axis!r} is out of range for shape {x.shape}: give an int in [{-x.ndim}, {x.ndim})")
     return axis % x.ndim
 
 
@@ -221,19 +300,15 @@ def cross_entropy(logits, labels, reduction="mean"):
 
 def _pool_geometry(op, x, kernel_size, stride, padding):
     _require_4d(op, x)
-    kernel_size = _pair(kernel_size, "kernel_size")
-    stride = kernel_size if stride is None else _pair(stride, "stride")
-    padding = _pair(padding, "padding")
-    _require(op, min(kernel_size) >= 1 and min(stride) >= 1, f"kernel_size {kernel_size} and stride {stride} must be positive")
-    _require(op, all(0 <= p <= k // 2 for p, k in zip(padding, kernel_size)),
-             f"padding {padding} must be between 0 and half the kernel size {kernel_size}")
+    kernel_size, stride, padding = pool_arguments(kernel_size, stride, padding)
     _require(op, all(n + 2 * p >= k for n, p, k in zip(x.shape[2:], padding, kernel_size)),
              f"kernel {kernel_size} is larger than the padded input {x.shape[2:]}")
     return kernel_size, stride, padding
 
 
 class MaxPool2d(Function):
-    """Max over windows; backward routes each gradient to the window's argmax."""
+    """Max over windows; backward routes each gradient to the window's argmax (kept in the
+    narrowest integer type that holds it)."""
 
     @staticmethod
     def forward(ctx, x, kernel_size, stride, padding):
@@ -274,20 +349,37 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
                            count_include_pad=bool(count_include_pad))
 
 
-def _adaptive_matrix(n_in, n_out):
-    """(n_out, n_in) averaging matrix: row i averages input cells floor(i*n/m) .. ceil((i+1)*n/m) - 1."""
-    matrix = np.zeros((n_out, n_in))
-    for i in range(n_out):
-        start, stop = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
-        matrix[i, start:stop] = 1.0 / (stop - start)
-    return matrix
+def _adaptive_windows(n_in, n_out):
+    """PyTorch's cells: output i averages inputs floor(i*n/m) .. ceil((i+1)*n/m) - 1."""
+    return [((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)) for i in range(n_out)]
 
 
-def _resample(x, rows, cols):
-    """Apply the separable linear map y = rows @ x @ cols.T over the last two axes."""
-    xp = backend.get_array_module(x.data)
-    rows, cols = (xp.asarray(m, dtype=x.dtype) for m in (rows, cols))
-    return matmul(matmul(rows, x), cols.T)
+class AdaptiveAvgPool2d(Function):
+    """Cell means, taken along rows then along columns with array slices (cells may overlap).
+
+    Sums over each cell's own pixels only -- no multiplication by a 0/1 matrix, in which
+    0 * inf = NaN would turn one infinity into NaN over the whole row -- so NaN and inf stay
+    in the cells that contain them, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx, x, output_size):
+        xp = backend.get_array_module(x)
+        ctx.x_shape = x.shape
+        ctx.rows, ctx.cols = (_adaptive_windows(n, m) for n, m in zip(x.shape[2:], output_size))
+        t = xp.stack([x[:, :, a:b].mean(axis=2) for a, b in ctx.rows], axis=2)
+        return xp.ascontiguousarray(xp.stack([t[:, :, :, a:b].mean(axis=3) for a, b in ctx.cols], axis=3))
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = backend.get_array_module(grad)
+        n, c, h, w = ctx.x_shape
+        t = xp.zeros((n, c, len(ctx.rows), w), dtype=grad.dtype)
+        for j, (a, b) in enumerate(ctx.cols):
+            t[:, :, :, a:b] += grad[:, :, :, j:j + 1] / (b - a)
+        gx = xp.zeros(ctx.x_shape, dtype=grad.dtype)
+        for i, (a, b) in enumerate(ctx.rows):
+            gx[:, :, a:b] += t[:, :, i:i + 1] / (b - a)
+        return gx
 
 
 def adaptive_avg_pool2d(x, output_size):
@@ -295,14 +387,13 @@ def adaptive_avg_pool2d(x, output_size):
     x = as_tensor(x)
     _require_float("adaptive_avg_pool2d", input=x)
     _require_4d("adaptive_avg_pool2d", x)
-    oh, ow = _pair(output_size, "output_size")
+    oh, ow = _pair(output_size, "output_size", 1)
     h, w = x.shape[2:]
-    _require("adaptive_avg_pool2d", oh >= 1 and ow >= 1, f"output_size {(oh, ow)} must be positive")
     if (oh, ow) == (h, w):
         return x
     if h % oh == 0 and w % ow == 0:
         return avg_pool2d(x, (h // oh, w // ow))
-    return _resample(x, _adaptive_matrix(h, oh), _adaptive_matrix(w, ow))
+    return AdaptiveAvgPool2d.apply(x, output_size=(oh, ow))
 
 
 class LocalResponseNorm(Function):
@@ -325,8 +416,8 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
     x = as_tensor(x)
     _require_float("local_response_norm", input=x)
     _require_4d("local_response_norm", x)
-    _require("local_response_norm", int(size) >= 1, f"size must be positive, got {size}")
-    return LocalResponseNorm.apply(x, size=int(size), alpha=float(alpha), beta=float(beta), k=float(k))
+    return LocalResponseNorm.apply(x, size=_positive_int(size, "size"), alpha=float(alpha), beta=float(beta),
+                                   k=float(k))
 
 
 # ----- regularization and normalization -----
@@ -396,6 +487,13 @@ def _nearest_index(n_in, n_out, scale):
     return np.minimum(np.floor(np.arange(n_out) * step).astype(np.int64), n_in - 1)
 
 
+def _resample(x, rows, cols):
+    """Apply the separable linear map y = rows @ x @ cols.T over the last two axes."""
+    xp = backend.get_array_module(x.data)
+    rows, cols = (xp.asarray(m, dtype=x.dtype) for m in (rows, cols))
+    return matmul(matmul(rows, x), cols.T)
+
+
 def _bilinear_matrix(n_in, n_out, scale, align_corners):
     """(n_out, n_in) matrix of linear-interpolation weights along one axis, PyTorch's coordinates."""
     out = np.arange(n_out, dtype=np.float64)
@@ -461,7 +559,7 @@ def pad(x, pad, mode="constant", value=0.0):
     x = as_tensor(x)
     _require("pad", len(pad) % 2 == 0 and len(pad) // 2 <= x.ndim,
              f"pad must hold (before, after) pairs for at most {x.ndim} dimensions, got {pad}")
-    _require("pad", all(int(p) >= 0 for p in pad), f"pad widths must be non-negative, got {pad}")
+    _require("pad", all(_is_int(p) and p >= 0 for p in pad), f"pad widths must be non-negative ints, got {pad}")
     pairs = [(int(pad[i]), int(pad[i + 1])) for i in range(0, len(pad), 2)]
     widths = [(0, 0)] * (x.ndim - len(pairs)) + pairs[::-1]
     if mode == "constant":

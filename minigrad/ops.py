@@ -324,20 +324,27 @@ def stack(tensors, axis=0):
 
 
 class MatMul(Function):
-    """a @ b for operands with two or more dimensions; leading dimensions broadcast."""
+    """a @ b for operands with two or more dimensions; leading dimensions broadcast (the
+    kernels' ``matmul``: the CPU backend runs large products on its own threads).
+
+    Each operand is kept only if the other one's gradient needs it: through a frozen weight
+    (a Linear layer when backpropagating to the image) the input is not kept."""
 
     @staticmethod
     def forward(ctx, a, b):
         if a.shape[-1] != b.shape[-2]:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match ({a.shape[-1]} != {b.shape[-2]})")
-        ctx.save_for_backward(a, b)
-        return a @ b
+        ctx.shapes = a.shape, b.shape
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b if ctx.needs_input_grad[0] else None)
+        return backend.kernels_for(a).matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
-        ga = unbroadcast(grad @ b.swapaxes(-1, -2), a.shape) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(a.swapaxes(-1, -2) @ grad, b.shape) if ctx.needs_input_grad[1] else None
+        a_shape, b_shape = ctx.shapes
+        kern = backend.kernels_for(grad)
+        ga = unbroadcast(kern.matmul(grad, b.swapaxes(-1, -2)), a_shape) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(kern.matmul(a.swapaxes(-1, -2), grad), b_shape) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 

@@ -111,8 +111,8 @@ def conv_cases(draw, max_groups=3):
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    hw = tuple(
-        max(1, d * (k - 1) + 1 - 2 * p) + draw(st.integers(0, 3)) for k, p, d in zip(kernel, padding, dilation)
+    hw = tuple(  # at least one output pixel, and no more padding than F.conv2d takes (the input size)
+        max(1, d * (k - 1) + 1 - 2 * p, p) + draw(st.integers(0, 3)) for k, p, d in zip(kernel, padding, dilation)
     )
     return {
         "x_shape": (n, cin) + hw,

@@ -9,7 +9,8 @@ half the kernel, weight shape (O, C // groups, KH, KW).
 
 import numpy as np
 
-from kernels.geometry import check_grad_shape, conv_geometry, out_size, pair, pool_geometry, shape4  # noqa: F401
+from kernels.geometry import (RELU_RULES, argmax_dtype, check_argmax, check_grad_shape, conv_geometry,  # noqa: F401
+                              out_size, pair, pool_geometry, relu_rule_code, shape4)
 
 
 def float_array(name, a, dtype=None):

@@ -52,58 +52,82 @@ def _pool(workers):
     return _state["pool"]
 
 
-def _split_matmul(a, b, out, extent, part):
-    """np.matmul(a, b, out=out) as one slice per thread on single-threaded BLAS, the slice
-    ``lo:hi`` of ``extent`` rows given to ``part(lo, hi)`` -> (a_part, b_part, out_part)."""
-    threads = min(numba.get_num_threads(), extent)
-    controller = _controller() if threads > 1 else None
+def run_matmuls(jobs):
+    """Run ``numpy.matmul(a, b, out=out)`` for every (a, b, out) in ``jobs``, the list cut into
+    one contiguous run per thread, each run on single-threaded BLAS (jobs of similar cost).
+
+    When Numba may use several threads, BLAS is held to one thread even for a single job, so
+    that its own pool is never woken (see the module docstring). A job's result never depends
+    on which thread runs it or on the other jobs: the same shapes go to the same
+    single-threaded BLAS routine."""
+    threads = min(numba.get_num_threads(), len(jobs))
+    controller = _controller() if numba.get_num_threads() > 1 else None
     if controller is None or threading.current_thread() is not threading.main_thread():
-        np.matmul(a, b, out=out)
-        return out
-    bounds = np.linspace(0, extent, threads + 1).round().astype(int)
+        for a, b, out in jobs:
+            np.matmul(a, b, out=out)
+        return
+    bounds = np.linspace(0, len(jobs), threads + 1).round().astype(int)
+
+    def run(lo, hi):
+        for a, b, out in jobs[lo:hi]:
+            np.matmul(a, b, out=out)
+
     with _lock:
-        pool = _pool(threads - 1)
+        pool = _pool(threads - 1) if threads > 1 else None
         with controller.limit(limits=1, user_api="blas"):
-            futures = []
-            for lo, hi in zip(bounds[1:-1], bounds[2:]):
-                pa, pb, po = part(lo, hi)
-                futures.append(pool.submit(np.matmul, pa, pb, out=po))
-            pa, pb, po = part(0, bounds[1])
-            np.matmul(pa, pb, out=po)
+            futures = [pool.submit(run, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+            run(0, bounds[1])
             for f in futures:
                 f.result()
+
+
+def _ranges(extent):
+    """``extent`` cut into one contiguous range per thread (fewer when there are fewer items);
+    the cut depends on the extent and the thread count only."""
+    threads = max(1, min(numba.get_num_threads(), extent))
+    bounds = np.linspace(0, extent, threads + 1).round().astype(int)
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def per_image_matmul(u, v, out):
+    """out[n, i] = u[i] @ v[n, i] for every image n and stack index i (float32, C-contiguous):
+    each thread takes a range of i for all images, one stacked ``numpy.matmul`` (which calls
+    BLAS once per (n, i) with the same shapes), so each image's result is the same in any batch."""
+    run_matmuls([(u[lo:hi], v[:, lo:hi], out[:, lo:hi]) for lo, hi in _ranges(u.shape[0])])
     return out
 
 
-class single_threaded_blas:
-    """Context manager: BLAS calls made inside (on this process) use one thread.
-
-    For loops of GEMMs too small to be worth splitting: each call would otherwise wake BLAS's
-    pool, wait for it and leave it spinning (see the module docstring)."""
-
-    def __enter__(self):
-        controller = _controller() if numba.get_num_threads() > 1 else None
-        self._limit = controller.limit(limits=1, user_api="blas") if controller is not None else None
-        return self
-
-    def __exit__(self, *exc):
-        if self._limit is not None:
-            self._limit.restore_original_limits()
-        return False
-
-
-def stacked_matmul(a, b, out):
-    """out[i] = a[i] @ b[i] for every i of the leading axis (all C-contiguous float32)."""
-    return _split_matmul(a, b, out, a.shape[0], lambda lo, hi: (a[lo:hi], b[lo:hi], out[lo:hi]))
-
-
 def row_split_matmul(a, b, out):
-    """out = a @ b (a (..., M, K), b (..., K, N), out (..., M, N) C-contiguous), the M rows
-    split across threads, each slice on single-threaded BLAS.
+    """out = a @ b (a (..., M, K), b (..., K, N), out (..., M, N); leading axes broadcast), the
+    M rows cut into one range per thread, each range one stacked ``numpy.matmul`` on
+    single-threaded BLAS. The cut depends on M and the thread count, never on how many
+    samples b stacks, so each sample's products have the same shapes in any batch.
 
     Used for im2col's GEMMs so that no kernel ever wakes BLAS's own thread pool: OpenBLAS's
     idle workers busy-wait for about 0.1 s (2**28 cycles, ``OPENBLAS_THREAD_TIMEOUT``) after
     each multi-threaded call, and on a 2-core machine that spinning thread takes half the
     machine from the Numba loops and GEMM slices that follow."""
-    return _split_matmul(a, b, out, a.shape[-2],
-                         lambda lo, hi: (a[..., lo:hi, :], b, out[..., lo:hi, :]))
+    run_matmuls([(a[..., lo:hi, :], b, out[..., lo:hi, :]) for lo, hi in _ranges(a.shape[-2])])
+    return out
+
+
+# Products smaller than this many multiply-adds are not worth a thread hand-off.
+SPLIT_MIN_MACS = 2**20
+
+
+def matmul(a, b):
+    """a @ b (NumPy's matmul rules), a new array. Large float products are cut along the
+    output columns into one range per thread, each on single-threaded BLAS, so that a model's
+    fully connected layers do not wake BLAS's own pool either (its spinning workers would
+    take a core from the convolutions that follow)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if (a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype or a.dtype not in (np.float32, np.float64)
+            or a.shape[-1] != b.shape[-2]):
+        return np.matmul(a, b)
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    out = np.empty(shape, a.dtype)
+    if a.shape[-2] * a.shape[-1] * b.shape[-1] < SPLIT_MIN_MACS:
+        run_matmuls([(a, b, out)])
+    else:
+        run_matmuls([(a, b[..., lo:hi], out[..., lo:hi]) for lo, hi in _ranges(b.shape[-1])])
+    return out

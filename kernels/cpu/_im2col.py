@@ -1,17 +1,18 @@
 """im2col / col2im for the general convolution path (any stride, padding, dilation, groups).
 
-For one sample n, the column matrix is
+For a run of samples n0 + s, the column matrices are
 
-    col[(c*KH + p)*KW + q, i*OW + j] = xpad[n, c, i*sh + p*dh, j*sw + q*dw]
+    col[s, (c*KH + p)*KW + q, i*OW + j] = xpad[n0 + s, c, i*sh + p*dh, j*sw + q*dw]
 
-so that a convolution is one BLAS product per group, Y_g (Og, OH*OW) = W_g (Og, Cg*KH*KW) @
-col_g, the rows of a group being contiguous. Both loops run ``prange`` over things that
-write disjoint memory:
+so that a convolution is one BLAS product per sample and group, Y_g (Og, OH*OW) = W_g (Og,
+Cg*KH*KW) @ col_g, the rows of a group being contiguous. A run is several small images at
+once, or one row block (output rows i0 .. i1 - 1) of a large one. Both loops run ``prange``
+over things that write disjoint memory:
 
-* ``im2col`` over the C*KH*KW rows of col (each row is written by one thread);
-* ``col2im`` (the adjoint, gx[n, c, ...] += col[...]) over the C input planes: all the rows
-  that add into plane c belong to c, so each plane is summed by a single thread and the
-  scatter-add has no race, whatever the overlap of the windows (stride < kernel).
+* ``im2col`` over the (sample, row) pairs of col (each row is written by one thread);
+* ``col2im`` (the adjoint, gx[n, c, ...] += col[...]) over the (sample, channel) input
+  planes: all the rows that add into plane c belong to c, so each plane is summed by a single
+  thread and the scatter-add has no race, whatever the overlap of the windows.
 
 Both are compiled once per dtype (float32, float64); the geometry is passed as ints.
 """
@@ -38,52 +39,58 @@ def _valid_range(size, out, stride, offset):
 
 
 @njit(parallel=True, cache=True)
-def im2col(x, n, col, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow):
-    """Fill col (C*KH*KW, (i1 - i0)*OW) with output rows i0 <= i < i1 of sample n of
-    x (N, C, H, W); padding reads as zero."""
+def im2col(x, n0, col, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, rows_first=False):
+    """Fill col (S, C*KH*KW, (i1 - i0)*OW) with output rows i0 <= i < i1 of samples
+    n0 .. n0 + S - 1 of x (N, C, H, W); padding reads as zero. With ``rows_first`` col is
+    laid out (C*KH*KW, S, (i1 - i0)*OW) instead: one matrix whose columns run over every
+    sample, for the weight gradient's single GEMM."""
     n_ch, height, width = x.shape[1], x.shape[2], x.shape[3]
+    rows = n_ch * kh * kw
+    samples = col.shape[1] if rows_first else col.shape[0]
     zero = x.dtype.type(0)
-    for row in prange(n_ch * kh * kw):
-        r = np.int64(row)
+    for job in prange(samples * rows):
+        jb = np.int64(job)
+        s, r = jb // rows, jb % rows
+        n = n0 + s
         c = r // (kh * kw)
         p = (r // kw) % kh
         q = r % kw
         j_lo, j_hi = _valid_range(width, ow, sw, q * dw - pw)
+        w0 = q * dw - pw
+        out = col[r, s] if rows_first else col[s, r]
         for i in range(i0, i1):
             h = i * sh + p * dh - ph
-            base = (i - i0) * ow
+            dst = out[(i - i0) * ow:(i - i0 + 1) * ow]
             if h < 0 or h >= height:
-                for j in range(ow):
-                    col[r, base + j] = zero
+                dst[:] = zero
                 continue
-            for j in range(j_lo):
-                col[r, base + j] = zero
-            w0 = q * dw - pw
+            # slices, not indexed loops with computed bounds: those LLVM does not vectorise
+            dst[:j_lo] = zero
+            dst[j_hi:] = zero
+            src = x[n, c, h]
             if sw == 1:
-                for j in range(j_lo, j_hi):
-                    col[r, base + j] = x[n, c, h, j + w0]
+                dst[j_lo:j_hi] = src[j_lo + w0:j_hi + w0]
             else:
-                for j in range(j_lo, j_hi):
-                    col[r, base + j] = x[n, c, h, j * sw + w0]
-            for j in range(j_hi, ow):
-                col[r, base + j] = zero
+                dst[j_lo:j_hi] = src[j_lo * sw + w0:(j_hi - 1) * sw + w0 + 1:sw]
 
 
 @njit(parallel=True, cache=True)
-def col2im(col, gx, n, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, accumulate):
-    """gx[n, c, i*sh + p*dh - ph, j*sw + q*dw - pw] += col[(c*KH + p)*KW + q, (i - i0)*OW + j]
-    for the output rows i0 <= i < i1; gx[n] is zeroed first unless ``accumulate``; padding
-    positions are dropped."""
+def col2im(col, gx, n0, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, accumulate):
+    """gx[n0 + s, c, i*sh + p*dh - ph, j*sw + q*dw - pw] += col[s, (c*KH + p)*KW + q, (i - i0)*OW + j]
+    for the output rows i0 <= i < i1; each gx[n0 + s] is zeroed first unless ``accumulate``;
+    padding positions are dropped."""
     n_ch, height, width = gx.shape[1], gx.shape[2], gx.shape[3]
-    for plane in prange(n_ch):
-        c = np.int64(plane)
+    for job in prange(col.shape[0] * n_ch):
+        jb = np.int64(job)
+        s, c = jb // n_ch, jb % n_ch
+        n = n0 + s
         if not accumulate:
             for h in range(height):
                 for w in range(width):
                     gx[n, c, h, w] = 0
         for p in range(kh):
             for q in range(kw):
-                r = (c * kh + p) * kw + q
+                src = col[s, (c * kh + p) * kw + q]
                 j_lo, j_hi = _valid_range(width, ow, sw, q * dw - pw)
                 w0 = q * dw - pw
                 for i in range(i0, i1):
@@ -93,7 +100,7 @@ def col2im(col, gx, n, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, accumulate):
                     base = (i - i0) * ow
                     if sw == 1:
                         for j in range(j_lo, j_hi):
-                            gx[n, c, h, j + w0] += col[r, base + j]
+                            gx[n, c, h, j + w0] += src[base + j]
                     else:
                         for j in range(j_lo, j_hi):
-                            gx[n, c, h, j * sw + w0] += col[r, base + j]
+                            gx[n, c, h, j * sw + w0] += src[base + j]

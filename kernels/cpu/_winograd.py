@@ -7,19 +7,25 @@ Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016, co
 
 so each 4x4 output block needs 36 multiplications per (input channel, output channel) pair
 instead of 144: a 4x cut in the arithmetic that dominates VGG-style networks. Summed over
-input channels, the elementwise products become 36 independent matrix products
+input channels, the elementwise products become 36 independent matrix products per image
 
-    M[xi] (K, P) = U[xi] (K, C) @ V[xi] (C, P),    xi = 0..35,  P = N * tiles
+    M[n, xi] (K, T) = U[xi] (K, C) @ V[n, xi] (C, T),    xi = 0..35,  T = tiles of one image
 
-which NumPy hands to BLAS (one ``numpy.matmul`` over the stacked 36). The three transforms
-around it are the jitted loops below:
+which go to BLAS (``_gemm.py``). They are per image on purpose: a GEMM's rounding of one
+column depends on where the column sits in the matrix, so stacking the tiles of a whole batch
+into one product would make an image's result depend on its batch. The three transforms
+around the products are the jitted loops below:
 
 * ``weight_transform``: U[xi, k, c] = (G g_kc G^T)[xi], computed in float64 and rounded
   once, because G's entries (1/6, 1/12, 1/24) are not exact in float32;
-* ``input_transform``: V[xi, c, p] = (B^T d_p B)[xi] for every 6x6 tile d_p of the
+* ``input_transform``: V[n, xi, c, t] = (B^T d_t B)[xi] for every 6x6 tile d_t of the
   zero-padded input plane (tiles overlap by 2 pixels); done as two 1-D passes (rows, then
-  columns). The padded plane is stored split by column phase (w mod 4), so that both passes
-  read contiguous runs along the tile index and vectorise;
+  columns); the row pass reads each padded input row at stride 4 (constant offsets, which
+  LLVM vectorises with wide loads and shuffles), the column pass reads contiguous runs along
+  the tile index. It also notes planes holding a
+  NaN or an infinity: the transforms mix all 36 values of a tile, so one non-finite input
+  would spread NaN over outputs whose receptive field does not contain it (PyTorch keeps
+  NaN and inf where they belong); such images are recomputed by im2col;
 * ``output_transform``: y[n, k, 4*ty + r, 4*tx + s] = (A^T m A)[r, s] (+ bias, ReLU), again
   as two 1-D passes into column-phase order, interleaved into the in-bounds output pixels.
 
@@ -48,7 +54,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._common import threads_for
-from ._gemm import stacked_matmul
+from ._gemm import per_image_matmul
 from ._workspace import scratch
 
 # Every jitted function in this file is compiled for float32 only: Winograd is the float32
@@ -95,75 +101,87 @@ def weight_transform(w, u):
 
 
 @njit(parallel=True, cache=True)
-def input_transform(x, v, ph, pw, th, tw):
-    """v[i*6 + j, c, n*th*tw + ty*tw + tx] = (B^T d B)[i, j] for the 6x6 tile d whose corner is
-    padded-input pixel (4*ty, 4*tx). x (N, C, H, W) float32, v (36, C, N*th*tw)."""
+def input_transform(x, v, ph, pw, th, tw, nonfinite, mask, rule):
+    """v[n, i*6 + j, c, ty*tw + tx] = (B^T d B)[i, j] for the 6x6 tile d whose corner is
+    padded-input pixel (4*ty, 4*tx). x (N, C, H, W) float32, v (N, 36, C, th*tw);
+    nonfinite[n*C + c] is set when plane (n, c) holds a NaN or an infinity. With ``rule`` >= 0
+    (0 standard, 1 deconvnet, 2 guided) x is a gradient that first goes through that ReLU
+    backward rule with ``mask`` (N, C, H, W) bool, as it is read (a data gradient of
+    conv + ReLU without a separate pass); ``rule`` -1 reads x as it is."""
     n_batch, n_ch, height, width = x.shape
-    tiles = th * tw
     hp = 4 * th + 2
     for plane in prange(n_batch * n_ch):
         nc = np.int64(plane)
         n = nc // n_ch
         c = nc % n_ch
-        # The zero-padded plane, split by column phase: xq[q, h, t] = xpad[h, 4t + q]. A
-        # tile's six columns 4tx .. 4tx+5 are then xq[0..3, h, tx], xq[0..1, h, tx+1]: six
-        # contiguous streams along tx instead of stride-4 reads, so pass 1 vectorises too.
-        xq = np.zeros((4, hp, tw + 1), np.float32)
+        # pass 1, along rows: t[j, h, tx] = (B^T applied to xpad[h, 4tx : 4tx+6])[j], each
+        # input row first copied into the zero-padded row buffer a. The six reads per tile
+        # are at stride 4 with constant offsets, which LLVM turns into wide loads and
+        # shuffles; each inner loop writes one 1-D slice indexed by the bare loop counter,
+        # so a single alias check lets it vectorise (with many arrays per loop LLVM gives up).
+        # Rows of the padding stay zero (their transform is zero).
+        t = np.zeros((6, hp, tw), np.float32)
+        a = np.zeros(4 * tw + 2, np.float32)
+        bad = False  # v - v is 0 unless v is NaN or infinite (an OR reduction, which vectorises)
         for h in range(min(height, hp - ph)):
-            for q in range(4):
-                # columns ww = 4t + q - pw of the input, for every t that lands inside it
-                t_lo = max(0, (pw - q + 3) // 4)
-                t_hi = min(tw + 1, (width - 1 + pw - q) // 4 + 1)
-                for t in range(t_lo, t_hi):
-                    xq[q, h + ph, t] = x[n, c, h, 4 * t + q - pw]
-        # pass 1, along rows: t[j, h, tx] = (B^T applied to xpad[h, 4tx : 4tx+6])[j].
-        # Each inner loop reads one array and writes one 1-D slice indexed by the bare
-        # loop counter: LLVM then needs a single alias check and vectorises it (with many
-        # arrays per loop it gives up on the checks and stays scalar).
-        t = np.empty((6, hp, tw), np.float32)
-        for h in range(hp):
-            a = xq[:, h, :]  # a[q, tx] = xpad[h, 4tx + q]; columns 4, 5 are a[0..1, tx + 1]
-            o = t[0, h]
+            src = x[n, c, h]
+            if rule < 0:
+                for w in range(width):
+                    bad |= src[w] - src[w] != 0.0
+                a[pw:pw + width] = src
+            else:
+                for w in range(width):
+                    g = src[w]
+                    keep = True
+                    if rule != 1:
+                        keep = not mask[n, c, h, w] <= 0
+                    if rule != 0:
+                        keep = keep and not g <= 0
+                    g = g if keep else np.float32(0.0)
+                    bad |= g - g != 0.0
+                    a[pw + w] = g
+            o = t[0, h + ph]
             for tx in range(tw):
-                o[tx] = 4.0 * a[0, tx] - 5.0 * a[2, tx] + a[0, tx + 1]
-            o = t[1, h]
+                o[tx] = 4.0 * a[4 * tx] - 5.0 * a[4 * tx + 2] + a[4 * tx + 4]
+            o = t[1, h + ph]
             for tx in range(tw):
-                o[tx] = -4.0 * (a[1, tx] + a[2, tx]) + a[3, tx] + a[0, tx + 1]
-            o = t[2, h]
+                o[tx] = -4.0 * (a[4 * tx + 1] + a[4 * tx + 2]) + a[4 * tx + 3] + a[4 * tx + 4]
+            o = t[2, h + ph]
             for tx in range(tw):
-                o[tx] = 4.0 * (a[1, tx] - a[2, tx]) - a[3, tx] + a[0, tx + 1]
-            o = t[3, h]
+                o[tx] = 4.0 * (a[4 * tx + 1] - a[4 * tx + 2]) - a[4 * tx + 3] + a[4 * tx + 4]
+            o = t[3, h + ph]
             for tx in range(tw):
-                o[tx] = 2.0 * (a[3, tx] - a[1, tx]) - a[2, tx] + a[0, tx + 1]
-            o = t[4, h]
+                o[tx] = 2.0 * (a[4 * tx + 3] - a[4 * tx + 1]) - a[4 * tx + 2] + a[4 * tx + 4]
+            o = t[4, h + ph]
             for tx in range(tw):
-                o[tx] = 2.0 * (a[1, tx] - a[3, tx]) - a[2, tx] + a[0, tx + 1]
-            o = t[5, h]
+                o[tx] = 2.0 * (a[4 * tx + 1] - a[4 * tx + 3]) - a[4 * tx + 2] + a[4 * tx + 4]
+            o = t[5, h + ph]
             for tx in range(tw):
-                o[tx] = 4.0 * a[1, tx] - 5.0 * a[3, tx] + a[1, tx + 1]
+                o[tx] = 4.0 * a[4 * tx + 1] - 5.0 * a[4 * tx + 3] + a[4 * tx + 5]
+        nonfinite[nc] = bad
         # pass 2, along columns (rows 4ty .. 4ty+5 of t), the same way
-        base = n * tiles
+        vn = v[n]
         for ty in range(th):
             r = 4 * ty
-            p0 = base + ty * tw
+            p0 = ty * tw
             for j in range(6):
                 e = t[j, r:r + 6, :]
-                o = v[j, c, p0:p0 + tw]
+                o = vn[j, c, p0:p0 + tw]
                 for tx in range(tw):
                     o[tx] = 4.0 * e[0, tx] - 5.0 * e[2, tx] + e[4, tx]
-                o = v[6 + j, c, p0:p0 + tw]
+                o = vn[6 + j, c, p0:p0 + tw]
                 for tx in range(tw):
                     o[tx] = -4.0 * (e[1, tx] + e[2, tx]) + e[3, tx] + e[4, tx]
-                o = v[12 + j, c, p0:p0 + tw]
+                o = vn[12 + j, c, p0:p0 + tw]
                 for tx in range(tw):
                     o[tx] = 4.0 * (e[1, tx] - e[2, tx]) - e[3, tx] + e[4, tx]
-                o = v[18 + j, c, p0:p0 + tw]
+                o = vn[18 + j, c, p0:p0 + tw]
                 for tx in range(tw):
                     o[tx] = 2.0 * (e[3, tx] - e[1, tx]) - e[2, tx] + e[4, tx]
-                o = v[24 + j, c, p0:p0 + tw]
+                o = vn[24 + j, c, p0:p0 + tw]
                 for tx in range(tw):
                     o[tx] = 2.0 * (e[1, tx] - e[3, tx]) - e[2, tx] + e[4, tx]
-                o = v[30 + j, c, p0:p0 + tw]
+                o = vn[30 + j, c, p0:p0 + tw]
                 for tx in range(tw):
                     o[tx] = 4.0 * e[1, tx] - 5.0 * e[3, tx] + e[5, tx]
 
@@ -172,9 +190,8 @@ def input_transform(x, v, ph, pw, th, tw):
 def output_transform(m, y, bias, relu, th, tw):
     """y[n, k, 4ty + r, 4tx + s] = (A^T m_tile A)[r, s] + bias[k], then max(., 0) if relu.
 
-    m (36, K, N*th*tw) float32, y (N, K, OH, OW), bias (K,) (zeros for no bias)."""
+    m (N, 36, K, th*tw) float32, y (N, K, OH, OW), bias (K,) (zeros for no bias)."""
     n_batch, n_out, oh, ow = y.shape
-    tiles = th * tw
     full = ow // 4  # tiles whose four columns are all inside the output
     for plane in prange(n_batch * n_out):
         nk = np.int64(plane)
@@ -183,17 +200,18 @@ def output_transform(m, y, bias, relu, th, tw):
         bk = bias[k]
         s = np.empty((4, 6, tw), np.float32)
         o = np.empty((4, 4, tw), np.float32)  # o[col, row, tx]: contiguous along tx
+        mn = m[n]
         for ty in range(th):
-            p0 = n * tiles + ty * tw
+            p0 = ty * tw
             # pass 1, along i (contiguous in tx): s[r, j, tx] = (A^T m[:, j])[r]
             for j in range(6):
                 for tx in range(tw):
-                    m0 = m[j, k, p0 + tx]
-                    m1 = m[6 + j, k, p0 + tx]
-                    m2 = m[12 + j, k, p0 + tx]
-                    m3 = m[18 + j, k, p0 + tx]
-                    m4 = m[24 + j, k, p0 + tx]
-                    m5 = m[30 + j, k, p0 + tx]
+                    m0 = mn[j, k, p0 + tx]
+                    m1 = mn[6 + j, k, p0 + tx]
+                    m2 = mn[12 + j, k, p0 + tx]
+                    m3 = mn[18 + j, k, p0 + tx]
+                    m4 = mn[24 + j, k, p0 + tx]
+                    m5 = mn[30 + j, k, p0 + tx]
                     a = m1 + m2
                     b = m1 - m2
                     cc = m3 + m4
@@ -251,20 +269,39 @@ def backward_weights(w):
     return np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
 
 
-def conv3x3(x, u, ph, pw, bias=None, relu=False):
+# Images are transformed and multiplied a few at a time, so that the transformed tiles (2.25x
+# the input, as many again for the products) stay this size whatever the batch: a batch of 32
+# VGG16 images would otherwise need 1.8 GB of them at conv1_2.
+TILE_BUFFER_BYTES = 64 * 2**20
+
+
+_NO_MASK = np.zeros((1, 1, 1, 1), np.bool_)
+
+
+def conv3x3(x, u, ph, pw, bias=None, relu=False, relu_mask=None, relu_rule=-1):
     """Stride-1 3x3 correlation of x (N, C, H, W) float32 by the transformed kernel u (36, K, C),
-    zero padding (ph, pw); returns y (N, K, H + 2ph - 2, W + 2pw - 2) float32."""
+    zero padding (ph, pw), plus ``bias`` and max(., 0) if ``relu``; with ``relu_rule`` >= 0,
+    x first goes through that ReLU backward rule with ``relu_mask`` (see ``input_transform``).
+
+    Returns y (N, K, H + 2ph - 2, W + 2pw - 2) float32 and a boolean per image that is True
+    where the image holds a NaN or an infinity: that image's y is not valid (see the module
+    docstring) and must be recomputed by another algorithm."""
     n, c, h, w = x.shape
     k = u.shape[1]
     oh, ow = h + 2 * ph - 2, w + 2 * pw - 2
     th, tw = (oh + 3) // 4, (ow + 3) // 4
-    v = scratch("winograd_v", (36, c, n * th * tw), np.float32)
-    with threads_for(v.size):
-        input_transform(x, v, ph, pw, th, tw)
-    m = scratch("winograd_m", (36, k, n * th * tw), np.float32)
-    stacked_matmul(u, v, m)
     y = np.empty((n, k, oh, ow), np.float32)
     b = np.zeros(k, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
-    with threads_for(m.size):
-        output_transform(m, y, b, bool(relu), th, tw)
-    return y
+    nonfinite = np.empty(n * c, np.bool_)
+    step = max(1, TILE_BUFFER_BYTES // (36 * max(c, k) * th * tw * 4))
+    for n0 in range(0, n, step):
+        n1 = min(n, n0 + step)
+        v = scratch("winograd_v", (n1 - n0, 36, c, th * tw), np.float32)
+        with threads_for(v.size):
+            input_transform(x[n0:n1], v, ph, pw, th, tw, nonfinite[n0 * c:n1 * c],
+                            _NO_MASK if relu_mask is None else relu_mask[n0:n1], relu_rule)
+        m = scratch("winograd_m", (n1 - n0, 36, k, th * tw), np.float32)
+        per_image_matmul(u, v, m)
+        with threads_for(m.size):
+            output_transform(m, y[n0:n1], b, bool(relu), th, tw)
+    return y, nonfinite.reshape(n, c).any(axis=1)

@@ -96,7 +96,8 @@ class WeightCache:
         self.misses = 0
 
     def get(self, w, kind, make):
-        """Return make(w) for this weight array, from the cache when it is still valid."""
+        """Return make(w) (an array, or None) for this weight array, from the cache when it is
+        still valid."""
         if not self.enabled:
             return make(w)
         key = (id(w), kind)
@@ -117,12 +118,12 @@ class WeightCache:
         return value
 
     def _evict(self, keep):
-        total = sum(v[1].nbytes for v in self._entries.values())
+        total = self.nbytes
         for key in list(self._entries):
             if total <= self.max_bytes:
                 break
             if key != keep:
-                total -= self._entries.pop(key)[1].nbytes
+                total -= _nbytes(self._entries.pop(key)[1])
 
     def clear(self):
         with self._lock:
@@ -130,7 +131,11 @@ class WeightCache:
 
     @property
     def nbytes(self):
-        return sum(v[1].nbytes for v in self._entries.values())
+        return sum(_nbytes(v[1]) for v in self._entries.values())
+
+
+def _nbytes(value):
+    return 0 if value is None else value.nbytes
 
 
 # VGG16's transformed conv weights are 235 MB per direction; keep both directions.

@@ -1,39 +1,55 @@
 """2-D convolution on the CPU: Winograd F(4x4, 3x3) where it applies, im2col + BLAS elsewhere.
 
-Algorithm choice (``choose_algorithm``):
+Algorithm choice (``choose_algorithm``), from the geometry of *one image* only, so that an
+image's result never depends on the batch it comes in:
 
 * ``"winograd"`` for float32, 3x3, stride 1, dilation 1, groups 1, padding <= 2, at least
   ``WINOGRAD_MIN_CHANNELS`` input and output channels and ``WINOGRAD_MIN_TILES`` 4x4 output
-  tiles: VGG16's 3x3 layers from conv1_2 to conv4_3 (not its 14x14 conv5 block, nor
-  AlexNet's 13x13 layers). See ``_winograd.py`` (Lavin & Gray 2016). Its data gradient is
-  the same algorithm on gy with the flipped, channel-transposed kernel.
-* ``"im2col"`` otherwise: per sample and group one BLAS product (``numpy.matmul``) against
+  tiles per image (or 16 tiles with at least 128 channels): every 3x3 layer of VGG16 but
+  conv1_1 and AlexNet's 13x13 layers, not fashion-vgg's narrow ones. See ``_winograd.py``
+  (Lavin & Gray 2016). Its data gradient
+  is the same algorithm on gy with the flipped, channel-transposed kernel. An image holding
+  a NaN or an infinity is recomputed by im2col, which keeps them where PyTorch has them.
+* ``"im2col"`` otherwise: per image and group one BLAS product (``numpy.matmul``) against
   the column matrix (``_im2col.py``); a 1x1, stride-1, unpadded conv uses the input itself as
   the column matrix. float64 always goes this way: it is the exact path gradient checks use.
 
+Batch invariance: every GEMM is per image, with a shape fixed by the image's geometry, and
+every loop computes an image's outputs from that image alone, so an image's result is
+bitwise the same whatever else is in the batch. Ties: after either algorithm, output pixels
+whose receptive fields hold bitwise-equal values are given bitwise-equal outputs
+(``_patches.py``; why in ``kernels/patches.py``), so max-pool ties in flat regions break as
+in exact arithmetic (the first pixel wins, as in PyTorch) whatever each algorithm's
+position-dependent rounding. Measured on VGG16 at 224x224, batch 1: that step costs
+``python -m benchmarks`` reports it.
+
 The BLAS calls and the Numba loops never run at the same time (each returns before the next
 starts). Every GEMM of the forward and data-gradient paths runs as one slice per thread on
-single-threaded BLAS (``_gemm.py``: Winograd's 36 products split by product, im2col's by
-output rows), so these kernels never wake BLAS's own thread pool, whose idle workers would
-then spin for ~0.1 s on a core the next Numba loop needs.
+single-threaded BLAS (``_gemm.py``: Winograd's 36 products per image split by product,
+im2col's by output rows), so these kernels never wake BLAS's own thread pool, whose idle
+workers would then spin for ~0.1 s on a core the next Numba loop needs.
 """
-
-import contextlib
 
 import numpy as np
 
 from . import _common
 from . import _im2col
+from . import _patches
 from . import _winograd
-from ._gemm import row_split_matmul, single_threaded_blas
+from .elementwise import bias_relu_inplace, relu_backward
+from ._gemm import row_split_matmul
 from ._workspace import scratch, weight_cache
 
 WINOGRAD_MIN_CHANNELS = 16
-# Below this many 4x4 output tiles per call the 36 GEMMs are too narrow for BLAS to run near
-# its peak, and their 4x larger transformed kernel costs more memory traffic than im2col's:
-# measured here, a 512->512 layer at 14x14 (16 tiles) takes 15 ms by Winograd and 8 ms by
-# im2col on one core, while at 28x28 (49 tiles) Winograd wins, 23 ms against 28 ms.
+# Below this many 4x4 output tiles per image the 36 GEMMs are too narrow for BLAS to run near
+# its peak, and their 4x larger transformed kernel costs more memory traffic than im2col's.
+# With wide layers 16 tiles (a 13x13 or 14x14 image) are enough. Measured here on one core
+# (ms, im2col / Winograd, forward): 512->512 at 14x14 9.6 / 6.9, 256->256 at 13x13 2.5 / 2.4,
+# 64->64 at 14x14 0.29 / 0.24 but 32->64 at 14x14 (batch 128) 17.5 / 19.4, and at 7x7
+# (4 tiles) 512->512 3.0 / 5.2.
 WINOGRAD_MIN_TILES = 40
+WINOGRAD_MIN_TILES_WIDE = 16
+WINOGRAD_WIDE_CHANNELS = 128
 
 ALGORITHMS = ("auto", "winograd", "im2col")
 
@@ -53,12 +69,16 @@ def winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype)
 
 def choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype):
     """"winograd" where it applies, both channel counts are large enough to amortise the
-    tile transforms and there are enough output tiles for efficient GEMMs; "im2col" otherwise."""
+    tile transforms and one image has enough output tiles for efficient GEMMs; "im2col"
+    otherwise. The batch size is not looked at."""
     if winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype):
         oh = x_shape[2] + 2 * padding[0] - 2
         ow = x_shape[3] + 2 * padding[1] - 2
-        tiles = x_shape[0] * ((oh + 3) // 4) * ((ow + 3) // 4)
-        if min(w_shape[0], w_shape[1]) >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES:
+        tiles = ((oh + 3) // 4) * ((ow + 3) // 4)
+        channels = min(w_shape[0], w_shape[1])
+        if channels >= WINOGRAD_WIDE_CHANNELS and tiles >= WINOGRAD_MIN_TILES_WIDE:
+            return "winograd"
+        if channels >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES:
             return "winograd"
     return "im2col"
 
@@ -84,50 +104,75 @@ def _is_pointwise(w_shape, stride, padding, dilation):
 
 
 # The column matrix of a whole 224x224 image is large (VGG16's conv1_2: 576 x 50176 floats,
-# 115 MB); it is built in blocks of output rows no larger than this.
+# 115 MB); it is built in blocks no larger than this: several small images at once, or one
+# large image a few output rows at a time.
 COLUMN_BLOCK_BYTES = 16 * 2**20
 
 
-def _row_blocks(c, kh, kw, out_hw, itemsize):
-    """Ranges (i0, i1) of output rows whose column block stays under COLUMN_BLOCK_BYTES."""
+def _blocks(n, c, kh, kw, out_hw, itemsize, pointwise):
+    """Ranges (n0, n1, i0, i1): samples n0 .. n1 - 1, output rows i0 .. i1 - 1, whose column
+    matrices together stay under COLUMN_BLOCK_BYTES. A sample's rows are cut the same way in
+    any batch, so its GEMMs have the same shapes in any batch."""
     oh, ow = out_hw
-    rows = max(1, COLUMN_BLOCK_BYTES // max(1, c * kh * kw * ow * itemsize))
-    return [(i0, min(oh, i0 + rows)) for i0 in range(0, oh, rows)]
+    if pointwise:  # the input is its own column matrix: nothing to build
+        return [(0, n, 0, oh)]
+    row_bytes = max(1, c * kh * kw * ow * itemsize)
+    if row_bytes * oh <= COLUMN_BLOCK_BYTES:
+        step = max(1, COLUMN_BLOCK_BYTES // (row_bytes * oh))
+        return [(n0, min(n, n0 + step), 0, oh) for n0 in range(0, n, step)]
+    rows = max(1, COLUMN_BLOCK_BYTES // row_bytes)
+    return [(s, s + 1, i0, min(oh, i0 + rows)) for s in range(n) for i0 in range(0, oh, rows)]
 
 
-def _columns(x, n, w_shape, stride, padding, dilation, out_hw, i0, i1):
-    """The (C*KH*KW, (i1 - i0)*OW) column block of sample n for output rows i0 .. i1 - 1 (a
-    view of x for pointwise convs)."""
+def _columns(x, block, w_shape, stride, padding, dilation, out_hw, groups):
+    """The column matrices of a block (``_blocks``), (S, groups, Cg*KH*KW, (i1 - i0)*OW): a
+    view of x for pointwise convs, else a scratch buffer filled by im2col."""
+    n0, n1, i0, i1 = block
     c = x.shape[1]
     kh, kw = w_shape[2], w_shape[3]
     ow = out_hw[1]
     if _is_pointwise(w_shape, stride, padding, dilation):
-        return x[n].reshape(c, -1)[:, i0 * ow:i1 * ow]
-    col = scratch("col", (c * kh * kw, (i1 - i0) * ow), x.dtype)
+        return x[n0:n1].reshape(n1 - n0, groups, c // groups, -1)[..., i0 * ow:i1 * ow]
+    col = scratch("col", (n1 - n0, c * kh * kw, (i1 - i0) * ow), x.dtype)
     with _common.threads_for(col.size):
-        _im2col.im2col(x, n, col, kh, kw, stride[0], stride[1], padding[0], padding[1],
+        _im2col.im2col(x, n0, col, kh, kw, stride[0], stride[1], padding[0], padding[1],
                        dilation[0], dilation[1], i0, i1, ow)
-    return col
+    return col.reshape(n1 - n0, groups, -1, col.shape[2])
 
 
-def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False):
     """2-D cross-correlation, PyTorch's conv2d: y (N, O, OH, OW) from x (N, C, H, W) and
-    w (O, C // groups, KH, KW), plus b (O,) unless None.
+    w (O, C // groups, KH, KW), plus b (O,) unless None, then max(y, 0) if ``relu``.
 
     y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, g*C/groups + c, i*sh + p*dh, j*sw + q*dw]
 
-    Winograd where ``choose_algorithm`` says so, im2col + BLAS otherwise."""
-    return forward(x, w, b, stride, padding, dilation, groups)
+    Winograd where ``choose_algorithm`` says so, im2col + BLAS otherwise; bias and ReLU are
+    applied in the same pass that writes y."""
+    return forward(x, w, b, stride, padding, dilation, groups, relu)
 
 
-def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
-    """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x."""
-    return backward_data(gy, w, x_shape, stride, padding, dilation, groups)
+def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups, relu_mask=None, relu_rule=None):
+    """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to x; with
+    ``relu_rule``, of the ReLU'd convolution (gy first through ``relu_backward(gy, relu_mask,
+    relu_rule)``, in the same pass that reads it on the Winograd path)."""
+    return backward_data(gy, w, x_shape, stride, padding, dilation, groups, relu_mask=relu_mask, relu_rule=relu_rule)
 
 
-def forward(x, w, b, stride, padding, dilation, groups, algorithm="auto"):
+def _winograd_weights(w, kind):
+    """The transformed kernel for ``kind`` ("forward" or "backward"), or None when w holds a
+    NaN or an infinity (the transform would spread it over every tap; im2col is used)."""
+    def make(a):
+        if not np.isfinite(a).all():
+            return None
+        return _winograd.transform_weights(a if kind == "forward" else _winograd.backward_weights(a))
+
+    return weight_cache.get(w, kind, make)
+
+
+def forward(x, w, b, stride, padding, dilation, groups, relu=False, algorithm="auto", share=True):
     """conv2d_forward with a choice of ``algorithm`` ("auto", "winograd", "im2col"), so that
-    tests and benchmarks can force a path."""
+    tests and benchmarks can force a path; ``share=False`` skips giving equal receptive
+    fields equal outputs (only to measure what that step costs)."""
     stride, padding, dilation, groups, out_hw = _common.conv_geometry(
         np.shape(x), np.shape(w), stride, padding, dilation, groups)
     dtype = _common.common_dtype(x, w, b)
@@ -139,37 +184,60 @@ def forward(x, w, b, stride, padding, dilation, groups, algorithm="auto"):
         if b.shape != (o,):
             raise ValueError(f"bias must have shape ({o},) for weight shape {w.shape}, got {b.shape}")
     algorithm = _resolve(algorithm, x.shape, w.shape, stride, padding, dilation, groups, dtype)
-    if algorithm == "winograd":
-        u = weight_cache.get(w, "forward", _winograd.transform_weights)
-        return _winograd.conv3x3(x, u, padding[0], padding[1], b)
+    u = _winograd_weights(w, "forward") if algorithm == "winograd" else None
+    if u is not None:
+        y, redo = _winograd.conv3x3(x, u, padding[0], padding[1], b, relu)
+        for n in np.flatnonzero(redo):
+            y[n:n + 1] = _im2col_forward(x[n:n + 1], w, b, stride, padding, dilation, groups, out_hw, relu)
+    else:
+        y = _im2col_forward(x, w, b, stride, padding, dilation, groups, out_hw, relu)
+    if share:
+        _share_equal_outputs(y, x, w.shape[2:], stride, padding, dilation, groups)
+    return y
 
-    n = x.shape[0]
+
+def _share_equal_outputs(y, x, kernel_hw, stride, padding, dilation, groups):
+    """Give output pixels with bitwise-equal receptive fields bitwise-equal values (in place)."""
+    n, c, h, w = x.shape
+    oh, ow = y.shape[2:]
+    words = x.reshape(n, c, h * w).view(np.uint32 if x.itemsize == 4 else np.uint64)
+    empty = _patches.has_empty_fields((h, w), kernel_hw, stride, padding, dilation, (oh, ow))
+    with _common.threads_for(x.size):
+        _patches.share_equal_outputs(words, y.reshape(n, y.shape[1], oh * ow), groups, h, w, *kernel_hw,
+                                     *stride, *padding, *dilation, oh, ow, empty)
+
+
+def _im2col_forward(x, w, b, stride, padding, dilation, groups, out_hw, relu):
+    n, o = x.shape[0], w.shape[0]
     og = o // groups
-    y = np.empty((n, o) + out_hw, dtype)
+    y = np.empty((n, o) + out_hw, x.dtype)
+    y_g = y.reshape(n, groups, og, -1)
     w_mat = w.reshape(groups, og, -1)
-    blocks = _row_blocks(x.shape[1], w.shape[2], w.shape[3], out_hw, x.itemsize)
     ow = out_hw[1]
-    for s in range(n):
-        y_s = y[s].reshape(groups, og, -1)
-        for i0, i1 in blocks:
-            col = _columns(x, s, w.shape, stride, padding, dilation, out_hw, i0, i1)
-            col = col.reshape(groups, -1, col.shape[1])
-            if len(blocks) == 1:
-                row_split_matmul(w_mat, col, y_s)
-            else:
-                part = scratch("gemm_out", (groups, og, col.shape[2]), dtype)
-                y_s[:, :, i0 * ow:i1 * ow] = row_split_matmul(w_mat, col, part)
-    if b is not None:
+    pointwise = _is_pointwise(w.shape, stride, padding, dilation)
+    for block in _blocks(n, x.shape[1], w.shape[2], w.shape[3], out_hw, x.itemsize, pointwise):
+        n0, n1, i0, i1 = block
+        col = _columns(x, block, w.shape, stride, padding, dilation, out_hw, groups)
+        if (i0, i1) == (0, out_hw[0]):
+            row_split_matmul(w_mat, col, y_g[n0:n1])
+        else:
+            part = scratch("gemm_out", (1, groups, og, col.shape[3]), x.dtype)
+            y_g[n0:n1, :, :, i0 * ow:i1 * ow] = row_split_matmul(w_mat, col, part)
+    if relu:
+        bias_relu_inplace(y, b)
+    elif b is not None:
         y += b[:, None, None]
     return y
 
 
-def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="auto"):
+def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="auto", relu_mask=None,
+                  relu_rule=None):
     """conv2d_backward_data with a choice of ``algorithm`` ("auto", "winograd", "im2col").
 
     Winograd path: a stride-1 3x3 correlation of gy with padding 2 - p by the kernel flipped
-    in both axes with in/out channels swapped. im2col path: per sample and group the column
-    gradient W_g^T @ gy_g, scatter-added back by col2im."""
+    in both axes with in/out channels swapped, the ReLU rule applied as gy is read (images
+    whose gy holds a NaN or an infinity go the im2col way). im2col path: the ReLU rule first,
+    then per image and group the column gradient W_g^T @ gy_g, scatter-added back by col2im."""
     x_shape = _common.shape4("x_shape", x_shape)
     stride, padding, dilation, groups, out_hw = _common.conv_geometry(
         x_shape, np.shape(w), stride, padding, dilation, groups)
@@ -179,66 +247,74 @@ def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="
     dtype = _common.common_dtype(gy, w)
     gy = _common.float_array("gy", gy, dtype)
     w = _common.float_array("w", w, dtype)
+    code = _common.relu_rule_code(relu_rule, relu_mask, gy.shape)
     algorithm = _resolve(algorithm, x_shape, w.shape, stride, padding, dilation, groups, dtype)
-    if algorithm == "winograd":
-        u = weight_cache.get(w, "backward", lambda a: _winograd.transform_weights(_winograd.backward_weights(a)))
-        return _winograd.conv3x3(gy, u, 2 - padding[0], 2 - padding[1])
-
-    og = o // groups
-    kh, kw = w.shape[2:]
-    gx = np.empty(x_shape, dtype)
-    w_mat = w.reshape(groups, og, -1).transpose(0, 2, 1)  # (groups, Cg*KH*KW, Og)
-    pointwise = _is_pointwise(w.shape, stride, padding, dilation)
-    blocks = _row_blocks(c, kh, kw, out_hw, gy.itemsize)
-    ow = out_hw[1]
-    for s in range(n):
-        gy_s = gy[s].reshape(groups, og, -1)
-        if pointwise:
-            row_split_matmul(w_mat, gy_s, gx[s].reshape(groups, c // groups, -1))
-            continue
-        for i0, i1 in blocks:
-            col = scratch("col", (groups, w_mat.shape[1], (i1 - i0) * ow), dtype)
-            row_split_matmul(w_mat, gy_s[:, :, i0 * ow:i1 * ow], col)
-            with _common.threads_for(col.size):
-                _im2col.col2im(col.reshape(-1, col.shape[2]), gx, s, kh, kw, stride[0], stride[1],
-                               padding[0], padding[1], dilation[0], dilation[1], i0, i1, ow, i0 > 0)
+    u = _winograd_weights(w, "backward") if algorithm == "winograd" else None
+    if u is None:
+        if code >= 0:
+            gy = relu_backward(gy, relu_mask, relu_rule)
+        return _im2col_backward_data(gy, w, x_shape, stride, padding, dilation, groups, out_hw)
+    mask = np.ascontiguousarray(relu_mask, dtype=np.bool_) if code in (0, 2) else None
+    gx, redo = _winograd.conv3x3(gy, u, 2 - padding[0], 2 - padding[1], relu_mask=mask, relu_rule=code)
+    for s in np.flatnonzero(redo):
+        g = gy[s:s + 1] if code < 0 else relu_backward(gy[s:s + 1], None if mask is None else mask[s:s + 1], relu_rule)
+        gx[s:s + 1] = _im2col_backward_data(g, w, (1,) + tuple(x_shape[1:]), stride, padding, dilation, groups, out_hw)
     return gx
 
 
-# conv2d_backward_weight's per-sample GEMMs below this many flops run on one BLAS thread: a
-# training batch of small images (N=128, 32 -> 64 channels, 14x14: 128 GEMMs of 7 MFLOP)
-# would otherwise wake, split and join BLAS's pool 128 times. On the idle 2-core machine that
-# gains nothing over one thread (16.5 ms either way); with one other busy process it cost
-# 27 ms against 17.5 ms single-threaded, and under heavy load 87 ms against 32 ms. Larger
-# GEMMs use BLAS's own threads.
-SMALL_GEMM_FLOPS = 32e6
+def _im2col_backward_data(gy, w, x_shape, stride, padding, dilation, groups, out_hw):
+    n, c = x_shape[:2]
+    o = w.shape[0]
+    og = o // groups
+    kh, kw = w.shape[2:]
+    gx = np.empty(x_shape, gy.dtype)
+    w_mat = w.reshape(groups, og, -1).transpose(0, 2, 1)  # (groups, Cg*KH*KW, Og)
+    gy_g = gy.reshape(n, groups, og, -1)
+    pointwise = _is_pointwise(w.shape, stride, padding, dilation)
+    ow = out_hw[1]
+    for n0, n1, i0, i1 in _blocks(n, c, kh, kw, out_hw, gy.itemsize, pointwise):
+        gy_s = gy_g[n0:n1, :, :, i0 * ow:i1 * ow]
+        if pointwise:
+            row_split_matmul(w_mat, gy_s, gx[n0:n1].reshape(n1 - n0, groups, c // groups, -1))
+            continue
+        col = scratch("col", (n1 - n0, groups, w_mat.shape[1], (i1 - i0) * ow), gy.dtype)
+        row_split_matmul(w_mat, gy_s, col)
+        with _common.threads_for(col.size):
+            _im2col.col2im(col.reshape(n1 - n0, -1, col.shape[3]), gx, n0, kh, kw, stride[0], stride[1],
+                           padding[0], padding[1], dilation[0], dilation[1], i0, i1, ow, i0 > 0)
+    return gx
 
 
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
-    """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to w:
-    per group GW_g = sum_n gy_g[n] (Og, OH*OW) @ col_g[n]^T (OH*OW, Cg*KH*KW), one GEMM per
-    sample (single-threaded BLAS when small, see SMALL_GEMM_FLOPS)."""
+    """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to w: per block
+    of samples and group one GEMM, GW_g += GY_g (Og, S*L) @ COL_g^T (S*L, Cg*KH*KW), with the
+    column matrices of all the block's samples side by side (a sum over the batch needs no
+    per-sample product: one wide GEMM is several times faster than S narrow ones and their sum)."""
     w_shape = _common.shape4("w_shape", w_shape)
     stride, padding, dilation, groups, out_hw = _common.conv_geometry(
         np.shape(x), w_shape, stride, padding, dilation, groups)
-    n = np.shape(x)[0]
+    n, c = np.shape(x)[:2]
     o = w_shape[0]
     _common.check_grad_shape(gy, (n, o) + out_hw)
     dtype = _common.common_dtype(gy, x)
     gy = _common.float_array("gy", gy, dtype)
     x = _common.float_array("x", x, dtype)
-    og = o // groups
-    gw = np.zeros((groups, og, w_shape[1] * w_shape[2] * w_shape[3]), dtype)
+    og, kh, kw = o // groups, w_shape[2], w_shape[3]
+    k = w_shape[1] * kh * kw
+    gw = np.zeros((groups, og, k), dtype)
     part = np.empty_like(gw)
-    blocks = _row_blocks(np.shape(x)[1], w_shape[2], w_shape[3], out_hw, x.itemsize)
     ow = out_hw[1]
-    small = 2 * gw.size * out_hw[0] * out_hw[1] < SMALL_GEMM_FLOPS
-    with single_threaded_blas() if small else contextlib.nullcontext():
-        for s in range(n):
-            gy_s = gy[s].reshape(groups, og, -1)
-            for i0, i1 in blocks:
-                col = _columns(x, s, w_shape, stride, padding, dilation, out_hw, i0, i1)
-                col = col.reshape(groups, -1, col.shape[1])
-                np.matmul(gy_s[:, :, i0 * ow:i1 * ow], col.transpose(0, 2, 1), out=part)
-                gw += part
+    pointwise = _is_pointwise(w_shape, stride, padding, dilation)
+    for n0, n1, i0, i1 in _blocks(n, c, kh, kw, out_hw, x.itemsize, False):
+        length = (i1 - i0) * ow
+        gy_t = np.ascontiguousarray(gy[n0:n1].reshape(n1 - n0, o, -1)[:, :, i0 * ow:i1 * ow].transpose(1, 0, 2))
+        if pointwise:
+            col = np.ascontiguousarray(x[n0:n1].reshape(n1 - n0, c, -1)[:, :, i0 * ow:i1 * ow].transpose(1, 0, 2))
+        else:
+            col = scratch("col", (c * kh * kw, n1 - n0, length), dtype)
+            with _common.threads_for(col.size):
+                _im2col.im2col(x, n0, col, kh, kw, stride[0], stride[1], padding[0], padding[1],
+                               dilation[0], dilation[1], i0, i1, ow, True)
+        row_split_matmul(gy_t.reshape(groups, og, -1), col.reshape(groups, k, -1).transpose(0, 2, 1), part)
+        gw += part
     return gw.reshape(w_shape)

@@ -2,14 +2,17 @@
 
 Elementwise loops run ``prange`` over the flat array (or over (n, c) planes where a
 per-channel value is needed); each output element is written by exactly one iteration.
-``max(x, 0)`` propagates NaN as NumPy's ``maximum`` does (a NaN input gives a NaN output).
+``max(x, 0)`` propagates NaN as NumPy's ``maximum`` and PyTorch's ``relu`` do.
 
-ReLU backward rules, chosen at backward time (x may be the forward input or output: both
-are positive at the same places):
+ReLU backward rules, chosen at backward time (x may be the forward input, its output, or the
+boolean mask ``~(x <= 0)``: all are "positive" at the same places):
 
-    "standard":  gx = gy * (x > 0)              the true gradient
-    "deconvnet": gx = gy * (gy > 0)             Zeiler & Fergus 2014 (x is not read)
-    "guided":    gx = gy * (x > 0) * (gy > 0)   Springenberg et al. 2015
+    "standard":  gx = gy where not x <= 0, else 0            the true gradient
+    "deconvnet": gx = gy where not gy <= 0, else 0           Zeiler & Fergus 2014 (x is not read)
+    "guided":    gx = gy where neither x <= 0 nor gy <= 0    Springenberg et al. 2015
+
+"not <= 0" rather than "> 0" lets a NaN through, as PyTorch does (its ReLU backward keeps the
+gradient where the output is not <= 0, and relu(NaN) = NaN; relu(gy) passes a NaN gy).
 
 LRN (Krizhevsky et al. 2012, PyTorch's form) normalises across channels:
 
@@ -28,7 +31,7 @@ from numba import njit, prange
 
 from . import _common
 
-RELU_RULES = ("standard", "deconvnet", "guided")
+RELU_RULES = _common.RELU_RULES
 
 
 @njit(parallel=True, cache=True)
@@ -45,9 +48,9 @@ def _relu_backward(gy, x, y, rule):
         g = gy[ii]
         keep = True
         if rule != 1:
-            keep = x[ii] > 0
+            keep = not x[ii] <= 0
         if rule != 0:
-            keep = keep and g > 0
+            keep = keep and not g <= 0
         y[ii] = g if keep else 0
 
 
@@ -133,7 +136,8 @@ def relu_forward(x):
 
 def relu_backward(gy, x, rule):
     """gx under ReLU backward ``rule`` ("standard", "deconvnet" or "guided"); see the module
-    docstring. For "deconvnet", x is not read and may be None."""
+    docstring. x is the forward input, output or boolean mask; for "deconvnet" it is not read
+    and may be None."""
     if rule not in RELU_RULES:
         raise ValueError(f"unknown ReLU backward rule {rule!r}; valid rules are {', '.join(RELU_RULES)}")
     code = RELU_RULES.index(rule)
@@ -143,11 +147,21 @@ def relu_backward(gy, x, rule):
     else:
         if tuple(np.shape(x)) != gy.shape:
             raise ValueError(f"gy shape {gy.shape} does not match x shape {tuple(np.shape(x))}")
-        xs = np.ascontiguousarray(x, dtype=gy.dtype)
+        x = np.asarray(x)
+        xs = np.ascontiguousarray(x, dtype=np.bool_ if x.dtype == np.bool_ else gy.dtype)
     gx = np.empty_like(gy)
     with _common.threads_for(gy.size):
         _relu_backward(gy.reshape(-1), xs.reshape(-1), gx.reshape(-1), code)
     return gx
+
+
+def bias_relu_inplace(y, b):
+    """y = max(y + b[None, :, None, None], 0) in place (b None: no bias); y C-contiguous (N, C, H, W)."""
+    n, c, h, w = y.shape
+    b = np.zeros(c, y.dtype) if b is None else b
+    with _common.threads_for(y.size):
+        _bias_relu(y.reshape(n * c, h * w), b, y.reshape(n * c, h * w))
+    return y
 
 
 def bias_relu_forward(x, b):

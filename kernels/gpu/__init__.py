@@ -61,14 +61,17 @@ class CupyRuntime:
 _RUNTIME = CupyRuntime()
 
 
-def conv2d_forward(x, w, b, stride, padding, dilation, groups):
-    """y (N, O, OH, OW) = conv2d(x, w) + b: im2col kernel, then cuBLAS batched GEMM."""
-    return _host.conv2d_forward(_RUNTIME, x, w, b, stride, padding, dilation, groups)
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False):
+    """y (N, O, OH, OW) = conv2d(x, w) + b (then ReLU if ``relu``): im2col kernel, then one
+    cuBLAS GEMM per image; equal receptive fields share one output value."""
+    return _host.conv2d_forward(_RUNTIME, x, w, b, stride, padding, dilation, groups, relu)
 
 
-def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
-    """gx (x_shape): cuBLAS batched GEMM w^T @ gy, then the col2im gather kernel."""
-    return _host.conv2d_backward_data(_RUNTIME, gy, w, x_shape, stride, padding, dilation, groups)
+def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups, relu_mask=None, relu_rule=None):
+    """gx (x_shape): one cuBLAS GEMM w^T @ gy per image, then the col2im gather kernel (gy
+    first through the ReLU backward rule with ``relu_rule``)."""
+    return _host.conv2d_backward_data(_RUNTIME, gy, w, x_shape, stride, padding, dilation, groups, relu_mask,
+                                      relu_rule)
 
 
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
@@ -82,7 +85,7 @@ def bias_relu_forward(x, b):
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding):
-    """(y, argmax int64): window maxima and the flat in-plane index of each winner."""
+    """(y, argmax): window maxima and the flat in-plane index of each winner (narrowest type)."""
     return _host.max_pool2d_forward(_RUNTIME, x, kernel_size, stride, padding)
 
 
@@ -119,3 +122,8 @@ def lrn_forward(x, size, alpha, beta, k):
 def lrn_backward(gy, x, y, size, alpha, beta, k):
     """Gradient of sum(gy * lrn_forward(x)) with respect to x (two launches)."""
     return _host.lrn_backward(_RUNTIME, gy, x, y, size, alpha, beta, k)
+
+
+def matmul(a, b):
+    """a @ b through cuBLAS."""
+    return _host.matmul(_RUNTIME, a, b)

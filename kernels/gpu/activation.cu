@@ -20,13 +20,15 @@ __device__ void relu_forward_impl(const T* __restrict__ x, T* __restrict__ y, lo
 
 // The rule codes host.py passes (one kernel for all rules: the branch is uniform across
 // every warp, so it costs nothing and keeps one launch per call).
-#define RELU_RULE_STANDARD 0   // gx = gy * (x > 0)              the true gradient
-#define RELU_RULE_DECONVNET 1  // gx = gy * (gy > 0)             Zeiler & Fergus 2014
-#define RELU_RULE_GUIDED 2     // gx = gy * (x > 0) * (gy > 0)   Springenberg et al. 2015
+#define RELU_RULE_STANDARD 0   // gx = gy where x > 0 (or NaN)              the true gradient
+#define RELU_RULE_DECONVNET 1  // gx = gy where gy > 0 (or NaN)             Zeiler & Fergus 2014
+#define RELU_RULE_GUIDED 2     // gx = gy where both                        Springenberg et al. 2015
 
 // ReLU backward: the mask selects gy or an exact zero (a select, not a multiply, so a
-// masked-out inf or NaN in gy gives 0, as the reference's np.where does). For the
-// deconvnet rule x is not read at all (host.py may pass gy in its place).
+// masked-out inf or NaN in gy gives 0, as the reference's np.where does). The tests are
+// "not <= 0" rather than "> 0", so a NaN passes as in PyTorch (its ReLU backward keeps the
+// gradient where the output is not <= 0; relu(NaN) is NaN). For the deconvnet rule x is
+// not read at all (host.py may pass gy in its place).
 template <typename T>
 __device__ void relu_backward_impl(const T* __restrict__ gy, const T* __restrict__ x,
                                    T* __restrict__ gx, long long total, int rule)
@@ -36,11 +38,11 @@ __device__ void relu_backward_impl(const T* __restrict__ gy, const T* __restrict
         const T g = gy[e];
         bool keep;
         if (rule == RELU_RULE_DECONVNET) {
-            keep = g > (T)0;
+            keep = !(g <= (T)0);
         } else if (rule == RELU_RULE_GUIDED) {
-            keep = x[e] > (T)0 && g > (T)0;
+            keep = !(x[e] <= (T)0) && !(g <= (T)0);
         } else {
-            keep = x[e] > (T)0;
+            keep = !(x[e] <= (T)0);
         }
         gx[e] = keep ? g : (T)0;
     }

@@ -37,7 +37,8 @@ import types
 import numpy as np
 
 from kernels import CONTRACT
-from kernels.geometry import conv_geometry, lrn_size, pool_geometry, shape4
+from kernels.geometry import argmax_dtype, check_argmax, conv_geometry, lrn_size, pool_geometry, relu_rule_code, shape4
+from kernels.patches import share_equal_outputs
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ("activation.cu", "conv.cu", "lrn.cu", "pool.cu")
@@ -45,6 +46,8 @@ NVRTC_OPTIONS = ("-std=c++17",)  # what kernels.gpu passes to cupy.RawModule (Cu
 
 
 RELU_RULES = {"standard": 0, "deconvnet": 1, "guided": 2}  # the RELU_RULE_* codes of activation.cu
+_INDEX_SUFFIX = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16", np.dtype(np.int32): "i32",
+                 np.dtype(np.int64): "i64"}  # pool.cu's max-pool entry points per argmax type
 
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _ENTRY_POINT = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
@@ -145,10 +148,12 @@ def _columns(rt, x, kernel_hw, stride, padding, dilation, out_hw, groups):
     return col.reshape(shape)
 
 
-def conv2d_forward(rt, x, w, b, stride, padding, dilation, groups):
-    """y = conv2d(x, w) + b: per run of images, im2col then one batched GEMM
-    ``w (G, Og, K) @ col (nb, G, K, L)`` whose result is already NCHW; the bias is a
-    broadcast add."""
+def conv2d_forward(rt, x, w, b, stride, padding, dilation, groups, relu=False):
+    """y = conv2d(x, w) + b (then max(y, 0) if ``relu``): per run of images the im2col kernel,
+    then one GEMM ``w (G, Og, K) @ col (G, K, L)`` per image, whose result is already NCHW;
+    the bias (and ReLU) is one elementwise kernel. One GEMM per image keeps an image's result
+    independent of its batch; output pixels with equal receptive fields then share one value
+    (``kernels.patches``)."""
     xp = rt.xp
     stride, padding, dilation, groups, (oh, ow) = conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
     dtype = _float_dtype(x, w, b)
@@ -161,18 +166,24 @@ def conv2d_forward(rt, x, w, b, stride, padding, dilation, groups):
     wg = w.reshape(groups, o // groups, cg * kh * kw)
     for start, stop in _image_chunks(rt, n, c * kh * kw * oh * ow * dtype.itemsize):
         col = _columns(rt, x[start:stop], (kh, kw), stride, padding, dilation, (oh, ow), groups)
-        y[start:stop] = xp.matmul(wg, col).reshape(stop - start, o, oh, ow)
-    if b is not None:
+        for i in range(stop - start):
+            y[start + i] = xp.matmul(wg, col[i]).reshape(o, oh, ow)
+    if relu:
+        y = bias_relu_forward(rt, y, xp.zeros(o, dtype=dtype) if b is None else b)
+    elif b is not None:
         y += _prepared(xp, b, dtype).reshape(1, o, 1, 1)
-    return y
+    return share_equal_outputs(xp, y, x, (kh, kw), stride, padding, dilation, groups)
 
 
-def conv2d_backward_data(rt, gy, w, x_shape, stride, padding, dilation, groups):
-    """gx: per run of images the batched GEMM ``w^T (G, K, Og) @ gy (nb, G, Og, L)`` gives
-    the columns' gradient, and the col2im gather kernel folds it back onto the image."""
+def conv2d_backward_data(rt, gy, w, x_shape, stride, padding, dilation, groups, relu_mask=None, relu_rule=None):
+    """gx: per image the GEMM ``w^T (G, K, Og) @ gy (G, Og, L)`` gives the columns' gradient,
+    and per run of images the col2im gather kernel folds it back onto the image. With
+    ``relu_rule`` gy first goes through the ReLU backward kernel (the fused conv + ReLU)."""
     xp = rt.xp
     x_shape = shape4("x_shape", x_shape)
     stride, padding, dilation, groups, (oh, ow) = conv_geometry(x_shape, w.shape, stride, padding, dilation, groups)
+    if relu_rule_code(relu_rule, relu_mask, gy.shape) >= 0:
+        gy = relu_backward(rt, gy, relu_mask, relu_rule)
     dtype = _float_dtype(gy, w)
     gy, w = _prepared(xp, gy, dtype), _prepared(xp, w, dtype)
     n, c, h, wd = x_shape
@@ -183,7 +194,9 @@ def conv2d_backward_data(rt, gy, w, x_shape, stride, padding, dilation, groups):
     wt = w.reshape(groups, og, k).transpose(0, 2, 1)
     for start, stop in _image_chunks(rt, n, c * kh * kw * length * dtype.itemsize):
         nb = stop - start
-        gcol = xp.ascontiguousarray(xp.matmul(wt, gy[start:stop].reshape(nb, groups, og, length)))
+        gcol = xp.empty((nb, groups, k, length), dtype=dtype)
+        for i in range(nb):
+            gcol[i] = xp.matmul(wt, gy[start + i].reshape(groups, og, length))
         if _is_pointwise((kh, kw), stride, padding):
             gx[start:stop] = gcol.reshape(nb, c, h, wd)
             continue
@@ -241,9 +254,11 @@ def relu_forward(rt, x):
 
 
 def relu_backward(rt, gy, x, rule):
-    """gx under rule "standard" (x > 0), "deconvnet" (gy > 0) or "guided" (both).
+    """gx under rule "standard" (x not <= 0), "deconvnet" (gy not <= 0) or "guided" (both).
 
-    Under "deconvnet" x is never read (it may have any shape), so gy is passed in its place."""
+    x is the forward input, output or boolean mask (sent to the kernel as 0/1 values of gy's
+    type). Under "deconvnet" x is never read (it may have any shape), so gy is passed in its
+    place."""
     xp = rt.xp
     if rule not in RELU_RULES:
         raise ValueError(f"unknown ReLU backward rule {rule!r}; valid rules are {', '.join(RELU_RULES)}")
@@ -253,7 +268,7 @@ def relu_backward(rt, gy, x, rule):
         x = gy
     else:
         _check_shape("x", x, gy.shape)
-        dtype = _float_dtype(gy, x)
+        dtype = _float_dtype(gy) if x.dtype == np.bool_ else _float_dtype(gy, x)
         gy, x = _prepared(xp, gy, dtype), _prepared(xp, x, dtype)
     gx = xp.empty(gy.shape, dtype=dtype)
     _launch(rt, "relu_backward", dtype, gx.size, gy, x, gx, _i64(gx.size), _i32(RELU_RULES[rule]))
@@ -271,16 +286,18 @@ def _pool_args(x_shape, out_hw, kernel_size, stride, padding):
 
 
 def max_pool2d_forward(rt, x, kernel_size, stride, padding):
-    """(y, argmax int64): window maxima and the flat in-plane index h*W + w of each winner
-    (first maximum in row-major window order; padding never wins; NaN propagates)."""
+    """(y, argmax): window maxima and the flat in-plane index h*W + w of each winner, in
+    ``argmax_dtype(H, W)`` (first maximum in row-major window order; padding never wins; a
+    NaN wins, the last one, as in PyTorch)."""
     xp = rt.xp
     kernel_size, stride, padding, out_hw = pool_geometry(x.shape, kernel_size, stride, padding)
     dtype = _float_dtype(x)
     x = _prepared(xp, x, dtype)
-    n, c = x.shape[:2]
+    n, c, h, w = x.shape
     y = xp.empty((n, c) + out_hw, dtype=dtype)
-    argmax = xp.empty(y.shape, dtype=np.int64)
-    _launch(rt, "max_pool2d_forward", dtype, y.size, x, y, argmax, _i64(y.size),
+    index = argmax_dtype(h, w)
+    argmax = xp.empty(y.shape, dtype=index)
+    _launch(rt, f"max_pool2d_forward_{_INDEX_SUFFIX[index]}", dtype, y.size, x, y, argmax, _i64(y.size),
             *_pool_args(x.shape, out_hw, kernel_size, stride, padding))
     return y, argmax
 
@@ -295,12 +312,11 @@ def max_pool2d_backward(rt, gy, argmax, x_shape, kernel_size, stride, padding):
     kernel_size, stride, padding, out_hw = pool_geometry(x_shape, kernel_size, stride, padding)
     dtype = _float_dtype(gy)
     _check_shape("gy", gy, x_shape[:2] + out_hw)
-    _check_shape("argmax", argmax, gy.shape)
-    if argmax.dtype.kind not in "iu":
-        raise TypeError(f"argmax must hold integers, got {argmax.dtype}")
-    gy, argmax = _prepared(xp, gy, dtype), _prepared(xp, argmax, np.int64)
+    check_argmax(argmax, gy.shape, x_shape[2:], check_range=False)
+    index = argmax.dtype if argmax.dtype in _INDEX_SUFFIX else np.dtype(np.int64)
+    gy, argmax = _prepared(xp, gy, dtype), _prepared(xp, argmax, index)
     gx = xp.empty(x_shape, dtype=dtype)
-    _launch(rt, "max_pool2d_backward", dtype, gx.size, gy, argmax, gx, _i64(gx.size),
+    _launch(rt, f"max_pool2d_backward_{_INDEX_SUFFIX[index]}", dtype, gx.size, gy, argmax, gx, _i64(gx.size),
             *_pool_args(x_shape, out_hw, kernel_size, stride, padding))
     return gx
 
@@ -366,3 +382,12 @@ def lrn_backward(rt, gy, x, y, size, alpha, beta, k):
     _launch(rt, "lrn_backward", dtype, gx.size, gy, x, y, d, gx, _i64(gx.size), _i32(c), _i32(h * w),
             _i32(size), t(alpha), t(beta))
     return gx
+
+
+# ----------------------------------------------------------------------------------------
+# matrix product
+
+
+def matmul(rt, a, b):
+    """a @ b: cuBLAS through ``cupy.matmul`` (NumPy's matmul under emulation)."""
+    return rt.xp.matmul(a, b)

@@ -1,7 +1,9 @@
 // pool.cu -- max pooling (with argmax) and average pooling, forward and backward.
 //
-// Layout: x (N, C, H, W), y / gy / argmax (N, C, OH, OW), all C-contiguous NCHW; argmax is
-// int64 (long long here) and holds the flat in-plane index h*W + w of each window's winner.
+// Layout: x (N, C, H, W), y / gy / argmax (N, C, OH, OW), all C-contiguous NCHW; argmax holds
+// the flat in-plane index h*W + w of each window's winner, in the narrowest integer type that
+// fits the plane (kernels.geometry.argmax_dtype): the max-pool entry points exist for each
+// index type I (u8, u16, i32, i64: unsigned char, unsigned short, int, long long).
 // Geometry: window (KH, KW), stride (sh, sw), zero padding (ph, pw); output (i, j) covers
 // input rows i*sh - ph .. i*sh - ph + KH - 1 and the matching columns.
 //
@@ -30,12 +32,13 @@ __device__ __forceinline__ void window_range(int h, int pad, int K, int stride, 
 
 // Max pooling forward. Each thread scans its window in row-major order. The best value
 // starts from the first *real* pixel (padding never wins, and no -inf sentinel is needed)
-// and is replaced only by a strictly greater value, so ties go to the first maximum. A NaN
-// wins over numbers and the first NaN is kept, so NaN propagates (PyTorch's behaviour).
+// and is replaced only by a strictly greater value or a NaN, so ties go to the first
+// maximum and a NaN wins over numbers and over earlier NaNs: PyTorch's "val > max ||
+// isnan(val)", so NaN propagates and its gradient goes to the last NaN of the window.
 // The caller guarantees padding <= kernel // 2, so every window holds a real pixel.
-template <typename T>
+template <typename T, typename I>
 __device__ void max_pool_forward_impl(const T* __restrict__ x, T* __restrict__ y,
-                                      long long* __restrict__ argmax, long long total,
+                                      I* __restrict__ argmax, long long total,
                                       int H, int W, int OH, int OW, int KH, int KW,
                                       int sh, int sw, int ph, int pw)
 {
@@ -58,16 +61,14 @@ __device__ void max_pool_forward_impl(const T* __restrict__ x, T* __restrict__ y
         for (int h = h_lo; h < h_hi; ++h) {
             for (int w = w_lo; w < w_hi; ++w) {
                 const T v = plane[h * W + w];
-                const bool v_nan = v != v;
-                const bool best_nan = best != best;
-                if ((v > best) || (v_nan && !best_nan)) {
+                if ((v > best) || (v != v)) {
                     best = v;
                     best_index = h * W + w;
                 }
             }
         }
         y[e] = best;
-        argmax[e] = best_index;
+        argmax[e] = (I)best_index;
     }
 }
 
@@ -75,9 +76,9 @@ __device__ void max_pool_forward_impl(const T* __restrict__ x, T* __restrict__ y
 // that contain (h, w) and whose argmax points at (h, w). One thread per input element,
 // flat index over (n, c, h, w) with w fastest (coalesced stores); windows are visited in
 // row-major order.
-template <typename T>
+template <typename T, typename I>
 __device__ void max_pool_backward_impl(const T* __restrict__ gy,
-                                       const long long* __restrict__ argmax,
+                                       const I* __restrict__ argmax,
                                        T* __restrict__ gx, long long total,
                                        int H, int W, int OH, int OW, int KH, int KW,
                                        int sh, int sw, int ph, int pw)
@@ -94,11 +95,11 @@ __device__ void max_pool_backward_impl(const T* __restrict__ gy,
         window_range(h, ph, KH, sh, OH, &i0, &i1);
         window_range(w, pw, KW, sw, OW, &j0, &j1);
         const T* gy_plane = gy + nc * L;
-        const long long* arg_plane = argmax + nc * L;
+        const I* arg_plane = argmax + nc * L;
         T sum = (T)0;
         for (int i = i0; i <= i1; ++i) {
             for (int j = j0; j <= j1; ++j) {
-                if (arg_plane[i * OW + j] == pos) sum += gy_plane[i * OW + j];
+                if ((long long)arg_plane[i * OW + j] == pos) sum += gy_plane[i * OW + j];
             }
         }
         gx[e] = sum;
@@ -181,25 +182,86 @@ __device__ void avg_pool_backward_impl(const T* __restrict__ gy, T* __restrict__
     }
 }
 
-// Entry points: one per dtype, unmangled names for RawModule.get_function and ctypes.
-extern "C" __global__ void max_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long* __restrict__ argmax, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+// Entry points: one per dtype (and, for max pooling, per index type), unmangled names for
+// RawModule.get_function and ctypes.
+extern "C" __global__ void max_pool2d_forward_u8_f32(const float* __restrict__ x, float* __restrict__ y, unsigned char* __restrict__ argmax, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
 {
-    max_pool_forward_impl<float>(x, y, argmax, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+    max_pool_forward_impl<float, unsigned char>(x, y, argmax, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
 }
 
-extern "C" __global__ void max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y, long long* __restrict__ argmax, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+extern "C" __global__ void max_pool2d_forward_u8_f64(const double* __restrict__ x, double* __restrict__ y, unsigned char* __restrict__ argmax, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
 {
-    max_pool_forward_impl<double>(x, y, argmax, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+    max_pool_forward_impl<double, unsigned char>(x, y, argmax, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
 }
 
-extern "C" __global__ void max_pool2d_backward_f32(const float* __restrict__ gy, const long long* __restrict__ argmax, float* __restrict__ gx, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+extern "C" __global__ void max_pool2d_backward_u8_f32(const float* __restrict__ gy, const unsigned char* __restrict__ argmax, float* __restrict__ gx, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
 {
-    max_pool_backward_impl<float>(gy, argmax, gx, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+    max_pool_backward_impl<float, unsigned char>(gy, argmax, gx, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
 }
 
-extern "C" __global__ void max_pool2d_backward_f64(const double* __restrict__ gy, const long long* __restrict__ argmax, double* __restrict__ gx, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+extern "C" __global__ void max_pool2d_backward_u8_f64(const double* __restrict__ gy, const unsigned char* __restrict__ argmax, double* __restrict__ gx, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
 {
-    max_pool_backward_impl<double>(gy, argmax, gx, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+    max_pool_backward_impl<double, unsigned char>(gy, argmax, gx, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+}
+
+extern "C" __global__ void max_pool2d_forward_u16_f32(const float* __restrict__ x, float* __restrict__ y, unsigned short* __restrict__ argmax, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+{
+    max_pool_forward_impl<float, unsigned short>(x, y, argmax, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+}
+
+extern "C" __global__ void max_pool2d_forward_u16_f64(const double* __restrict__ x, double* __restrict__ y, unsigned short* __restrict__ argmax, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+{
+    max_pool_forward_impl<double, unsigned short>(x, y, argmax, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+}
+
+extern "C" __global__ void max_pool2d_backward_u16_f32(const float* __restrict__ gy, const unsigned short* __restrict__ argmax, float* __restrict__ gx, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+{
+    max_pool_backward_impl<float, unsigned short>(gy, argmax, gx, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+}
+
+extern "C" __global__ void max_pool2d_backward_u16_f64(const double* __restrict__ gy, const unsigned short* __restrict__ argmax, double* __restrict__ gx, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+{
+    max_pool_backward_impl<double, unsigned short>(gy, argmax, gx, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+}
+
+extern "C" __global__ void max_pool2d_forward_i32_f32(const float* __restrict__ x, float* __restrict__ y, int* __restrict__ argmax, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+{
+    max_pool_forward_impl<float, int>(x, y, argmax, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+}
+
+extern "C" __global__ void max_pool2d_forward_i32_f64(const double* __restrict__ x, double* __restrict__ y, int* __restrict__ argmax, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+{
+    max_pool_forward_impl<double, int>(x, y, argmax, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+}
+
+extern "C" __global__ void max_pool2d_backward_i32_f32(const float* __restrict__ gy, const int* __restrict__ argmax, float* __restrict__ gx, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+{
+    max_pool_backward_impl<float, int>(gy, argmax, gx, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+}
+
+extern "C" __global__ void max_pool2d_backward_i32_f64(const double* __restrict__ gy, const int* __restrict__ argmax, double* __restrict__ gx, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+{
+    max_pool_backward_impl<double, int>(gy, argmax, gx, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+}
+
+extern "C" __global__ void max_pool2d_forward_i64_f32(const float* __restrict__ x, float* __restrict__ y, long long* __restrict__ argmax, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+{
+    max_pool_forward_impl<float, long long>(x, y, argmax, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+}
+
+extern "C" __global__ void max_pool2d_forward_i64_f64(const double* __restrict__ x, double* __restrict__ y, long long* __restrict__ argmax, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+{
+    max_pool_forward_impl<double, long long>(x, y, argmax, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+}
+
+extern "C" __global__ void max_pool2d_backward_i64_f32(const float* __restrict__ gy, const long long* __restrict__ argmax, float* __restrict__ gx, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+{
+    max_pool_backward_impl<float, long long>(gy, argmax, gx, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
+}
+
+extern "C" __global__ void max_pool2d_backward_i64_f64(const double* __restrict__ gy, const long long* __restrict__ argmax, double* __restrict__ gx, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw)
+{
+    max_pool_backward_impl<double, long long>(gy, argmax, gx, total, H, W, OH, OW, KH, KW, sh, sw, ph, pw);
 }
 
 extern "C" __global__ void avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long total, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int ph, int pw, int count_include_pad)

@@ -60,6 +60,15 @@ def _window_output(size, window):
                  // window.stride[a] + 1 for a in range(2))
 
 
+def _fusable(conv, relu):
+    """A plain nn.Conv2d directly followed by a plain nn.ReLU, neither with hooks: the pair can
+    run as one ``F.conv2d_relu`` (bias and ReLU applied as the output is written, only the
+    ReLU mask kept for backward) with the same result."""
+    plain = (isinstance(conv, nn.Conv2d) and type(conv).forward is nn.Conv2d.forward
+             and isinstance(relu, nn.ReLU) and type(relu).forward is nn.ReLU.forward)
+    return plain and not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in (conv, relu))
+
+
 def layer_geometry(name, module, input_size):
     """The :class:`LayerGeometry` of ``module`` on inputs of spatial size ``input_size`` (or None)."""
     window = unpadded = None
@@ -165,10 +174,26 @@ class Model(nn.Module):
             if layer.kind == "global":
                 return
 
+    def _run(self, x, keep=()):
+        """Yield (name, output) layer after layer; a Conv2d directly followed by a ReLU runs as
+        one fused op (and yields only the ReLU's output) unless the conv's output is in ``keep``."""
+        layers = list(self.layers())
+        i = 0
+        while i < len(layers):
+            name, module = layers[i]
+            if i + 1 < len(layers) and name not in keep and _fusable(module, layers[i + 1][1]):
+                x = F.conv2d_relu(x, module.weight, module.bias, module.stride, module.padding, module.dilation,
+                                  module.groups)
+                i += 1
+                name = layers[i][0]
+            else:
+                x = module(x)
+            yield name, x
+            i += 1
+
     def forward(self, x):
-        x = self.check_input(x)
-        for _, module in self.layers():
-            x = module(x)
+        for _, x in self._run(self.check_input(x)):
+            pass
         return x
 
     def extract(self, x, names):
@@ -179,10 +204,8 @@ class Model(nn.Module):
         """
         names = [names] if isinstance(names, str) else list(names)
         self.check_layers(names)
-        x = self.check_input(x)
         wanted, found = set(names), {}
-        for name, module in self.layers():
-            x = module(x)
+        for name, x in self._run(self.check_input(x), keep=wanted):
             if name in wanted:
                 found[name] = x
                 if len(found) == len(wanted):

@@ -34,19 +34,17 @@ def _reset_weight_and_bias(weight, bias):
         init.uniform_(bias, -bound, bound)
 
 
-def _pair(value, name):
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value), int(value)
-    pair = tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return int(pair[0]), int(pair[1])
+_positive_int = F._positive_int
 
 
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+def _number(value, name, low=-math.inf, high=math.inf, low_open=False):
+    """``value`` as a float in [low, high] (or (low, high] with ``low_open``), else a clear error."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not (low < value if low_open else low <= value) or not value <= high:
+        raise ValueError(f"{name} must lie in {'(' if low_open else '['}{low}, {high}], got {value!r}")
+    return value
 
 
 class Conv2d(Module):
@@ -61,15 +59,12 @@ class Conv2d(Module):
         super().__init__()
         self.in_channels = _positive_int(in_channels, "in_channels")
         self.out_channels = _positive_int(out_channels, "out_channels")
-        self.groups = _positive_int(groups, "groups")
+        self.kernel_size, self.stride, self.padding, self.dilation, self.groups = F.conv_arguments(
+            kernel_size, stride, padding, dilation, groups)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
             )
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
-        self.dilation = _pair(dilation, "dilation")
         self.weight = _empty_parameter((out_channels, in_channels // groups) + self.kernel_size, dtype)
         if bias:
             self.bias = _empty_parameter((out_channels,), dtype)
@@ -146,7 +141,7 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = _number(negative_slope, "negative_slope")
 
     def forward(self, x):
         return F.leaky_relu(x, self.negative_slope)
@@ -160,8 +155,9 @@ class MaxPool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__()
-        if _pair(dilation, "dilation") != (1, 1) or ceil_mode:
+        if F._pair(dilation, "dilation", 1) != (1, 1) or ceil_mode:
             raise NotImplementedError("MaxPool2d supports only dilation=1 and ceil_mode=False")
+        F.pool_arguments(kernel_size, stride, padding)
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
@@ -181,6 +177,7 @@ class AvgPool2d(Module):
         super().__init__()
         if ceil_mode:
             raise NotImplementedError("AvgPool2d supports only ceil_mode=False")
+        F.pool_arguments(kernel_size, stride, padding)
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
@@ -198,6 +195,7 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size):
         super().__init__()
+        F._pair(output_size, "output_size", 1)
         self.output_size = output_size
 
     def forward(self, x):
@@ -240,8 +238,8 @@ class BatchNorm2d(Module):
                  dtype=np.float32):
         super().__init__()
         self.num_features = _positive_int(num_features, "num_features")
-        self.eps = float(eps)
-        self.momentum = None if momentum is None else float(momentum)
+        self.eps = _number(eps, "eps", 0.0, low_open=True)
+        self.momentum = None if momentum is None else _number(momentum, "momentum", 0.0, 1.0)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         dtype = np.dtype(dtype)
@@ -299,7 +297,7 @@ class LocalResponseNorm(Module):
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
         super().__init__()
         self.size = _positive_int(size, "size")
-        self.alpha, self.beta, self.k = float(alpha), float(beta), float(k)
+        self.alpha, self.beta, self.k = _number(alpha, "alpha"), _number(beta, "beta"), _number(k, "k")
 
     def forward(self, x):
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
@@ -313,6 +311,8 @@ class Flatten(Module):
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
+        if not (F._is_int(start_dim) and F._is_int(end_dim)):
+            raise TypeError(f"start_dim and end_dim must be ints, got {start_dim!r} and {end_dim!r}")
         self.start_dim, self.end_dim = int(start_dim), int(end_dim)
 
     def forward(self, x):
@@ -339,9 +339,11 @@ class Upsample(Module):
             raise ValueError(f"Upsample mode must be 'nearest' or 'bilinear', got {mode!r}")
         if mode == "nearest" and align_corners:
             raise ValueError("align_corners applies only to mode='bilinear'")
+        if size is not None:
+            F._pair(size, "size", 1)
         if scale_factor is not None:
-            scale_factor = (float(scale_factor) if np.isscalar(scale_factor)
-                            else tuple(float(s) for s in scale_factor))
+            scale_factor = (_number(scale_factor, "scale_factor", 0.0, low_open=True) if np.isscalar(scale_factor)
+                            else tuple(_number(s, "scale_factor", 0.0, low_open=True) for s in scale_factor))
         self.size, self.scale_factor, self.mode, self.align_corners = size, scale_factor, mode, align_corners
 
     def forward(self, x):

@@ -84,6 +84,8 @@ _ENTRY_POINT = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)
 _C_TYPES = {
     "float": (np.dtype(np.float32), ctypes.c_float),
     "double": (np.dtype(np.float64), ctypes.c_double),
+    "unsigned char": (np.dtype(np.uint8), ctypes.c_ubyte),
+    "unsigned short": (np.dtype(np.uint16), ctypes.c_ushort),
     "int": (np.dtype(np.int32), ctypes.c_int),
     "unsigned int": (np.dtype(np.uint32), ctypes.c_uint),
     "long long": (np.dtype(np.int64), ctypes.c_longlong),

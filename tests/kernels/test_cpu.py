@@ -24,11 +24,12 @@ import kernels  # noqa: E402
 from kernels import cpu as K  # noqa: E402
 from kernels import reference as R  # noqa: E402
 from kernels.cpu import _common, _winograd, conv  # noqa: E402
+from kernels.geometry import argmax_dtype  # noqa: E402
 
 CONTRACT = (
     "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "bias_relu_forward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-    "relu_forward", "relu_backward", "lrn_forward", "lrn_backward",
+    "relu_forward", "relu_backward", "lrn_forward", "lrn_backward", "matmul",
 )
 
 @pytest.fixture(autouse=True)
@@ -253,7 +254,7 @@ def test_max_pool_matches_reference(case, dtype, seed, ties, contiguous):
     xs, gys = (x, gy) if contiguous else (noncontiguous(x), noncontiguous(gy))
     y2, arg2 = K.max_pool2d_forward(xs, ksize, stride, padding)
     np.testing.assert_array_equal(y2, y)
-    assert arg2.dtype == np.int64
+    assert arg2.dtype == argmax_dtype(*shape[2:])
     np.testing.assert_array_equal(arg2, arg)
     assert_close(K.max_pool2d_backward(gys, arg, shape, ksize, stride, padding),
                  R.max_pool2d_backward(gy, arg, shape, ksize, stride, padding), dtype)
@@ -374,18 +375,57 @@ def test_row_split_matmul_matches_numpy(groups, m):
     np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("small_flops", [0, 1e12])
-def test_backward_weight_small_and_large_gemm_paths(monkeypatch, small_flops):
-    """conv2d_backward_weight's loop on single-threaded BLAS (small per-sample GEMMs) and on
-    BLAS's own threads give the reference's answer, and BLAS's thread limit is restored."""
+@pytest.mark.parametrize("block_bytes", [1, 2000, 16 * 2**20])
+def test_im2col_blocks_and_blas_threads(monkeypatch, block_bytes):
+    """All three convolution kernels by blocks of one row, of a few samples, and of the whole
+    batch give the reference's answer (the per-sample GEMMs are split across threads, each on
+    single-threaded BLAS), and BLAS's thread limit is restored afterwards."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    monkeypatch.setattr(conv, "SMALL_GEMM_FLOPS", small_flops)
+    monkeypatch.setattr(conv, "COLUMN_BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 4, 9, 9)).astype(np.float32)
-    w_shape = (6, 4, 3, 3)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
     geometry = ((1, 1), (1, 1), (1, 1), 1)
     gy = rng.standard_normal((5, 6, 9, 9)).astype(np.float32)
     before = [p["num_threads"] for p in threadpoolctl.threadpool_info()]
-    assert_close(K.conv2d_backward_weight(gy, x, w_shape, *geometry),
-                 R.conv2d_backward_weight(gy, x, w_shape, *geometry), np.float32)
+    assert_close(conv.forward(x, w, None, *geometry, algorithm="im2col"), R.conv2d_forward(x, w, None, *geometry),
+                 np.float32)
+    assert_close(conv.backward_data(gy, w, x.shape, *geometry, algorithm="im2col"),
+                 R.conv2d_backward_data(gy, w, x.shape, *geometry), np.float32)
+    assert_close(K.conv2d_backward_weight(gy, x, w.shape, *geometry),
+                 R.conv2d_backward_weight(gy, x, w.shape, *geometry), np.float32)
     assert [p["num_threads"] for p in threadpoolctl.threadpool_info()] == before
+
+
+def test_winograd_in_chunks_of_images_gives_the_same_bits(monkeypatch):
+    """Large batches are transformed a few images at a time (bounded tile buffers); each
+    image's GEMMs have the same shapes either way, so the results are bitwise equal."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 16, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    gy = rng.standard_normal((5, 16, 20, 20)).astype(np.float32)
+    whole = (conv.forward(x, w, None, *geometry, algorithm="winograd"),
+             conv.backward_data(gy, w, x.shape, *geometry, algorithm="winograd"))
+    monkeypatch.setattr(_winograd, "TILE_BUFFER_BYTES", 1)
+    chunked = (conv.forward(x, w, None, *geometry, algorithm="winograd"),
+               conv.backward_data(gy, w, x.shape, *geometry, algorithm="winograd"))
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shapes", [((1, 300), (300, 5000)), ((7, 64), (64, 3)), ((2, 3, 40, 50), (50, 60)),
+                                    ((4, 5), (2, 5, 6))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_matmul_matches_numpy(shapes, dtype, transposed):
+    """The fully connected layers' product, split along output columns when large, on
+    contiguous operands and on transposed views (as a Linear layer's weight comes)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(s).astype(dtype) for s in shapes)
+    if transposed:
+        b = np.ascontiguousarray(b.swapaxes(-1, -2)).swapaxes(-1, -2)
+    got = K.matmul(a, b)
+    want = np.matmul(a, b)
+    assert got.dtype == dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=_tol(dtype), atol=_tol(dtype) * 10)

@@ -24,7 +24,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kernels import reference
-from tests.kernels import cuda_emulation, nvrtc
+from kernels.geometry import argmax_dtype
+from tests.kernels import backends, cuda_emulation, nvrtc
 
 HOST = cuda_emulation.load_host()
 SOURCES = {name: HOST.read_source(name) for name in HOST.SOURCES}
@@ -33,74 +34,10 @@ ALL_ENTRY_POINTS = sorted(name for text in SOURCES.values() for name, _ in HOST.
 DTYPES = (np.float32, np.float64)
 RULES = ("standard", "deconvnet", "guided")
 
-
-def _cuda_device():
-    """True when CuPy imports and sees at least one CUDA device."""
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no cupy, no driver, no device: all mean "no GPU here"
-        return False
-
-
-HAS_DEVICE = _cuda_device()
-needs_device = [pytest.mark.gpu, pytest.mark.skipif(not HAS_DEVICE, reason="needs CuPy and a CUDA device")]
-needs_compiler = pytest.mark.skipif(
-    cuda_emulation.find_compiler() is None, reason="CUDA emulation needs a host C++ compiler (g++)"
-)
-DEVICES = [
-    pytest.param("emulated", marks=needs_compiler),
-    pytest.param("cupy", marks=needs_device),
-]
-
-
-# ----------------------------------------------------------------------------------------
-# backends: the contract functions plus moving arrays to and from them
-
-
-class Backend:
-    """The contract functions of one device, with ``put`` (NumPy -> device array) and
-    ``get`` (device array -> NumPy)."""
-
-    def __init__(self, device, **launch):
-        self.device = device
-        if device == "emulated":
-            self.fns, self.runtime = cuda_emulation.emulated_backend(**launch)
-            self.put = self.get = lambda a: a
-        else:
-            import cupy
-
-            import kernels.gpu
-
-            self.runtime = kernels.gpu.CupyRuntime()
-            for key, value in launch.items():
-                if key in ("block", "max_blocks", "col_budget_bytes"):
-                    setattr(self.runtime, key, value)
-            self.fns = HOST.bind(self.runtime)
-            self.put = cupy.asarray
-            self.get = cupy.asnumpy
-
-    def __getattr__(self, name):
-        return getattr(self.fns, name)
-
-
-# Launch geometries: the production one, and small ones that make each thread loop over
-# several elements, put all the work on one thread, or cut the images into chunks.
-launch_options = st.fixed_dictionaries(
-    {
-        "block": st.sampled_from([1, 3, 32, 256]),
-        "max_blocks": st.sampled_from([1, 2, 7, 65535]),
-        "col_budget_bytes": st.sampled_from([1, 2000, 256 * 2**20]),
-        "reverse": st.booleans(),
-    }
-)
-
-
-def _backend(device, launch):
-    if device == "cupy":
-        launch = {k: v for k, v in launch.items() if k != "reverse"}
-    return Backend(device, **launch)
+HAS_DEVICE = backends.HAS_DEVICE
+needs_device, needs_compiler, DEVICES = backends.needs_device, backends.needs_compiler, backends.DEVICES
+launch_options = backends.launch_options
+_backend = backends.backend
 
 
 def _close(got, want, dtype, scale=1.0):
@@ -290,7 +227,7 @@ def test_max_pool2d_matches_reference(device, case, launch):
     want_y, want_arg = reference.max_pool2d_forward(x, *geometry)
     y, arg = be.max_pool2d_forward(be.put(_maybe_strided(rng, x)), *geometry)
     np.testing.assert_array_equal(be.get(y), want_y)
-    assert be.get(arg).dtype == np.int64
+    assert be.get(arg).dtype == argmax_dtype(*case["x_shape"][2:])
     np.testing.assert_array_equal(be.get(arg), want_arg)
 
     gy = rng.standard_normal(want_y.shape).astype(dtype)
@@ -405,7 +342,6 @@ def test_results_do_not_depend_on_launch_geometry_or_thread_order(case, pool, fi
     px = rng.standard_normal(pool["x_shape"]).astype(dtype)
     results = []
     for launch in (first, second):
-        launch = dict(launch, col_budget_bytes=256 * 2**20)  # chunking changes GEMM sums, not kernels
         be = _backend("emulated", launch)
         y = be.conv2d_forward(x, w, None, *geometry)
         gx = be.conv2d_backward_data(y, w, x.shape, *geometry)
@@ -420,7 +356,7 @@ def test_results_do_not_depend_on_launch_geometry_or_thread_order(case, pool, fi
 
 
 @needs_compiler
-def test_every_entry_point_runs_under_emulation():
+def test_every_entry_point_runs_under_emulation(monkeypatch):
     """The parity tests above reach every kernel of every source in both precisions."""
     be = _backend("emulated", {})
     rng = np.random.default_rng(0)
@@ -432,11 +368,20 @@ def test_every_entry_point_runs_under_emulation():
         be.conv2d_backward_weight(y, x, w.shape, (1, 1), (1, 1), (1, 1), 2)
         be.bias_relu_forward(x, x[0, :, 0, 0].copy())
         be.relu_backward(x, be.relu_forward(x), "guided")
-        py, arg = be.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1))
-        be.max_pool2d_backward(py, arg, x.shape, (3, 3), (2, 2), (1, 1))
+        for shape in [(1, 2, 5, 5), (1, 1, 17, 17), (1, 1, 257, 256)]:  # uint8, uint16, int32 indices
+            px = rng.standard_normal(shape).astype(dtype)
+            py, arg = be.max_pool2d_forward(px, (3, 3), (2, 2), (1, 1))
+            be.max_pool2d_backward(py, arg, px.shape, (3, 3), (2, 2), (1, 1))
         be.avg_pool2d_backward(be.avg_pool2d_forward(x, (2, 2), (1, 1), (1, 1), True), x.shape, (2, 2), (1, 1),
                                (1, 1), True)
         be.lrn_backward(x, x, be.lrn_forward(x, 5, 1e-4, 0.75, 2.0), 5, 1e-4, 0.75, 2.0)
+    with monkeypatch.context() as patch:  # int64 indices need a plane of over 2**31 pixels
+        patch.setattr(HOST, "argmax_dtype", lambda h, w: np.dtype(np.int64))
+        for dtype in DTYPES:
+            px = rng.standard_normal((1, 1, 4, 4)).astype(dtype)
+            py, arg = be.max_pool2d_forward(px, (2, 2), (2, 2), (0, 0))
+            assert arg.dtype == np.int64
+            be.max_pool2d_backward(py, arg, px.shape, (2, 2), (2, 2), (0, 0))
     assert sorted(be.runtime.launched) == ALL_ENTRY_POINTS
 
 

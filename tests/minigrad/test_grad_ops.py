@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 import minigrad
 import minigrad.functional as F
 from minigrad import gradcheck
+from minigrad.backend import using_backend
 from tests.strategies import (
     axes_for,
     broadcast_pairs,
@@ -809,3 +810,44 @@ def test_error_reduction_axis_out_of_range():
         minigrad.tensor(np.zeros((2, 3))).sum(axis=2)
     with pytest.raises(ValueError, match=r"softmax: axis -3 is out of range for shape \(2, 3\)"):
         F.softmax(np.zeros((2, 3)), axis=-3)
+
+
+@given(case=conv_cases(), seed=seeds, rule=st.sampled_from(["standard", "deconvnet", "guided"]),
+       backend=st.sampled_from(["reference", "numba"]))
+@settings(max_examples=30)
+def test_conv2d_relu_is_relu_of_conv2d(case, seed, rule, backend):
+    """The fused op gives bitwise what relu(conv2d(...)) gives, forward and backward under each
+    ReLU rule (so conv2d's gradient check covers it), on both CPU backends."""
+    x = uniform(seed, case["x_shape"])
+    w = uniform(seed + 1, case["w_shape"])
+    b = uniform(seed + 2, (case["w_shape"][0],)) if case["bias"] else None
+    params = {k: case[k] for k in ("stride", "padding", "dilation", "groups")}
+    results = []
+    with using_backend(backend):
+        for fn in (lambda *a: F.conv2d_relu(*a, **params), lambda *a: F.relu(F.conv2d(*a, **params))):
+            tensors = [minigrad.tensor(a, requires_grad=True) for a in (x, w) + (() if b is None else (b,))]
+            y = fn(*tensors)
+            with minigrad.relu_backward(rule):
+                y.backward(uniform(seed + 3, y.shape))
+            results.append([y.numpy()] + [t.grad for t in tensors])
+    for fused, plain in zip(*results, strict=True):
+        np.testing.assert_array_equal(fused, plain)
+
+
+def test_backward_keeps_masks_and_narrow_indices_not_activations():
+    """What a frozen-weight conv / ReLU / max-pool / linear chain keeps for backward: a 1-byte
+    ReLU mask, max-pool indices in the narrowest type, the weight but never the input."""
+    x = minigrad.tensor(uniform(0, (1, 2, 6, 6)).astype(np.float32), requires_grad=True)
+    w = minigrad.tensor(uniform(1, (3, 2, 3, 3)).astype(np.float32))
+    fc = minigrad.tensor(uniform(2, (4, 27)).astype(np.float32))
+    pooled = F.max_pool2d(F.conv2d_relu(x, w, padding=1), 2)
+    y = F.linear(pooled.reshape(1, -1), fc)
+    conv_ctx = pooled._ctx.parents[0]._ctx
+    saved_x, saved_w, mask = conv_ctx.saved_tensors
+    assert saved_x is None and saved_w is w.data and mask.dtype == np.bool_
+    (argmax,) = pooled._ctx.saved_tensors
+    assert argmax.dtype == np.uint8
+    relu_ctx = F.relu(x)._ctx
+    assert relu_ctx.saved_tensors[0].dtype == np.bool_
+    saved_a, saved_b = y._ctx.saved_tensors
+    assert saved_a is None and saved_b is not None  # the frozen weight's input is not kept

@@ -528,3 +528,54 @@ def test_to_cuda_moves_parameters_and_buffers():
     assert int(net.features[1].num_batches_tracked) == 1
     net.to("cpu")
     assert all(isinstance(p.data, np.ndarray) for p in params)
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: nn.Conv2d(3, 4, 0), ValueError, r"kernel_size must be >= 1, got 0"),
+    (lambda: nn.Conv2d(3, 4, (3, -1)), ValueError, r"kernel_size must be >= 1"),
+    (lambda: nn.Conv2d(3, 4, 3, stride=0), ValueError, r"stride must be >= 1"),
+    (lambda: nn.Conv2d(3, 4, 3, stride=1.5), TypeError, r"stride must be an int or a pair of ints \(each >= 1\)"),
+    (lambda: nn.Conv2d(3, 4, 3, padding=-1), ValueError, r"padding must be >= 0"),
+    (lambda: nn.Conv2d(3, 4, 3, padding="same"), TypeError, r"padding must be an int or a pair of ints"),
+    (lambda: nn.Conv2d(3, 4, 3, dilation=(1, 2, 3)), TypeError, r"dilation must be an int or a pair"),
+    (lambda: nn.Conv2d(3, 4, 3, groups=0), ValueError, r"groups must be a positive integer"),
+    (lambda: nn.Conv2d(3, 4, 3, groups=2), ValueError, r"groups=2 must divide in_channels=3"),
+    (lambda: nn.Conv2d(0, 4, 3), ValueError, r"in_channels must be a positive integer"),
+    (lambda: nn.MaxPool2d(0), ValueError, r"kernel_size must be >= 1"),
+    (lambda: nn.MaxPool2d(2, padding=2), ValueError, r"padding \(2, 2\) must lie between 0 and kernel_size // 2"),
+    (lambda: nn.AvgPool2d(3, stride=0), ValueError, r"stride must be >= 1"),
+    (lambda: nn.AdaptiveAvgPool2d(0), ValueError, r"output_size must be >= 1"),
+    (lambda: nn.BatchNorm2d(4, eps=0), ValueError, r"eps must lie in \(0.0, inf\]"),
+    (lambda: nn.BatchNorm2d(4, momentum=1.5), ValueError, r"momentum must lie in \[0.0, 1.0\]"),
+    (lambda: nn.LocalResponseNorm(0), ValueError, r"size must be a positive integer"),
+    (lambda: nn.LocalResponseNorm(5, alpha="a"), TypeError, r"alpha must be a number"),
+    (lambda: nn.LeakyReLU(float("nan")), ValueError, r"negative_slope must lie in"),
+    (lambda: nn.Upsample(scale_factor=0), ValueError, r"scale_factor must lie in \(0.0, inf\]"),
+    (lambda: nn.Upsample(size=(0, 4)), ValueError, r"size must be >= 1"),
+    (lambda: nn.Flatten(1.5), TypeError, r"start_dim and end_dim must be ints"),
+])
+def test_layer_arguments_are_checked_when_the_layer_is_made(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_functional_arguments_name_the_argument_and_its_range():
+    F = minigrad.functional
+    x = minigrad.tensor(np.zeros((1, 3, 8, 8), np.float32))
+    w = minigrad.tensor(np.zeros((4, 3, 3, 3), np.float32))
+    with pytest.raises(TypeError, match=r"stride must be an int or a pair of ints \(each >= 1\), got 1.5"):
+        F.conv2d(x, w, stride=1.5)
+    with pytest.raises(ValueError, match=r"padding \(1000000, 1000000\) must lie between 0 and \(8, 8\)"):
+        F.conv2d(x, w, padding=10**6)
+    with pytest.raises(ValueError, match=r"dilation must be >= 1"):
+        F.conv2d_relu(x, w, dilation=0)
+    with pytest.raises(TypeError, match=r"kernel_size must be an int or a pair of ints"):
+        F.max_pool2d(x, 2.5)
+    with pytest.raises(ValueError, match=r"size must be a positive integer, got 1.5"):
+        F.local_response_norm(x, 1.5)
+    with pytest.raises(ValueError, match=r"pad widths must be non-negative ints"):
+        F.pad(x, (1.5, 1))
+    with pytest.raises(ValueError, match=r"axis 1.5 is out of range"):
+        F.softmax(x, 1.5)
+    # padding up to the input size (or the kernel's reach) is PyTorch's and is kept
+    assert F.conv2d(x, w, padding=8).shape == (1, 4, 22, 22)

@@ -555,3 +555,35 @@ def test_python_scalars_keep_float64_precision():
     compare(lambda a: F.cross_entropy(a, np.array([0, 6, 2])), lambda a: TF.cross_entropy(a, torch.tensor([0, 6, 2])), [x])
     compare(lambda a: F.batch_norm(a, None, None, training=True), lambda a: TF.batch_norm(a, None, None, training=True),
             [x])
+
+
+@given(case=conv_cases(), seed=seeds)
+@settings(max_examples=20)
+def test_conv2d_relu(case, seed):
+    params = {k: case[k] for k in ("stride", "padding", "dilation", "groups")}
+    arrays = [uniform(seed, case["x_shape"]), uniform(seed + 1, case["w_shape"]), uniform(seed + 2, case["w_shape"][:1])]
+    compare(lambda x, w, b: F.conv2d_relu(x, w, b, **params), lambda x, w, b: torch.relu(TF.conv2d(x, w, b, **params)),
+            arrays)
+
+
+@pytest.mark.parametrize("in_hw, out_hw", [((8, 8), (3, 3)), ((13, 13), (7, 7)), ((12, 9), (4, 3)), ((5, 7), (5, 2))])
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_adaptive_avg_pool2d_keeps_nan_and_inf_in_their_cells(in_hw, out_hw):
+    """One +inf in an 8x8 -> 3 pooling made 8 NaN outputs (a 0/1 matrix product: 0 * inf);
+    like PyTorch, only the cells covering it are inf, also in the backward pass."""
+    rng = np.random.default_rng(0)
+    for special in ([np.inf], [np.nan], [np.inf, -np.inf]):
+        x = rng.standard_normal((1, 2) + in_hw)
+        for value in special:
+            x[0, 0, rng.integers(in_hw[0]), rng.integers(in_hw[1])] = value
+        gy = rng.standard_normal((1, 2) + out_hw)
+        gy[0, 1, 0, 0] = special[0]
+        xm, xt = minigrad.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y, yt = F.adaptive_avg_pool2d(xm, out_hw), TF.adaptive_avg_pool2d(xt, out_hw)
+        y.backward(gy)
+        yt.backward(torch.tensor(gy))
+        for got, want in ((y.numpy(), yt.detach().numpy()), (xm.grad, xt.grad.numpy())):
+            for test in (np.isnan, np.isposinf, np.isneginf):
+                np.testing.assert_array_equal(test(got), test(want))
+            finite = np.isfinite(want)
+            np.testing.assert_allclose(got[finite], want[finite], rtol=1e-10, atol=1e-12)
