@@ -29,6 +29,12 @@ from methods.backprop import deconvnet, guided_backprop
 from methods.gradcam import grad_cam
 from methods.smoothgrad import smoothgrad
 from methods.integrated_gradients import integrated_gradients
+from methods.class_model import class_model
+from methods.visualize_unit import visualize_unit
+from methods.inversion import invert
+from methods.deepdream import deepdream
+from methods.texture import texture_synthesis
+from methods.style_transfer import style_transfer
 
 __all__ = ["PLANNED", "TECHNIQUES", "activations", "deconvnet", "filters", "grad_cam", "guided_backprop",
            "integrated_gradients", "maximally_activating_patches", "neighbours", "occlusion", "saliency",
@@ -36,12 +42,6 @@ __all__ = ["PLANNED", "TECHNIQUES", "activations", "deconvnet", "filters", "grad
 
 #: The lecture notes' techniques still to come (name, title, paper); ``python -m methods`` lists them.
 PLANNED = (
-    ("class-model", "Class model visualization by gradient ascent", "Simonyan et al. 2014"),
-    ("neuron-vis", "Regularized neuron visualization", "Yosinski et al. 2015"),
-    ("inversion", "Feature inversion", "Mahendran & Vedaldi 2015"),
-    ("deepdream", "DeepDream", "Mordvintsev et al. 2015"),
-    ("texture", "Texture synthesis with Gram matrices", "Gatys et al. 2015"),
-    ("style-transfer", "Neural style transfer", "Gatys et al. 2016"),
     ("adversarial", "Adversarial examples (L-BFGS, FGSM)", "Szegedy et al. 2014; Goodfellow et al. 2015"),
     ("fooling", "Fooling images", "Nguyen et al. 2015"),
     ("hog-inversion", "HOG inversion", "Vondrick et al. 2013"),

@@ -22,7 +22,8 @@ import numpy as np
 from methods import data
 from minigrad.models import PreprocessingNote
 
-__all__ = ["Dataset", "IMAGE_SUFFIXES", "as_dataset", "default_image", "load_dataset", "load_images", "photo_crops"]
+__all__ = ["Dataset", "IMAGE_SUFFIXES", "as_dataset", "default_image", "image_source", "load_dataset", "load_images",
+           "load_picture", "photo_crops"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -63,26 +64,48 @@ def default_image(model):
     return "sample:0" if _is_fashion(model) else "sample:chelsea"
 
 
+def image_source(spec):
+    """What an image spec names, for ``model.preprocess``: ``sample:NAME`` (a shipped photograph)
+    and ``sample:INDEX`` (an image of the shipped Fashion-MNIST sample) become arrays; files and
+    arrays are returned as they are."""
+    if not isinstance(spec, str) or not spec.startswith("sample:"):
+        return spec
+    key = spec.split(":", 1)[1]
+    if key.isdigit():
+        sample = data.fashion_sample()[0]
+        if int(key) >= len(sample):
+            raise ValueError(f"{spec}: the Fashion-MNIST sample has images 0..{len(sample) - 1}")
+        return sample[int(key)]
+    if key in data.SAMPLE_IMAGES:
+        return data.sample_image(key)
+    raise ValueError(f"{spec}: no such sample; use sample:0..1999 (Fashion-MNIST) or sample:NAME with NAME "
+                     f"one of {', '.join(sorted(data.SAMPLE_IMAGES))}")
+
+
+def load_picture(model, spec, longest=None, size=None):
+    """One image (a file, ``sample:NAME``, ``sample:INDEX`` or an array) as uint8 (H, W, C) pixels in
+    the model's colour mode (C = 1 or 3), at its own size, resized so that its longer side is
+    ``longest`` pixels (what texture synthesis and style transfer optimize at), or resized to
+    ``size`` = (h, w)."""
+    source = image_source(spec)
+    if isinstance(source, np.ndarray) and source.ndim == 2:
+        source = source[..., None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreprocessingNote)
+        pixels = _uint8(model.preprocessing.prepare([source]))[0]
+        h, w = pixels.shape[:2]
+        if longest is not None:
+            size = (max(1, round(h * longest / max(h, w))), max(1, round(w * longest / max(h, w))))
+        if size is not None and tuple(size) != (h, w):
+            pixels = _uint8(model.preprocessing.prepare(pixels[None], size=tuple(size), crop="none"))[0]
+    return pixels
+
+
 def load_images(model, specs):
     """Images named on a command line, preprocessed for ``model``: image files, ``sample:NAME``
     (a shipped photograph) or ``sample:INDEX`` (an image of the shipped Fashion-MNIST sample).
     Returns (x, notes): the (N, C, H, W) batch and the resize notes, one string each."""
-    images = []
-    for spec in specs:
-        if not isinstance(spec, str) or not spec.startswith("sample:"):
-            images.append(spec)
-            continue
-        key = spec.split(":", 1)[1]
-        if key.isdigit():
-            sample = data.fashion_sample()[0]
-            if int(key) >= len(sample):
-                raise ValueError(f"{spec}: the Fashion-MNIST sample has images 0..{len(sample) - 1}")
-            images.append(sample[int(key)])
-        elif key in data.SAMPLE_IMAGES:
-            images.append(data.sample_image(key))
-        else:
-            raise ValueError(f"{spec}: no such sample; use sample:0..1999 (Fashion-MNIST) or sample:NAME with NAME "
-                             f"one of {', '.join(sorted(data.SAMPLE_IMAGES))}")
+    images = [image_source(spec) for spec in specs]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PreprocessingNote)
         x = model.preprocessing.normalize(model.prepare_images(images, names=[str(spec) for spec in specs]))
@@ -125,14 +148,16 @@ def load_dataset(model, spec="sample", limit=None):
     return Dataset(_fit(model, files), labels, names, files)
 
 
+def _uint8(pixels):
+    """Pixels as uint8 (float pixels in [0, 1] scaled)."""
+    return pixels if pixels.dtype == np.uint8 else np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8)
+
+
 def _fit(model, images):
     """Images of any size and mode at the model's input size, uint8, without per-image notes."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PreprocessingNote)
-        pixels = model.prepare_images(images)
-    if pixels.dtype != np.uint8:
-        pixels = np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8)
-    return pixels
+        return _uint8(model.prepare_images(images))
 
 
 def as_dataset(model, data, labels=None):

@@ -11,7 +11,8 @@ __all__ = ["run_technique"]
 def run_technique(spec, model, values, images=None, dataset="sample", limit=None):
     """Run technique ``spec`` (a :class:`~methods.lib.options.Technique`) on ``model`` with option
     ``values``. ``images``: image specs (files, ``sample:NAME``, ``sample:INDEX``; default: the
-    model's :func:`~methods.lib.datasets.default_image`) for techniques that take images, or the
+    model's :func:`~methods.lib.datasets.default_image`, or the technique's example) for techniques
+    that take images, or the
     queries of one that takes a dataset; ``dataset`` / ``limit`` for dataset techniques.
     Returns (result, notes): ``result.inputs`` records what it ran on, ``notes`` the resizes made."""
     start = time.perf_counter()
@@ -20,6 +21,12 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
         images = images or [default_image(model)]
         x, notes = load_images(model, images)
         result = spec.function(model, x, **values)
+        result.inputs = {"images": list(images)}
+    elif spec.inputs == "pictures":
+        images = images or [spec.example or default_image(model)]
+        if len(images) != 1:
+            raise ValueError(f"{spec.name} takes one image, got {len(images)}")
+        result = spec.function(model, images[0], **values)
         result.inputs = {"images": list(images)}
     elif spec.inputs == "dataset":
         data = load_dataset(model, dataset, limit)
