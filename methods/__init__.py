@@ -35,10 +35,13 @@ from methods.inversion import invert
 from methods.deepdream import deepdream
 from methods.texture import texture_synthesis
 from methods.style_transfer import style_transfer
+from methods.lib.objectives import gram_matrix
+from methods.lib.regularizers import total_variation
 
-__all__ = ["PLANNED", "TECHNIQUES", "activations", "deconvnet", "filters", "grad_cam", "guided_backprop",
-           "integrated_gradients", "maximally_activating_patches", "neighbours", "occlusion", "saliency",
-           "smoothgrad", "tsne", "tsne_embedding"]
+__all__ = ["PLANNED", "TECHNIQUES", "activations", "class_model", "deconvnet", "deepdream", "filters", "grad_cam",
+           "gram_matrix", "guided_backprop", "integrated_gradients", "invert", "maximally_activating_patches",
+           "neighbours", "occlusion", "saliency", "smoothgrad", "style_transfer", "texture_synthesis",
+           "total_variation", "tsne", "tsne_embedding", "visualize_unit"]
 
 #: The lecture notes' techniques still to come (name, title, paper); ``python -m methods`` lists them.
 PLANNED = (

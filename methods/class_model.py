@@ -66,7 +66,7 @@ class ClassModelResult(OptimizedResult):
 @technique("class-model", "Class model visualization", "Simonyan et al. 2014", [
     Option("target", "target", None, "class index or name, or a list (default: every class of a model with at most "
                                      "ten, else the first ten)"),
-    Option("steps", "int", 100, "gradient ascent steps (cs231n's 100)", low=1, high=100_000),
+    Option("steps", "int", 100, "gradient ascent steps (cs231n's 100)", low=1, high=100_000, gallery=50),
     Option("learning_rate", "float", None, "length of each step along the L2-normalized gradient (default: cs231n's "
                                            "25 for a 3x224x224 image, scaled by the square root of the number of "
                                            "values)", low=0, open_low=True),
@@ -78,7 +78,7 @@ class ClassModelResult(OptimizedResult):
                                   "scaled with the side)", low=0),
     Option("clip", "bool", True, "clamp the image to the valid pixel range after each step"),
     Option("max_size", "int", None, "optimize at most this many pixels per side (default: the model's input size)",
-           low=8, gallery=64),
+           low=8, gallery=32),
     Option("snapshot_every", "int", 25, "keep the image every this many steps (0: never)", low=0),
     Option("seed", "int", 0, "seed of the jitter", low=0),
 ], inputs="model")

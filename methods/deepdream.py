@@ -88,6 +88,9 @@ def deepdream(model, x, *, layer, steps, octaves, octave_scale, step_size, jitte
     model.check_layers([layer])
     x = to_host(x)
     sizes = octave_sizes(x.shape[2:], octaves, octave_scale)
+    if octaves > 1 and not model.sequential and model.fixed_size and model.input_shape is not None:
+        raise ValueError(f"{model.describe()} runs only at {x.shape[2]}x{x.shape[3]} (its own forward), so it cannot "
+                         "dream at the smaller sizes of octaves; use octaves=1")
     levels = pixel_scale(model)
     low, high = pixel_bounds(model)
     guide_features = None

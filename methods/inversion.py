@@ -30,7 +30,7 @@ import numpy as np
 import minigrad
 from methods.lib.figures import Panel, curves, figure
 from methods.lib.inputs import frozen, to_host
-from methods.lib.objectives import activations
+from methods.lib.objectives import activations, blocks
 from methods.lib.optimize import Momentum, OptimizedResult, optimize
 from methods.lib.options import Option, technique
 from methods.lib.regularizers import alpha_norm, pixel_scale, resize, total_variation
@@ -42,10 +42,21 @@ __all__ = ["InversionResult", "invert"]
 IMAGE_RMS = 27098.1157 / np.sqrt(227 * 227 * 3)
 
 
-def distinct_layers(model):
-    """Every layer whose output is a new code: all but dropout (the identity when evaluating) and
-    flattening (the previous code reshaped)."""
-    return [name for name, m in model.layers() if not isinstance(m, (nn.Dropout, nn.Flatten))]
+def distinct_layers(model, which="all"):
+    """Every layer whose output is a new code ("all": all but dropout, the identity when
+    evaluating, and flattening, the previous code reshaped), or one per stage ("blocks": the last
+    layer of each convolutional block, each fully connected layer's rectified output and the last
+    layer)."""
+    layers = [(name, m) for name, m in model.layers() if not isinstance(m, (nn.Dropout, nn.Flatten))]
+    if which == "all":
+        return [name for name, _ in layers]
+    chosen = [block[-1][0] for block in blocks(model)]
+    names = [name for name, _ in layers]
+    for k, (name, module) in enumerate(layers):
+        follows_linear = k > 0 and isinstance(layers[k - 1][1], nn.Linear)
+        if (follows_linear and isinstance(module, (nn.ReLU, nn.LeakyReLU))) or k == len(layers) - 1:
+            chosen.append(name)
+    return sorted(set(chosen), key=names.index)
 
 
 def tv_weight_by_depth(model, layer, size, beta):
@@ -110,10 +121,12 @@ class InversionResult(OptimizedResult):
 
 
 @technique("inversion", "Feature inversion", "Mahendran & Vedaldi 2015", [
-    Option("layers", "layers", None, "layer(s) whose code is inverted (default: every layer but dropout and "
-                                     "flattening)"),
+    Option("layers", "layers", None, "layer(s) whose code is inverted (default: those of layer_set)"),
+    Option("layer_set", "choice", "all", "without layers: every layer but dropout and flattening (all, the paper's "
+                                         "figure), or the last of each block and the classifier's (blocks)",
+           choices=("all", "blocks"), gallery="blocks"),
     Option("starts", "int", 1, "random starts per layer, shown in rows", low=1, high=64, gallery=2),
-    Option("steps", "int", 400, "gradient descent steps (the authors' 400)", low=1, high=100_000, gallery=200),
+    Option("steps", "int", 400, "gradient descent steps (the authors' 400)", low=1, high=100_000, gallery=100),
     Option("learning_rate", "float", 0.004, "the authors' first learning rate, divided by 10 after a quarter and "
                                             "again after three quarters of the steps", low=0, open_low=True),
     Option("momentum", "float", 0.9, "momentum of the gradient descent", low=0, high=1),
@@ -123,14 +136,14 @@ class InversionResult(OptimizedResult):
     Option("tv_weight", "float", None, "lambda_TV (default: the authors' 1, 10 or 100 by the layer's depth, scaled "
                                        "from 227 x 227 to the image size)", low=0),
     Option("max_size", "int", None, "reduce larger inputs to this many pixels per side first (models that take "
-                                    "other sizes)", low=8, gallery=64),
+                                    "other sizes)", low=8, gallery=32),
     Option("snapshot_every", "int", 100, "keep the images every this many steps (0: never)", low=0),
     Option("seed", "int", 0, "seed of the random starts", low=0),
 ])
-def invert(model, x, *, layers, starts, steps, learning_rate, momentum, alpha, alpha_weight, beta, tv_weight,
+def invert(model, x, *, layers, layer_set, starts, steps, learning_rate, momentum, alpha, alpha_weight, beta, tv_weight,
            max_size, snapshot_every, seed):
     """Reconstructions of the batch ``x`` from its codes at ``layers``, as an :class:`InversionResult`."""
-    layers = layers or distinct_layers(model)
+    layers = layers or distinct_layers(model, layer_set)
     model.check_layers(layers)
     x = _resize_to(model, to_host(x), max_size)
     n, (c, h, w) = len(x), x.shape[1:]

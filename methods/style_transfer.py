@@ -85,7 +85,7 @@ class StyleResult(OptimizedResult):
 
 
 @technique("style-transfer", "Neural style transfer", "Gatys et al. 2016", [
-    Option("style", "images", "sample:brick", "style image(s): files or sample:NAME, several separated by commas"),
+    Option("style", "images", ["sample:brick"], "style image(s): files or sample:NAME, several separated by commas"),
     Option("style_blend_weights", "floats", None, "one weight per style image (default: equal), normalized to sum 1",
            low=0),
     Option("content_weight", "float", 5.0, "alpha, the content loss weight (neural-style's 5)", low=0),

@@ -112,7 +112,7 @@ class UnitResult(OptimizedResult):
                                                      "(default: the preset's)", low=0, high=100),
     Option("restarts", "int", 4, "random starts optimized side by side (the notes show 4)", low=1, high=64),
     Option("max_size", "int", None, "optimize at most this many pixels per side (default: the model's input size)",
-           low=8, gallery=64),
+           low=8, gallery=32),
     Option("snapshot_every", "int", None, "keep the images every this many steps, 0: never (default: a tenth of "
                                           "the steps)", low=0),
     Option("seed", "int", 0, "seed of the random starts", low=0),

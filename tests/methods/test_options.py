@@ -22,14 +22,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_every_technique_is_registered_with_its_function():
     assert list(TECHNIQUES) == ["filters", "activations", "patches", "neighbours", "tsne", "occlusion", "saliency",
-                                "deconvnet", "guided-backprop", "grad-cam", "smoothgrad", "integrated-gradients"]
+                                "deconvnet", "guided-backprop", "grad-cam", "smoothgrad", "integrated-gradients",
+                                "class-model", "visualize-unit", "inversion", "deepdream", "texture", "style-transfer"]
     for name, function in [("filters", methods.filters), ("activations", methods.activations),
                            ("patches", methods.maximally_activating_patches), ("neighbours", methods.neighbours),
                            ("tsne", methods.tsne_embedding), ("occlusion", methods.occlusion),
                            ("saliency", methods.saliency), ("deconvnet", methods.deconvnet),
                            ("guided-backprop", methods.guided_backprop), ("grad-cam", methods.grad_cam),
                            ("smoothgrad", methods.smoothgrad),
-                           ("integrated-gradients", methods.integrated_gradients)]:
+                           ("integrated-gradients", methods.integrated_gradients), ("class-model", methods.class_model),
+                           ("visualize-unit", methods.visualize_unit), ("inversion", methods.invert),
+                           ("deepdream", methods.deepdream), ("texture", methods.texture_synthesis),
+                           ("style-transfer", methods.style_transfer)]:
         assert TECHNIQUES[name].function is function and function.technique is TECHNIQUES[name]
 
 
@@ -55,6 +59,19 @@ def test_documented_paper_defaults():
     assert signature(methods.saliency).parameters["background_quantile"].default == 0.30
     assert signature(methods.tsne_embedding).parameters["perplexity"].default == 30.0
     assert signature(methods.maximally_activating_patches).parameters["k"].default == 9
+    assert signature(methods.class_model).parameters["l2_weight"].default == 1e-3  # cs231n's lambda
+    assert signature(methods.class_model).parameters["blur_every"].default == 10
+    assert signature(methods.visualize_unit).parameters["preset"].default == "blur"  # Yosinski et al.'s row 3
+    assert signature(methods.invert).parameters["alpha"].default == 6.0  # Mahendran & Vedaldi
+    assert signature(methods.invert).parameters["beta"].default == 2.0
+    deepdream = signature(methods.deepdream).parameters
+    assert (deepdream["octaves"].default, deepdream["octave_scale"].default, deepdream["steps"].default,
+            deepdream["step_size"].default, deepdream["jitter"].default) == (4, 1.4, 10, 1.5, 32)
+    assert signature(methods.texture_synthesis).parameters["pooling"].default == "avg"  # Gatys et al. 2015
+    style = signature(methods.style_transfer).parameters  # neural-style's
+    assert (style["content_weight"].default, style["style_weight"].default, style["tv_weight"].default,
+            style["steps"].default, style["image_size"].default, style["optimizer"].default) == \
+        (5.0, 100.0, 1e-3, 1000, 512, "lbfgs")
 
 
 class Counting:
@@ -71,6 +88,10 @@ class Counting:
 def images(n=12):
     return np.random.default_rng(0).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
 
+
+#: What each kind of technique takes after the model, for calls that must fail before any work.
+ARGS = {"images": (np.zeros((1, 3, 16, 16), np.float32),), "pictures": (np.zeros((16, 16, 3), np.uint8),),
+        "dataset": (images(),), "model": ()}
 
 BAD = [  # technique, option, bad value, the message (the option named, with its range)
     ("occlusion", "size", 0, "size must be an integer >= 1 or None, got 0"),
@@ -106,6 +127,19 @@ BAD = [  # technique, option, bad value, the message (the option named, with its
     ("tsne", "theta", 1.5, "theta must be a number from 0 to 1, got 1.5"),
     ("tsne", "method", "fast", "method must be one of auto, exact, barnes-hut, got 'fast'"),
     ("filters", "max_filters", 0, "max_filters must be an integer >= 1 or None, got 0"),
+    ("class-model", "learning_rate", 0.0, "learning_rate must be a number > 0 or None, got 0.0"),
+    ("class-model", "clip", "yes", "clip must be True or False, got 'yes'"),
+    ("visualize-unit", "preset", "smooth", "preset must be one of norm, decay, blur, contribution, got 'smooth'"),
+    ("visualize-unit", "norm_percentile", 101, "norm_percentile must be a number from 0 to 100 or None, got 101"),
+    ("inversion", "layers", [], r"layers must be one or more layer names of the model or None, got \[\]"),
+    ("inversion", "layers", ["conv1_1", 3], "layers must be one or more layer names of the model"),
+    ("deepdream", "guide", 7, "guide must be one or more images: files, sample:NAME or uint8 arrays or None, got 7"),
+    ("deepdream", "octaves", 0, "octaves must be an integer from 1 to 12, got 0"),
+    ("style-transfer", "style_blend_weights", [1, -1], r"style_blend_weights must be a number >= 0 or None, "
+                                                       r"got \[1, -1\]"),
+    ("style-transfer", "style_blend_weights", ["a"], "style_blend_weights must be a number >= 0"),
+    ("style-transfer", "optimizer", "sgd", "optimizer must be one of lbfgs, adam, got 'sgd'"),
+    ("texture", "image_size", 8, "image_size must be an integer from 16 to 4096, got 8"),
 ]
 
 
@@ -113,7 +147,7 @@ BAD = [  # technique, option, bad value, the message (the option named, with its
 def test_a_bad_value_is_named_with_its_range_before_any_work(name, option, value, message):
     spec = TECHNIQUES[name]
     counting = Counting(tiny_vgg())
-    args = {"images": (np.zeros((1, 3, 16, 16), np.float32),), "dataset": (images(),), "model": ()}[spec.inputs]
+    args = ARGS[spec.inputs]
     with pytest.raises(ValueError, match=message):
         spec.function(counting.model, *args, **{option: value})
     assert counting.calls == 0
@@ -153,14 +187,15 @@ def test_declarations_are_checked_when_made():
         Option("n", "integer", 1, "help")
     with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
         Option("n", "int", 0, "help", low=1)  # a default outside its own range
-    assert set(KINDS) == {"int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path"}
+    assert set(KINDS) == {"int", "float", "bool", "choice", "str", "layer", "layers", "unit", "target", "ints",
+                          "floats", "path", "images"}
     before = dict(TECHNIQUES)
     with pytest.raises(TypeError, match=r"keyword-only parameters \['b', 'a'\] must be the declared options "
                                         r"\['a', 'b'\], in order"):
         @technique("mismatch", "t", "p", [Option("a", "int", 1, "h"), Option("b", "int", 1, "h")])
         def mismatch(model, x, *, b, a):
             pass
-    with pytest.raises(ValueError, match="inputs must be 'images', 'dataset' or 'model'"):
+    with pytest.raises(ValueError, match="inputs must be 'images', 'pictures', 'dataset' or 'model'"):
         technique("bad", "t", "p", [], inputs="video")
     assert TECHNIQUES == before
 
@@ -168,7 +203,7 @@ def test_declarations_are_checked_when_made():
 @pytest.mark.parametrize("name", list(TECHNIQUES))
 def test_an_unknown_option_is_a_type_error_listing_the_options(name):
     spec = TECHNIQUES[name]
-    args = {"images": (np.zeros((1, 3, 16, 16), np.float32),), "dataset": (images(),), "model": ()}[spec.inputs]
+    args = ARGS[spec.inputs]
     known = ", ".join(o.name for o in spec.options)
     with pytest.raises(TypeError, match=f"{name}\\(\\) got unknown option\\(s\\) colour; its options are: {known}"):
         spec.function(tiny_vgg(), *args, colour=1)
