@@ -95,6 +95,10 @@ class InversionResult(OptimizedResult):
         self.originals = originals
         self.code_distance, self.start_code_distance = codes[-1], codes[0]
 
+    def pictures(self):
+        return {f"image{n}_{layer}_start{s}": self.pixels[self.index(n, layer, s)]
+                for n in range(len(self.originals)) for layer in self.layers for s in range(self.starts)}
+
     def index(self, image, layer, start=0):
         """Position in the batch of the reconstruction of input ``image`` from ``layer``, start ``start``."""
         return (image * len(self.layers) + self.layers.index(layer)) * self.starts + start
@@ -108,9 +112,9 @@ class InversionResult(OptimizedResult):
                 for layer in self.layers:
                     i = self.index(n, layer, s)
                     panels.append(Panel(f"{layer}: {100 * self.code_distance[i]:.2g}%", image=self.pixels[i]))
-            title = (f"Reconstructions of image {n} from each layer ({self.starts} random start"
-                     f"{'s' if self.starts > 1 else ''} per layer, one per row) after {self.steps} steps; "
-                     "the relative code distance ||Phi(x) - Phi0||^2 / ||Phi0||^2 under each")
+            title = (f"Reconstructions of image {n} from each layer after {self.steps} steps ({self.starts} random "
+                     f"start{'s' if self.starts > 1 else ''} per layer, one per row);\nunder each: the relative code "
+                     "distance ||Phi(x) - Phi0||^2 / ||Phi0||^2")
             out[f"reconstructions_{n}"] = figure(panels, columns=len(self.layers) + 1, title=title, size=1.5)
         codes = self.terms["code"]
         series = {layer: codes[:, [self.index(n, layer, s) for n in range(len(self.originals))
@@ -126,9 +130,10 @@ class InversionResult(OptimizedResult):
                                          "figure), or the last of each block and the classifier's (blocks)",
            choices=("all", "blocks"), gallery="blocks"),
     Option("starts", "int", 1, "random starts per layer, shown in rows", low=1, high=64, gallery=2),
-    Option("steps", "int", 400, "gradient descent steps (the authors' 400)", low=1, high=100_000, gallery=100),
+    Option("steps", "int", 400, "gradient descent steps (the authors' 400)", low=1, high=100_000, gallery=80),
     Option("learning_rate", "float", 0.004, "the authors' first learning rate, divided by 10 after a quarter and "
-                                            "again after three quarters of the steps", low=0, open_low=True),
+                                            "again after three quarters of the steps", low=0, open_low=True,
+           gallery=0.02),
     Option("momentum", "float", 0.9, "momentum of the gradient descent", low=0, high=1),
     Option("alpha", "float", 6.0, "the alpha of the alpha-norm regularizer", low=1),
     Option("alpha_weight", "float", 8e-10, "lambda_alpha, on pixel levels (the authors' 8e-10)", low=0),

@@ -77,7 +77,7 @@ class StyleResult(OptimizedResult):
         final = {name: values[-1, 0] for name, values in self.terms.items()}
         panels.append(Panel(f"result, {self.steps} steps\ncontent {final['content']:.3g}, style {final['style']:.3g}, "
                             f"TV {final['tv']:.3g}", image=self.pixels[0]))
-        series = {name: values[:, 0] for name, values in self.terms.items()}
+        series = {name: values[:, 0] for name, values in self.terms.items() if values.any()}
         return {"style": figure(panels, columns=len(panels), title="Neural style transfer", size=3.0),
                 "loss": curves(series, title="weighted losses while optimizing", log=True),
                 "evolution": figure([Panel("the image during the optimization", image=self.evolution())],

@@ -100,7 +100,7 @@ class TextureResult(OptimizedResult):
     Option("history", "int", 20, "L-BFGS correction pairs (DeepTextures' 20)", low=1, high=1000),
     Option("snapshot_every", "int", 250, "keep the image every this many steps (0: never)", low=0, gallery=15),
     Option("seed", "int", 0, "seed of the white-noise start", low=0),
-], inputs="pictures", example="sample:gravel")
+], inputs="pictures", example="sample:brick")
 def texture_synthesis(model, texture, *, layers, steps, image_size, pooling, history, snapshot_every, seed):
     """A texture synthesized from ``texture`` (an image file, ``sample:NAME`` or a uint8 array), as a
     :class:`TextureResult`."""
