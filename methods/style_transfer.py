@@ -146,7 +146,7 @@ def style_transfer(model, content, *, style, style_blend_weights, content_weight
         for weight, pixels in zip(blend, style_pixels):
             found = activations(model, minigrad.tensor(normalize(pixels[None])), style_names, pooling)
             for layer in style_names:
-                grams[layer] = grams[layer] + weight * to_host(gram_matrix(found[layer]))
+                grams[layer] = grams[layer] + np.float32(weight) * to_host(gram_matrix(found[layer]))
 
     def objective(x):
         found = activations(model, x, content_names + style_names, pooling)

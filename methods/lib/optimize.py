@@ -224,7 +224,6 @@ def optimize(start, objective, *, steps, rule, scale=1.0, jitter=0, after=(), sn
     except KeyboardInterrupt:
         interrupted = True
         param.data[...] = kept
-    shift = (0, 0)
     with minigrad.no_grad():
         final = objective(minigrad.tensor(param.data * scale))
     history.append({name: _per_image(value.data, n) for name, value in final.items()})

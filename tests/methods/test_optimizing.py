@@ -172,3 +172,34 @@ def test_bad_arguments_are_named(fashion):
         methods.deepdream(fashion, x, guide=["sample:brick", "sample:grass"])
     with pytest.raises(ValueError, match="does not declare an input size"):
         methods.class_model(minigrad.nn.Sequential(minigrad.nn.Conv2d(3, 4, 3)))
+
+
+@pytest.mark.parametrize("name", ["class_model", "visualize_unit", "inversion", "deepdream", "texture",
+                                  "style_transfer"])
+def test_the_gradient_reaching_the_image_stays_float32(monkeypatch, name):
+    """A float64 constant in an objective would turn the whole backward pass into float64 (twice the
+    time, and no Winograd): every technique's gradient at the image is float32, like the image."""
+    module = importlib.import_module(f"methods.{name}")
+    original, dtypes = module.optimize, []
+
+    def checked(start, objective, **kwargs):
+        def watched(x):
+            if x.requires_grad:
+                x.register_hook(lambda g: dtypes.append(g.dtype))
+            return objective(x)
+
+        return original(start, watched, **kwargs)
+
+    monkeypatch.setattr(module, "optimize", checked)
+    model = photo_model()
+    x = np.random.default_rng(0).uniform(size=(1, 3, 32, 32)).astype(np.float32)
+    calls = {"class_model": lambda: methods.class_model(model, target=[1], steps=2),
+             "visualize_unit": lambda: methods.visualize_unit(model, steps=2, restarts=1),
+             "inversion": lambda: methods.invert(model, x, layers=["pool1", "fc4"], steps=2),
+             "deepdream": lambda: methods.deepdream(model, x, steps=2, octaves=2),
+             "texture": lambda: methods.texture_synthesis(model, "sample:brick", steps=2, image_size=32),
+             "style_transfer": lambda: methods.style_transfer(model, "sample:coffee", style=["sample:brick",
+                                                                                             "sample:grass"],
+                                                              steps=2, image_size=32)}
+    calls[name]()
+    assert dtypes and set(dtypes) == {np.dtype(np.float32)}
