@@ -1,4 +1,4 @@
-"""Optimizing the image: our time per step against torch's for the same loss, in the same run.
+"""Optimizing the image: our time per step against torch's for the same loss.
 
     python -m benchmarks.optimize [--repeats N] [--threads T] [--lbfgs-steps 100] [--lbfgs-size 256]
                                   [--skip-lbfgs] [--json PATH]
@@ -18,19 +18,30 @@ network with the same weights, built layer by layer from ``model.layers()``):
 
 Our per-step time is the difference between runs of the technique with ``2 + repeats`` and 2
 steps, divided by ``repeats`` (set-up and the last evaluation cancel out); torch's is timed
-per step after a warm-up step. Models have torchvision's random initialization (timings do not
-depend on the values). Wall-clock seconds; note the machine's load (``uptime``) with them.
+per step after a warm-up step. Our side and torch's run one after the other, each in its own
+process, so that no library's idle thread pool (OpenBLAS's, torch's OpenMP workers) spins
+beside the other's work. Models have torchvision's random initialization, seeded (timings do
+not depend on the values). Wall-clock and process CPU seconds, with the machine's load average
+before and after.
 """
 
 import argparse
+import contextlib
 import json
 import os
+import subprocess
 import sys
 import time
 
 import numpy as np
 
 from . import env
+
+#: The cases, in the order they run.
+CASES = ("class-model fashion-vgg", "class-model vgg16", "style vgg16", "lbfgs")
+LABELS = {"class-model fashion-vgg": "class-model step fashion-vgg, 10 classes 28x28",
+          "class-model vgg16": "class-model step vgg16, 1 class 224x224",
+          "style vgg16": "style-transfer step vgg16 224x224 (Adam)"}
 
 
 def torch_twin(model, last=None):
@@ -88,12 +99,6 @@ def per_step(run, repeats, base=2):
     return tuple(np.maximum(best(base + repeats) - best(base), 0.0) / repeats)
 
 
-def row(case, ours, theirs):
-    """One result: our and torch's wall and CPU seconds per step and their ratios."""
-    return {"case": case, "ours_s": ours[0], "torch_s": theirs["min_s"], "ratio": ours[0] / theirs["min_s"],
-            "ours_cpu_s": ours[1], "torch_cpu_s": theirs["min_cpu_s"], "cpu_ratio": ours[1] / theirs["min_cpu_s"]}
-
-
 def torch_class_model_step(net, x0, targets, lr, l2_weight, blur_sigma, jitter, low, high, steps):
     """The class-model step in torch, ``steps`` times (returns the image)."""
     import torch
@@ -121,26 +126,6 @@ def torch_class_model_step(net, x0, targets, lr, l2_weight, blur_sigma, jitter, 
                 x = tf.conv2d(tf.pad(x, pad, mode="reflect"), kernel.repeat(channels, 1, 1, 1), groups=channels)
         x = torch.maximum(torch.minimum(x, high), low)
     return x
-
-
-def class_model_case(label, model, size, targets, repeats):
-    """Our class-model step against torch's on ``model`` at ``size`` for ``targets``."""
-    import torch
-
-    import methods
-    from methods.lib.regularizers import pixel_bounds
-
-    c = model.input_shape[0]
-    side = size
-    lr = 25.0 * np.sqrt(c * side * side / (3 * 224 * 224))
-    sigma, jitter = 0.5 * side / 224, round(16 * side / 224)
-    ours = per_step(lambda steps: methods.class_model(model, target=targets, steps=steps, start="random",
-                                                      snapshot_every=0), repeats)
-    net, _ = torch_twin(model)
-    x0 = np.random.default_rng(0).standard_normal((len(targets), c, side, side)).astype(np.float32)
-    low, high = pixel_bounds(model)
-    step = lambda: torch_class_model_step(net, x0, torch.tensor(targets), lr, 1e-3, sigma, jitter, low, high, 1)  # noqa: E731
-    return row(label, ours, env.measure(step, repeats))
 
 
 def gram(features):
@@ -210,54 +195,87 @@ def style_setup(model, size):
     return loss, content
 
 
-def style_case(model, repeats):
-    """Our style-transfer step (Adam) against torch's at 224 x 224 on ``model``."""
-    import torch
 
+
+def load_model(case):
+    """The model of a case, the same weights in every process."""
+    import minigrad
+    from minigrad import models
+
+    minigrad.manual_seed(0)
+    name = {"class-model fashion-vgg": "fashion-vgg", "lbfgs": "vgg19-random"}.get(case, "vgg16-random")
+    return models.load(name)
+
+
+def class_model_setting(case):
+    """(targets, side) of a class-model case."""
+    return (list(range(10)), 28) if case == "class-model fashion-vgg" else ([0], 224)
+
+
+def ours(case, args):
+    """Our side of ``case``: {"wall_s", "cpu_s"} per step (the whole run for lbfgs)."""
     import methods
 
-    ours = per_step(lambda steps: methods.style_transfer(model, "sample:astronaut", style="sample:brick",
-                                                         image_size=224, optimizer="adam", init="image",
-                                                         steps=steps, snapshot_every=0), repeats)
-    loss, content = style_setup(model, 224)
-    x = content.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([x], lr=10.0)
-
-    def step():
-        optimizer.zero_grad()
-        loss(x).backward()
-        optimizer.step()
-
-    return row("style-transfer step vgg16 224x224 (Adam)", ours, env.measure(step, repeats))
-
-
-def lbfgs_case(model, steps, size):
-    """``steps`` L-BFGS steps of style transfer at ``size``: our technique against torch.optim.LBFGS."""
-    import torch
-
-    import methods
+    model = load_model(case)
+    if case.startswith("class-model"):
+        targets, _ = class_model_setting(case)
+        wall, cpu = per_step(lambda steps: methods.class_model(model, target=targets, steps=steps, start="random",
+                                                                snapshot_every=0), args.repeats)
+        return {"wall_s": wall, "cpu_s": cpu}
+    if case == "style vgg16":
+        wall, cpu = per_step(lambda steps: methods.style_transfer(
+            model, "sample:astronaut", style="sample:brick", image_size=224, optimizer="adam", init="image",
+            steps=steps, snapshot_every=0), args.repeats)
+        return {"wall_s": wall, "cpu_s": cpu}
     from methods.lib import optimize
-    from methods.lib.regularizers import pixel_scale
 
-    evaluations = []
-    original = optimize.LBFGS.step
+    evaluations, original = [], optimize.LBFGS.step
 
     def counting(self, evaluate, t):
         return original(self, lambda: evaluations.append(1) or evaluate(), t)
 
     optimize.LBFGS.step = counting
-    try:
-        start, start_cpu = time.perf_counter(), time.process_time()
-        result = methods.style_transfer(model, "sample:astronaut", style="sample:brick", image_size=size,
-                                        steps=steps, snapshot_every=0)
-        ours = (time.perf_counter() - start, time.process_time() - start_cpu)
-    finally:
-        optimize.LBFGS.step = original
+    start, start_cpu = time.perf_counter(), time.process_time()
+    result = methods.style_transfer(model, "sample:astronaut", style="sample:brick", image_size=args.lbfgs_size,
+                                    steps=args.lbfgs_steps, snapshot_every=0)
+    return {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - start_cpu,
+            "evaluations": len(evaluations), "final_loss": float(sum(v[-1, 0] for v in result.terms.values()))}
+
+
+def theirs(case, args):
+    """Torch's side of ``case``, as :func:`ours`."""
+    import torch
+
+    from methods.lib.regularizers import pixel_bounds, pixel_scale
+
+    model = load_model(case)
+    if case.startswith("class-model"):
+        targets, side = class_model_setting(case)
+        c = model.input_shape[0]
+        lr = 25.0 * np.sqrt(c * side * side / (3 * 224 * 224))
+        net, _ = torch_twin(model)
+        x0 = np.random.default_rng(0).standard_normal((len(targets), c, side, side)).astype(np.float32)
+        low, high = pixel_bounds(model)
+        timing = env.measure(lambda: torch_class_model_step(net, x0, torch.tensor(targets), lr, 1e-3, 0.5 * side / 224,
+                                                            round(16 * side / 224), low, high, 1), args.repeats)
+        return {"wall_s": timing["min_s"], "cpu_s": timing["min_cpu_s"]}
+    size = 224 if case == "style vgg16" else args.lbfgs_size
     loss, content = style_setup(model, size)
-    x = 0.001 * torch.randn(content.shape) / torch.from_numpy(pixel_scale(model))
-    x.requires_grad_(True)
-    optimizer = torch.optim.LBFGS([x], lr=1.0, max_iter=steps, max_eval=steps * 20, history_size=100,
-                                  tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    if case == "style vgg16":
+        x = content.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([x], lr=10.0)
+
+        def step():
+            optimizer.zero_grad()
+            loss(x).backward()
+            optimizer.step()
+
+        timing = env.measure(step, args.repeats)
+        return {"wall_s": timing["min_s"], "cpu_s": timing["min_cpu_s"]}
+    x = (0.001 * torch.randn(content.shape) / torch.from_numpy(pixel_scale(model))).requires_grad_(True)
+    optimizer = torch.optim.LBFGS([x], lr=1.0, max_iter=args.lbfgs_steps, max_eval=args.lbfgs_steps * 20,
+                                  history_size=100, tolerance_grad=0.0, tolerance_change=0.0,
+                                  line_search_fn="strong_wolfe")
     calls = []
 
     def closure():
@@ -269,11 +287,34 @@ def lbfgs_case(model, steps, size):
 
     start, start_cpu = time.perf_counter(), time.process_time()
     optimizer.step(closure)
-    theirs = {"min_s": time.perf_counter() - start, "min_cpu_s": time.process_time() - start_cpu}
-    return {**row(f"{steps} L-BFGS steps of style transfer, {model.describe()} {size}x{size}", ours, theirs),
-            "ours_evaluations": len(evaluations),
-            "torch_evaluations": len(calls), "torch_iterations": optimizer.state[x]["n_iter"],
-            "ours_final_loss": float(sum(v[-1, 0] for v in result.terms.values()))}
+    return {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - start_cpu,
+            "evaluations": len(calls), "iterations": optimizer.state[x]["n_iter"]}
+
+
+def limit_threads(threads, with_torch):
+    """A context in which every thread pool of this process has ``threads`` threads (0: the
+    libraries' defaults)."""
+    if not threads:
+        return contextlib.nullcontext()
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(threads)
+    if with_torch:
+        import torch
+
+        torch.set_num_threads(threads)
+    return threadpool_limits(threads)
+
+
+def side(name, args):
+    """Run one side of every case in this process; the results as JSON on the last line of stdout."""
+    results = {}
+    with limit_threads(args.threads, name == "torch"):
+        for case in args.cases:
+            results[case] = (ours if name == "ours" else theirs)(case, args)
+            print(f"{name} {case}: {json.dumps(results[case])}", file=sys.stderr, flush=True)
+    print(json.dumps(results))
 
 
 def main(argv=None):
@@ -285,40 +326,29 @@ def main(argv=None):
     parser.add_argument("--lbfgs-size", type=int, default=256, help="image side of the style-transfer run")
     parser.add_argument("--skip-lbfgs", action="store_true", help="leave out the style-transfer run")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--side", choices=("ours", "torch"), help=argparse.SUPPRESS)  # one side, in a child process
     args = parser.parse_args(argv)
-    import torch
-
-    import minigrad
-    from minigrad import models
-
-    if args.threads:
-        import numba
-        from threadpoolctl import threadpool_limits
-
-        limits = threadpool_limits(args.threads)  # noqa: F841  (kept for the whole run)
-        numba.set_num_threads(args.threads)
-        torch.set_num_threads(args.threads)
+    args.cases = [c for c in CASES if not (args.skip_lbfgs and c == "lbfgs")]
+    if args.side:
+        return side(args.side, args)
     load = os.getloadavg()
+    sides = {}
+    for name in ("ours", "torch"):
+        command = [sys.executable, "-m", "benchmarks.optimize", "--side", name] + list(argv or sys.argv[1:])
+        output = subprocess.run(command, stdout=subprocess.PIPE, check=True, text=True).stdout
+        sides[name] = json.loads(output.strip().splitlines()[-1])
     rows = []
-    fashion = models.load("fashion-vgg")
-    rows.append(class_model_case("class-model step fashion-vgg, 10 classes 28x28", fashion, 28, list(range(10)),
-                                 args.repeats))
-    print(json.dumps(rows[-1]), file=sys.stderr)
-    minigrad.manual_seed(0)
-    vgg16 = models.load("vgg16-random")
-    rows.append(class_model_case("class-model step vgg16, 1 class 224x224", vgg16, 224, [0], args.repeats))
-    print(json.dumps(rows[-1]), file=sys.stderr)
-    rows.append(style_case(vgg16, args.repeats))
-    print(json.dumps(rows[-1]), file=sys.stderr)
-    del vgg16
-    if not args.skip_lbfgs:
-        rows.append(lbfgs_case(models.load("vgg19-random"), args.lbfgs_steps, args.lbfgs_size))
-        print(json.dumps(rows[-1]), file=sys.stderr)
-    report = {"machine": env.describe(), "load_before": load, "load_after": os.getloadavg(),
-              "backend": minigrad.get_backend(), "results": rows}
+    for case in args.cases:
+        a, b = sides["ours"][case], sides["torch"][case]
+        label = LABELS.get(case) or f"{args.lbfgs_steps} L-BFGS steps of style transfer, vgg19 " \
+                                    f"{args.lbfgs_size}x{args.lbfgs_size} (whole run)"
+        rows.append({"case": label, "ours": a, "torch": b, "ratio": a["wall_s"] / b["wall_s"],
+                     "cpu_ratio": a["cpu_s"] / b["cpu_s"]})
+    report = {"machine": env.describe(), "threads": args.threads, "load_before": load, "load_after": os.getloadavg(),
+              "results": rows}
     for r in rows:
-        cpu = f"  CPU {r['ours_cpu_s']:.3f} / {r['torch_cpu_s']:.3f} s {r['cpu_ratio']:.2f}x" if "cpu_ratio" in r else ""
-        print(f"{r['case']:<58} ours {r['ours_s']:9.3f} s  torch {r['torch_s']:9.3f} s  {r['ratio']:.2f}x{cpu}")
+        print(f"{r['case']:<62} ours {r['ours']['wall_s']:8.3f} s  torch {r['torch']['wall_s']:8.3f} s  "
+              f"{r['ratio']:.2f}x   CPU {r['ours']['cpu_s']:.3f} / {r['torch']['cpu_s']:.3f} s  {r['cpu_ratio']:.2f}x")
     print(f"load average before {load[0]:.2f}, after {report['load_after'][0]:.2f}")
     if args.json:
         with open(args.json, "w") as handle:

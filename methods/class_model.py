@@ -22,12 +22,12 @@ gradient.
 import numpy as np
 
 import minigrad
+from methods.lib import regularizers
 from methods.lib.attribution import class_title
 from methods.lib.figures import Panel, figure
 from methods.lib.inputs import frozen, probabilities, resolve_targets
 from methods.lib.optimize import GradientStep, OptimizedResult, optimize, optimized_size
 from methods.lib.options import Option, technique
-from methods.lib import regularizers
 from methods.lib.regularizers import l2, pixel_bounds
 
 __all__ = ["ClassModelResult", "class_model"]
@@ -112,7 +112,8 @@ def class_model(model, *, target, steps, learning_rate, l2_weight, blur_sigma, b
 
     after = [regularizers.blur_every(blur_sigma, blur_every)] + ([regularizers.clip(low, high)] if clip else [])
     with frozen(model):
-        run = optimize(first.astype(np.float32), objective, steps=steps, rule=GradientStep(learning_rate, normalize="l2"),
+        run = optimize(first.astype(np.float32), objective, steps=steps,
+                       rule=GradientStep(learning_rate, normalize="l2"),
                        jitter=jitter, after=after, snapshot_every=snapshot_every, seed=seed,
                        description="class model")
         with minigrad.no_grad():

@@ -126,8 +126,11 @@ def deepdream(model, x, *, layer, steps, octaves, octave_scale, step_size, jitte
         with minigrad.no_grad():
             energy = [to_host((a * a).reshape(len(a), -1).sum(axis=1))
                       for a in (activations(model, minigrad.tensor(image), [layer])[layer] for image in (x, dream))]
-    terms = {"objective": np.concatenate([r.terms["objective"][:-1] for r in runs] + [runs[-1].terms["objective"][-1:]])}
-    snapshots = [(sum(r.steps for r in runs[:k + 1]), resize(r.image, bases[-1].shape[2:])) for k, r in enumerate(runs[:-1])]
+    # the octaves' terms one after the other (each octave's last value is the next one's first)
+    terms = {"objective": np.concatenate([r.terms["objective"][:-1] for r in runs]
+                                         + [runs[-1].terms["objective"][-1:]])}
+    snapshots = [(sum(r.steps for r in runs[:k + 1]), resize(r.image, bases[-1].shape[2:]))
+                 for k, r in enumerate(runs[:-1])]
     whole = Run(dream, terms, snapshots, sum(r.steps for r in runs), any(r.interrupted for r in runs))
     result = DreamResult(model, whole, model.deprocess(x), layer, sizes, energy[1].astype(np.float64),
                          energy[0].astype(np.float64), guide is not None)

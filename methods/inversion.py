@@ -20,9 +20,10 @@ quarter of the steps and 0.00004 from three quarters, the momentum reset at each
 start random with norm sigma.
 
 Several random starts of the same code ("multiple reconstructions ... all look the same to
-the CNN", the lecture notes) and reconstructions from every layer are optimized together. The result reports each reconstruction's
-relative code distance ||Phi(x) - Phi0||^2 / ||Phi0||^2 at the start and the end. One forward
-pass of the whole batch to the deepest layer serves every layer.
+the CNN", the lecture notes) and reconstructions from every layer are optimized together. The
+result reports each reconstruction's relative code distance ||Phi(x) - Phi0||^2 / ||Phi0||^2 at
+the start and the end. One forward pass of the whole batch to the deepest layer serves every
+layer.
 """
 
 import numpy as np

@@ -29,10 +29,10 @@ deviation, and the result's luminance is combined with the content's I and Q.
 import numpy as np
 
 import minigrad
+from methods.lib import objectives
 from methods.lib.datasets import load_picture
 from methods.lib.figures import Panel, curves, figure
 from methods.lib.inputs import frozen, to_host
-from methods.lib import objectives
 from methods.lib.objectives import activations, content_layer, gram_matrix
 from methods.lib.optimize import LBFGS, Adam, OptimizedResult, optimize
 from methods.lib.options import Option, technique
@@ -153,7 +153,8 @@ def style_transfer(model, content, *, style, style_blend_weights, content_weight
         content_loss = style_loss = 0.0
         for layer in content_names:
             difference = (found[layer] - content_targets[layer]).reshape(len(x), -1)
-            content_loss = content_loss + (difference * difference).mean(axis=1) * np.float32(content_weight * unit ** 2)
+            weight = np.float32(content_weight * unit ** 2)
+            content_loss = content_loss + (difference * difference).mean(axis=1) * weight
         for layer in style_names:
             difference = (gram_matrix(found[layer]) - grams[layer]).reshape(len(x), -1)
             style_loss = style_loss + (difference * difference).mean(axis=1) * np.float32(style_weight * unit ** 4)

@@ -30,8 +30,8 @@ its 0..255 input: a constant rate of 100 pixel levels per unit of gradient has n
 a network trained on normalized input (fashion-vgg's units barely move under it). Every preset
 therefore takes the toolbox's "progress" step, the one that would raise the activation by
 ``progress`` if it were linear (lr = progress / ||g||^2, per image), with the progress measured
-in standard deviations of the layer's activations at the start (2 by default, the toolbox's
-value), so a preset does the same on any network. As in the toolbox, the image is optimized in
+in standard deviations of the layer's activations for that image's start (2 by default, the
+toolbox's value), so a preset does the same on any network. As in the toolbox, the image is optimized in
 mean-subtracted 8-bit pixel levels (the blur widths and percentiles are the paper's; other
 models' inputs are converted with their preprocessing), starts at the mean colour plus
 N(0, 10 levels) noise, and is clipped to the valid pixel range after every step. For a
@@ -123,7 +123,11 @@ def visualize_unit(model, *, layer, unit, preset, steps, progress, decay, blur_s
     given = dict(steps=steps, decay=decay, blur_sigma=blur_sigma, blur_every=blur_every,
                  norm_percentile=norm_percentile, contribution_percentile=contribution_percentile)
     settings = {name: PRESETS[preset][name] if value is None else value for name, value in given.items()}
-    layer = layer or [name for name, m in spatial_layers(model) if isinstance(m, nn.Conv2d)][-1]
+    if layer is None:
+        convolutions = [name for name, m in spatial_layers(model) if isinstance(m, nn.Conv2d)]
+        if not convolutions:
+            raise ValueError(f"{model.describe()} has no convolution before its classifier; name the layer")
+        layer = convolutions[-1]
     model.check_layers([layer])
     c, h, w = optimized_size(model, max_size)
     scale = 1.0 / pixel_scale(model)
@@ -133,7 +137,8 @@ def visualize_unit(model, *, layer, unit, preset, steps, progress, decay, blur_s
     with frozen(model), minigrad.no_grad():
         probe = activations(model, minigrad.tensor(start * scale), [layer])[layer]
     unit = centre_unit(probe.shape) if unit is None else unit
-    spread = float(probe.data.std()) or 1.0
+    spread = probe.data.reshape(restarts, -1).std(axis=1)
+    spread = np.where(spread > 0, spread, 1.0).astype(np.float32)  # each image's own scale: restarts independent
 
     def objective(x):
         return {"activation": -unit_activation(activations(model, x, [layer])[layer], unit)}

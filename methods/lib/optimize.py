@@ -52,7 +52,7 @@ class GradientStep:
     """x <- x - lr * g / norm(g), per image. ``normalize``: None (the raw gradient), "l2" (g / ||g||:
     cs231n's class visualization), "mean" (g / mean |g|: DeepDream), or "progress" (Yosinski et
     al.'s rate lr_i = min(lr, progress / ||g_i||^2), which changes a linear objective by
-    ``progress``)."""
+    ``progress``, a number or one per image)."""
 
     def __init__(self, lr, normalize=None, progress=None):
         if normalize not in (None, "l2", "mean", "progress"):

@@ -23,8 +23,8 @@ import methods
 import minigrad
 from methods import data
 from methods.lib.datasets import load_images
-from methods.lib.regularizers import pixel_bounds
 from methods.lib.objectives import activations
+from methods.lib.regularizers import pixel_bounds
 from minigrad import models
 from tests.methods.tiny_models import tiny_vgg
 
@@ -164,7 +164,7 @@ def test_bad_arguments_are_named(fashion):
     x, _ = load_images(fashion, ["sample:0"])
     with pytest.raises(ValueError, match="unknown layer 'conv9'"):
         methods.invert(fashion, x, layers=["conv9"])
-    with pytest.raises(ValueError, match="max_size 16 is smaller than fashion-vgg's input size 28x28, the only size it takes"):
+    with pytest.raises(ValueError, match="max_size 16 is smaller than fashion-vgg's input size 28x28, the only size"):
         methods.class_model(fashion, max_size=16)
     with pytest.raises(ValueError, match="sample:nothing: no such sample"):
         methods.texture_synthesis(fashion, "sample:nothing")
