@@ -14,10 +14,10 @@ value); lambda_alpha = 8e-10; lambda_TV = 1, 10 or 100 for the first 30%, the ne
 rest of the layers (their AlexNet layers 1-6, 7-12 and 13-20), for 227 x 227 images. The same
 scene at a side s has neighbour differences 227 / s times larger, so TV^beta / sigma^2 grows as
 (227 / s)^beta: lambda_TV is scaled by (s / 227)^beta to regularize any size as the authors did
-at theirs (0.015 at 28 x 28 for beta = 2). 400 steps of gradient descent
-with momentum 0.9 on sigma^2 times the objective, the learning rate 0.004, then 0.0004 from a
-quarter of the steps and 0.00004 from three quarters, the momentum reset at each change; the
-start random with norm sigma.
+at theirs (0.015 at 28 x 28 for beta = 2). 400 steps of gradient descent with momentum 0.9 on
+sigma^2 times the objective, the learning rate 0.004, then 0.0004 from a quarter of the steps
+and 0.00004 from three quarters, the momentum reset at each change; the start random with norm
+sigma.
 
 Several random starts of the same code ("multiple reconstructions ... all look the same to
 the CNN", the lecture notes) and reconstructions from every layer are optimized together. The
