@@ -30,6 +30,12 @@ from methods.backprop import deconvnet, guided_backprop
 from methods.gradcam import grad_cam
 from methods.smoothgrad import smoothgrad
 from methods.integrated_gradients import integrated_gradients
+from methods.class_model import class_model
+from methods.visualize_unit import visualize_unit
+from methods.inversion import invert
+from methods.deepdream import deepdream
+from methods.texture import texture_synthesis
+from methods.style_transfer import style_transfer
 from methods.hog import hog, hog_inversion, soft_hog
 from methods.efros_leung import efros_leung
 from methods.fgsm import fgsm
@@ -40,20 +46,18 @@ from methods.lbfgs_attack import lbfgs_attack
 from methods.adversarial import adversarial_examples, logistic_example
 from methods.fooling import fooling_image
 from methods.robustness import robustness
+from methods.lib.objectives import gram_matrix
+from methods.lib.regularizers import total_variation
 
-__all__ = ["PLANNED", "TECHNIQUES", "activations", "adversarial_examples", "carlini_wagner", "deconvnet", "deepfool",
-           "efros_leung", "fgsm", "filters", "fooling_image", "grad_cam", "guided_backprop", "hog", "hog_inversion",
-           "integrated_gradients", "lbfgs_attack", "logistic_example", "maximally_activating_patches", "neighbours",
-           "occlusion", "pgd", "robustness", "saliency", "smoothgrad", "soft_hog", "tsne", "tsne_embedding"]
+__all__ = ["PLANNED", "TECHNIQUES", "activations", "adversarial_examples", "carlini_wagner", "class_model",
+           "deconvnet", "deepdream", "deepfool", "efros_leung", "fgsm", "filters", "fooling_image", "grad_cam",
+           "gram_matrix", "guided_backprop", "hog", "hog_inversion", "integrated_gradients", "invert",
+           "lbfgs_attack", "logistic_example", "maximally_activating_patches", "neighbours", "occlusion", "pgd",
+           "robustness", "saliency", "smoothgrad", "soft_hog", "style_transfer", "texture_synthesis",
+           "total_variation", "tsne", "tsne_embedding", "visualize_unit"]
 
 #: The lecture notes' techniques still to come (name, title, paper); ``python -m methods`` lists them.
 PLANNED = (
-    ("class-model", "Class model visualization by gradient ascent", "Simonyan et al. 2014"),
-    ("neuron-vis", "Regularized neuron visualization", "Yosinski et al. 2015"),
-    ("inversion", "Feature inversion", "Mahendran & Vedaldi 2015"),
-    ("deepdream", "DeepDream", "Mordvintsev et al. 2015"),
-    ("texture", "Texture synthesis with Gram matrices", "Gatys et al. 2015"),
-    ("style-transfer", "Neural style transfer", "Gatys et al. 2016"),
     ("deep-image-prior", "Deep Image Prior", "Ulyanov et al. 2018"),
     ("bagnet", "Bag-of-features and BagNet evidence maps", "Brendel & Bethge 2019"),
     ("embeddings", "Siamese / triplet embeddings", "Hadsell et al. 2006; Schroff et al. 2015"),

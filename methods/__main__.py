@@ -32,12 +32,14 @@ def build_parser():
         else:
             sub.add_argument("--model", default="fashion-vgg",
                              help="model name for minigrad.models.load, or a weights file (default: fashion-vgg)")
-        if spec.inputs == "images" or spec.queries:
+        if spec.inputs in ("images", "pictures") or spec.queries:
             what = "query image" if spec.queries else "image"
-            default = "dataset indices" if spec.queries else "sample:0 for fashion-vgg, sample:chelsea otherwise"
+            default = "dataset indices" if spec.queries else spec.image or \
+                "sample:0 for fashion-vgg, sample:chelsea otherwise"
+            more = "" if spec.inputs == "pictures" else "; repeat for a batch"
             sub.add_argument("--image", action="append", default=None,
                              help=f"{what}: a file, sample:NAME (a shipped photo) or sample:INDEX (a Fashion-MNIST "
-                                  f"test image); repeat for a batch (default: {default})")
+                                  f"test image){more} (default: {default})")
         if spec.inputs == "dataset":
             sub.add_argument("--dataset", default="sample",
                              help="'sample' (the Fashion-MNIST sample for fashion-vgg, crops of the shipped photos for "

@@ -23,8 +23,8 @@ from methods import data
 from minigrad.models import PreprocessingNote
 from minigrad.models.preprocessing import read_image
 
-__all__ = ["Dataset", "IMAGE_SUFFIXES", "as_dataset", "default_image", "load_dataset", "load_images", "load_pixels",
-           "photo_crops"]
+__all__ = ["Dataset", "IMAGE_SUFFIXES", "as_dataset", "default_image", "image_source", "load_dataset", "load_images",
+           "load_picture", "load_pixels", "photo_crops"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -65,23 +65,12 @@ def default_image(model):
     return "sample:0" if _is_fashion(model) else "sample:chelsea"
 
 
-def load_images(model, specs):
-    """Images named on a command line, preprocessed for ``model``: image files, ``sample:NAME``
-    (a shipped photograph) or ``sample:INDEX`` (an image of the shipped Fashion-MNIST sample).
-    Returns (x, notes): the (N, C, H, W) batch and the resize notes, one string each."""
-    images = [_sample(spec) if isinstance(spec, str) and spec.startswith("sample:") else spec for spec in specs]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PreprocessingNote)
-        x = model.preprocessing.normalize(model.prepare_images(images, names=[str(spec) for spec in specs]))
-    notes = [str(w.message) for w in caught if issubclass(w.category, PreprocessingNote)]
-    for w in caught:
-        if not issubclass(w.category, PreprocessingNote):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return x, notes
-
-
-def _sample(spec):
-    """The shipped image ``sample:NAME`` (a photograph or texture) or ``sample:INDEX`` (Fashion-MNIST)."""
+def image_source(spec):
+    """What an image spec names, for ``model.preprocess``: ``sample:NAME`` (a shipped photograph)
+    and ``sample:INDEX`` (an image of the shipped Fashion-MNIST sample) become arrays; files and
+    arrays are returned as they are."""
+    if not isinstance(spec, str) or not spec.startswith("sample:"):
+        return spec
     key = spec.split(":", 1)[1]
     if key.isdigit():
         sample = data.fashion_sample()[0]
@@ -94,12 +83,46 @@ def _sample(spec):
                      f"one of {', '.join(sorted(data.SAMPLE_IMAGES))}")
 
 
+def load_picture(model, spec, longest=None, size=None):
+    """One image (a file, ``sample:NAME``, ``sample:INDEX`` or an array) as uint8 (H, W, C) pixels in
+    the model's colour mode (C = 1 or 3), at its own size, resized so that its longer side is
+    ``longest`` pixels (what texture synthesis and style transfer optimize at), or resized to
+    ``size`` = (h, w)."""
+    source = image_source(spec)
+    if isinstance(source, np.ndarray) and source.ndim == 2:
+        source = source[..., None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreprocessingNote)
+        pixels = _uint8(model.preprocessing.prepare([source]))[0]
+        h, w = pixels.shape[:2]
+        if longest is not None:
+            size = (max(1, round(h * longest / max(h, w))), max(1, round(w * longest / max(h, w))))
+        if size is not None and tuple(size) != (h, w):
+            pixels = _uint8(model.preprocessing.prepare(pixels[None], size=tuple(size), crop="none"))[0]
+    return pixels
+
+
+def load_images(model, specs):
+    """Images named on a command line, preprocessed for ``model``: image files, ``sample:NAME``
+    (a shipped photograph) or ``sample:INDEX`` (an image of the shipped Fashion-MNIST sample).
+    Returns (x, notes): the (N, C, H, W) batch and the resize notes, one string each."""
+    images = [image_source(spec) for spec in specs]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PreprocessingNote)
+        x = model.preprocessing.normalize(model.prepare_images(images, names=[str(spec) for spec in specs]))
+    notes = [str(w.message) for w in caught if issubclass(w.category, PreprocessingNote)]
+    for w in caught:
+        if not issubclass(w.category, PreprocessingNote):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return x, notes
+
+
 def load_pixels(spec):
     """The pixels of one image named as on a command line (a file, ``sample:NAME`` or
     ``sample:INDEX``), at its own size and mode: uint8 (H, W) grey or (H, W, 3) colour. For the
     techniques that work on an image itself, with no network (``inputs="image"``)."""
     if spec.startswith("sample:"):
-        return _sample(spec)
+        return image_source(spec)
     pixels = read_image(spec)
     return pixels[..., 0] if pixels.shape[2] == 1 else pixels
 
@@ -136,14 +159,16 @@ def load_dataset(model, spec="sample", limit=None):
     return Dataset(_fit(model, files), labels, names, files)
 
 
+def _uint8(pixels):
+    """Pixels as uint8 (float pixels in [0, 1] scaled)."""
+    return pixels if pixels.dtype == np.uint8 else np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8)
+
+
 def _fit(model, images):
     """Images of any size and mode at the model's input size, uint8, without per-image notes."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PreprocessingNote)
-        pixels = model.prepare_images(images)
-    if pixels.dtype != np.uint8:
-        pixels = np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8)
-    return pixels
+        return _uint8(model.prepare_images(images))
 
 
 def as_dataset(model, data, labels=None):

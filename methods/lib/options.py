@@ -32,7 +32,8 @@ import numpy as np
 __all__ = ["KINDS", "Option", "Technique", "TECHNIQUES", "technique"]
 
 #: What an option can hold; each kind has a check and a command-line parser.
-KINDS = ("int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path", "image")
+KINDS = ("int", "float", "bool", "choice", "str", "layer", "layers", "unit", "target", "ints", "floats", "path",
+         "image", "images")
 
 #: name -> :class:`Technique`, in the order the modules register them.
 TECHNIQUES = {}
@@ -40,6 +41,11 @@ TECHNIQUES = {}
 
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value):
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value))
 
 
 class Option:
@@ -66,7 +72,7 @@ class Option:
         """The valid values, in words."""
         if self.kind == "choice":
             return "one of " + ", ".join(map(str, self.choices))
-        if self.kind in ("int", "float", "ints"):
+        if self.kind in ("int", "float", "ints", "floats"):
             what = "an integer" if self.kind in ("int", "ints") else "a number"
             if self.low is not None and self.high is not None:
                 return f"{what} from {self.low} to {self.high}" + (" (exclusive of the lower bound)" if self.open_low else "")
@@ -76,6 +82,8 @@ class Option:
                 return f"{what} <= {self.high}"
             return what
         return {"bool": "True or False", "str": "a string", "layer": "a layer name of the model",
+                "layers": "one or more layer names of the model",
+                "images": "one or more images: files, sample:NAME or uint8 arrays",
                 "unit": "a channel c or a neuron (c, i, j) of non-negative integers",
                 "target": "a class index >= 0 or a class name (or one per image)",
                 "path": "a file or folder path",
@@ -101,8 +109,7 @@ class Option:
                 raise self._bad(value)
             return self._in_range(int(value))
         if kind == "float":
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not math.isfinite(value):
+            if not _is_number(value):
                 raise self._bad(value)
             return self._in_range(float(value))
         if kind == "ints":
@@ -110,6 +117,23 @@ class Option:
             if not values or not all(_is_int(v) for v in values):
                 raise self._bad(value)
             return [self._in_range(int(v), value) for v in values]
+        if kind == "floats":
+            values = [value] if _is_number(value) else list(value) if isinstance(value, (list, tuple, np.ndarray)) \
+                else None
+            if not values or not all(_is_number(v) for v in values):
+                raise self._bad(value)
+            return [self._in_range(float(v), value) for v in values]
+        if kind == "layers":
+            values = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
+            if not values or not all(isinstance(v, str) and v for v in values):
+                raise self._bad(value)
+            return values
+        if kind == "images":
+            values = list(value) if isinstance(value, (list, tuple)) else [value]
+            if not all((isinstance(v, str) and v) or (isinstance(v, np.ndarray) and v.ndim in (2, 3) and v.size)
+                       for v in values) or not values:
+                raise self._bad(value)
+            return values
         if kind == "choice":
             if value not in self.choices:
                 raise self._bad(value)
@@ -156,6 +180,10 @@ class Option:
                 return float(text)
             if kind == "ints":
                 return [int(t) for t in text.replace(",", " ").split()]
+            if kind == "floats":
+                return [float(t) for t in text.replace(",", " ").split()]
+            if kind in ("layers", "images"):
+                return [t.strip() for t in text.split(",") if t.strip()]
             if kind == "unit":
                 parts = [int(t) for t in text.split(",")]
                 return parts[0] if len(parts) == 1 else tuple(parts)
@@ -192,15 +220,17 @@ class Option:
 
 class Technique:
     """A registered technique: its name, title, paper, options, what it takes (``inputs``:
-    "images" -- a preprocessed batch; "dataset" -- a :class:`~methods.lib.datasets.Dataset`;
-    "model" -- nothing more; "image" -- one image and no model, by default ``image``), and the
-    decorated function."""
+    "images" -- a preprocessed batch; "pictures" -- one image as given (a file, ``sample:NAME``
+    or a uint8 array), which the technique sizes itself (texture synthesis, style transfer);
+    "dataset" -- a :class:`~methods.lib.datasets.Dataset`; "model" -- nothing more; "image" --
+    one image and no model), and the decorated function. ``image``: the image a "pictures" or
+    "image" technique shows when none is named (default: the model's default image)."""
 
     def __init__(self, name, title, paper, options, inputs, function, queries=False, image=None):
         self.name, self.title, self.paper, self.inputs, self.function = name, title, paper, inputs, function
         self.options = list(options)
         self.queries = queries  # a dataset technique that also takes query images (neighbours)
-        self.image = image  # the default image of an inputs="image" technique
+        self.image = image
 
     def defaults(self):
         return {o.name: o.default for o in self.options}
@@ -219,17 +249,18 @@ class Technique:
         return {name: option.check(values.get(name, option.default)) for name, option in known.items()}
 
 
-def technique(name, title, paper, options, inputs="images"):
+def technique(name, title, paper, options, inputs="images", example=None):
     """Register the decorated function as technique ``name`` with these :class:`Option` s.
 
-    The function is written ``def f(model, x, *, opt1, opt2)`` (``f(model, dataset, ..., *, ...)``
-    for ``inputs="dataset"``, ``f(model, *, ...)`` for "model", ``f(image="sample:NAME", *, ...)``
-    for "image") with keyword-only options and no defaults: the defaults come from the
-    declaration. The returned function checks every option, adapts the model and the input batch
-    (or checks the image), and sets ``result.params`` to the values it ran with.
+    The function is written ``def f(model, x, *, opt1, opt2)`` (``f(model, picture, *, ...)`` for
+    ``inputs="pictures"``, ``f(model, dataset, ..., *, ...)`` for "dataset", ``f(model, *, ...)``
+    for "model", ``f(image="sample:NAME", *, ...)`` for "image") with keyword-only options and no
+    defaults: the defaults come from the declaration. The returned function checks every option,
+    adapts the model and the input batch (or checks the image), and sets ``result.params`` to the
+    values it ran with. ``example``: the default image of a "pictures" technique.
     """
-    if inputs not in ("images", "dataset", "model", "image"):
-        raise ValueError(f"inputs must be 'images', 'dataset', 'model' or 'image', got {inputs!r}")
+    if inputs not in ("images", "pictures", "dataset", "model", "image"):
+        raise ValueError(f"inputs must be 'images', 'pictures', 'dataset', 'model' or 'image', got {inputs!r}")
 
     def decorate(function):
         signature = inspect.signature(function)
@@ -239,7 +270,7 @@ def technique(name, title, paper, options, inputs="images"):
             raise TypeError(f"{function.__name__}: keyword-only parameters {[p.name for p in keyword]} "
                             f"must be the declared options {declared}, in order")
         positional = [p for p in signature.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
-        image = positional[0].default if inputs == "image" and positional else None
+        image = positional[0].default if inputs == "image" and positional else example
         if inputs == "image" and (len(positional) != 1 or not isinstance(image, str)):
             raise TypeError(f"{function.__name__}: an inputs='image' technique takes one image parameter whose "
                             "default names an image (a file or sample:NAME), then its options")
@@ -269,21 +300,20 @@ def technique(name, title, paper, options, inputs="images"):
                 if len(args) != 1:
                     raise TypeError(f"{name}() takes the model and one image batch, then options by name")
                 args = (check_batch(model, args[0]),)
-            elif (inputs == "dataset" and not args) or (inputs == "model" and args):
-                raise TypeError(f"{name}() takes the model{' and a dataset' if inputs == 'dataset' else ''}, "
-                                "then options by name")
+            elif (inputs in ("dataset", "pictures") and not args) or (inputs == "model" and args):
+                what = {"dataset": " and a dataset", "pictures": " and an image"}.get(inputs, "")
+                raise TypeError(f"{name}() takes the model{what}, then options by name")
             result = function(model, *args, **values)
             result.technique, result.params = name, {**values, **result.params}
             return result
 
-        if inputs == "image":
-            run = run_on_image
-        run.__signature__ = signature.replace(parameters=[
+        wrapper = run_on_image if inputs == "image" else run
+        wrapper.__signature__ = signature.replace(parameters=[
             p.replace(default=spec.defaults()[p.name]) if p.kind is p.KEYWORD_ONLY else p
             for p in signature.parameters.values()])
-        spec.function = run
-        run.technique = spec
+        spec.function = wrapper
+        wrapper.technique = spec
         TECHNIQUES[name] = spec
-        return run
+        return wrapper
 
     return decorate

@@ -11,10 +11,10 @@ __all__ = ["run_technique"]
 def run_technique(spec, model, values, images=None, dataset="sample", limit=None):
     """Run technique ``spec`` (a :class:`~methods.lib.options.Technique`) on ``model`` with option
     ``values``. ``images``: image specs (files, ``sample:NAME``, ``sample:INDEX``; default: the
-    model's :func:`~methods.lib.datasets.default_image`) for techniques that take images, or the
-    queries of one that takes a dataset; ``dataset`` / ``limit`` for dataset techniques. A
-    technique on one image and no network (``inputs="image"``) takes the first spec (default:
-    its own) and ignores ``model``.
+    model's :func:`~methods.lib.datasets.default_image`, or the technique's own) for techniques
+    that take images, or the queries of one that takes a dataset; ``dataset`` / ``limit`` for
+    dataset techniques. A technique on one image and no network (``inputs="image"``) takes the
+    first spec (default: its own) and ignores ``model``.
     Returns (result, notes): ``result.inputs`` records what it ran on, ``notes`` the resizes made."""
     start = time.perf_counter()
     notes = []
@@ -22,6 +22,12 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
         images = images or [default_image(model)]
         x, notes = load_images(model, images)
         result = spec.function(model, x, **values)
+        result.inputs = {"images": list(images)}
+    elif spec.inputs == "pictures":
+        images = images or [spec.image or default_image(model)]
+        if len(images) != 1:
+            raise ValueError(f"{spec.name} takes one image, got {len(images)}")
+        result = spec.function(model, images[0], **values)
         result.inputs = {"images": list(images)}
     elif spec.inputs == "dataset":
         data = load_dataset(model, dataset, limit)

@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_every_technique_is_registered_with_its_function():
     assert list(TECHNIQUES) == ["filters", "activations", "patches", "neighbours", "tsne", "occlusion", "saliency",
                                 "deconvnet", "guided-backprop", "grad-cam", "smoothgrad", "integrated-gradients",
+                                "class-model", "visualize-unit", "inversion", "deepdream", "texture", "style-transfer",
                                 "hog-inversion", "efros-leung", "fgsm", "pgd", "deepfool", "carlini-wagner", "lbfgs",
                                 "adversarial", "fooling", "robustness"]
     for name, function in [("filters", methods.filters), ("activations", methods.activations),
@@ -31,7 +32,10 @@ def test_every_technique_is_registered_with_its_function():
                            ("saliency", methods.saliency), ("deconvnet", methods.deconvnet),
                            ("guided-backprop", methods.guided_backprop), ("grad-cam", methods.grad_cam),
                            ("smoothgrad", methods.smoothgrad),
-                           ("integrated-gradients", methods.integrated_gradients),
+                           ("integrated-gradients", methods.integrated_gradients), ("class-model", methods.class_model),
+                           ("visualize-unit", methods.visualize_unit), ("inversion", methods.invert),
+                           ("deepdream", methods.deepdream), ("texture", methods.texture_synthesis),
+                           ("style-transfer", methods.style_transfer),
                            ("hog-inversion", methods.hog_inversion), ("efros-leung", methods.efros_leung),
                            ("fgsm", methods.fgsm),
                            ("pgd", methods.pgd), ("deepfool", methods.deepfool),
@@ -63,6 +67,19 @@ def test_documented_paper_defaults():
     assert signature(methods.saliency).parameters["background_quantile"].default == 0.30
     assert signature(methods.tsne_embedding).parameters["perplexity"].default == 30.0
     assert signature(methods.maximally_activating_patches).parameters["k"].default == 9
+    assert signature(methods.class_model).parameters["l2_weight"].default == 1e-3  # cs231n's lambda
+    assert signature(methods.class_model).parameters["blur_every"].default == 10
+    assert signature(methods.visualize_unit).parameters["preset"].default == "blur"  # Yosinski et al.'s row 3
+    assert signature(methods.invert).parameters["alpha"].default == 6.0  # Mahendran & Vedaldi
+    assert signature(methods.invert).parameters["beta"].default == 2.0
+    deepdream = signature(methods.deepdream).parameters
+    assert (deepdream["octaves"].default, deepdream["octave_scale"].default, deepdream["steps"].default,
+            deepdream["step_size"].default, deepdream["jitter"].default) == (4, 1.4, 10, 1.5, 32)
+    assert signature(methods.texture_synthesis).parameters["pooling"].default == "avg"  # Gatys et al. 2015
+    style = signature(methods.style_transfer).parameters  # neural-style's
+    assert (style["content_weight"].default, style["style_weight"].default, style["tv_weight"].default,
+            style["steps"].default, style["image_size"].default, style["optimizer"].default) == \
+        (5.0, 100.0, 1e-3, 1000, 512, "lbfgs")
 
 
 class Counting:
@@ -79,6 +96,10 @@ class Counting:
 def images(n=12):
     return np.random.default_rng(0).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
 
+
+#: What each kind of technique takes after the model, for calls that must fail before any work.
+ARGS = {"images": (np.zeros((1, 3, 16, 16), np.float32),), "pictures": (np.zeros((16, 16, 3), np.uint8),),
+        "dataset": (images(),), "model": ()}
 
 BAD = [  # technique, option, bad value, the message (the option named, with its range)
     ("occlusion", "size", 0, "size must be an integer >= 1 or None, got 0"),
@@ -124,6 +145,19 @@ BAD = [  # technique, option, bad value, the message (the option named, with its
     ("fooling", "threshold", 1.5, "threshold must be a number from 0 to 1 \\(exclusive of the lower bound\\), got 1.5"),
     ("robustness", "attacks", "", "attacks must be a string, got ''"),
     ("robustness", "attacks", "fgsm,cw", "attacks must be a comma-separated list of fgsm, pgd, noise, got 'fgsm,cw'"),
+    ("class-model", "learning_rate", 0.0, "learning_rate must be a number > 0 or None, got 0.0"),
+    ("class-model", "clip", "yes", "clip must be True or False, got 'yes'"),
+    ("visualize-unit", "preset", "smooth", "preset must be one of norm, decay, blur, contribution, got 'smooth'"),
+    ("visualize-unit", "norm_percentile", 101, "norm_percentile must be a number from 0 to 100 or None, got 101"),
+    ("inversion", "layers", [], r"layers must be one or more layer names of the model or None, got \[\]"),
+    ("inversion", "layers", ["conv1_1", 3], "layers must be one or more layer names of the model"),
+    ("deepdream", "guide", 7, "guide must be one or more images: files, sample:NAME or uint8 arrays or None, got 7"),
+    ("deepdream", "octaves", 0, "octaves must be an integer from 1 to 12, got 0"),
+    ("style-transfer", "style_blend_weights", [1, -1], r"style_blend_weights must be a number >= 0 or None, "
+                                                       r"got \[1, -1\]"),
+    ("style-transfer", "style_blend_weights", ["a"], "style_blend_weights must be a number >= 0"),
+    ("style-transfer", "optimizer", "sgd", "optimizer must be one of lbfgs, adam, got 'sgd'"),
+    ("texture", "image_size", 8, "image_size must be an integer from 16 to 4096, got 8"),
 ]
 
 
@@ -132,8 +166,7 @@ def call(spec, model, **values):
     inputs="image": those use no network)."""
     if spec.inputs == "image":
         return spec.function(np.zeros((8, 8), np.uint8), **values)
-    args = {"images": (np.zeros((1, 3, 16, 16), np.float32),), "dataset": (images(),), "model": ()}[spec.inputs]
-    return spec.function(model, *args, **values)
+    return spec.function(model, *ARGS[spec.inputs], **values)
 
 
 @pytest.mark.parametrize("name, option, value, message", BAD)
@@ -179,14 +212,15 @@ def test_declarations_are_checked_when_made():
         Option("n", "integer", 1, "help")
     with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
         Option("n", "int", 0, "help", low=1)  # a default outside its own range
-    assert set(KINDS) == {"int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path", "image"}
+    assert set(KINDS) == {"int", "float", "bool", "choice", "str", "layer", "layers", "unit", "target", "ints",
+                          "floats", "path", "image", "images"}
     before = dict(TECHNIQUES)
     with pytest.raises(TypeError, match=r"keyword-only parameters \['b', 'a'\] must be the declared options "
                                         r"\['a', 'b'\], in order"):
         @technique("mismatch", "t", "p", [Option("a", "int", 1, "h"), Option("b", "int", 1, "h")])
         def mismatch(model, x, *, b, a):
             pass
-    with pytest.raises(ValueError, match="inputs must be 'images', 'dataset', 'model' or 'image'"):
+    with pytest.raises(ValueError, match="inputs must be 'images', 'pictures', 'dataset', 'model' or 'image'"):
         technique("bad", "t", "p", [], inputs="video")
     with pytest.raises(TypeError, match="an inputs='image' technique takes one image parameter whose default names"):
         @technique("no-default", "t", "p", [], inputs="image")
