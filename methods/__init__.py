@@ -29,10 +29,14 @@ from methods.backprop import deconvnet, guided_backprop
 from methods.gradcam import grad_cam
 from methods.smoothgrad import smoothgrad
 from methods.integrated_gradients import integrated_gradients
+from methods.kmeans import kmeans
+from methods.bag_of_words import bag_of_words
+from methods.bagnet import bagnet_evidence
+from methods.universal_approximation import universal_approximation
 
-__all__ = ["PLANNED", "TECHNIQUES", "activations", "deconvnet", "filters", "grad_cam", "guided_backprop",
-           "integrated_gradients", "maximally_activating_patches", "neighbours", "occlusion", "saliency",
-           "smoothgrad", "tsne", "tsne_embedding"]
+__all__ = ["PLANNED", "TECHNIQUES", "activations", "bag_of_words", "bagnet_evidence", "deconvnet", "filters", "grad_cam", "guided_backprop",
+           "integrated_gradients", "kmeans", "maximally_activating_patches", "neighbours", "occlusion", "saliency",
+           "smoothgrad", "tsne", "tsne_embedding", "universal_approximation"]
 
 #: The lecture notes' techniques still to come (name, title, paper); ``python -m methods`` lists them.
 PLANNED = (
@@ -46,7 +50,5 @@ PLANNED = (
     ("fooling", "Fooling images", "Nguyen et al. 2015"),
     ("hog-inversion", "HOG inversion", "Vondrick et al. 2013"),
     ("deep-image-prior", "Deep Image Prior", "Ulyanov et al. 2018"),
-    ("bagnet", "Bag-of-features and BagNet evidence maps", "Brendel & Bethge 2019"),
     ("embeddings", "Siamese / triplet embeddings", "Hadsell et al. 2006; Schroff et al. 2015"),
-    ("universal-approximation", "Universal approximation with one hidden layer", "Cybenko 1989"),
 )

@@ -25,7 +25,8 @@ __all__ = ["render"]
 
 def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=None):
     """Render ``techniques`` (default: all registered) for ``model_name`` into ``out``; returns one
-    entry per technique (with ``error`` set for those that failed)."""
+    entry per technique (with ``error`` set for those that failed). A technique that needs its own
+    kind of model (``Technique.model``: BagNet evidence) is shown on that one."""
     import minigrad
     from minigrad import models
 
@@ -40,10 +41,12 @@ def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=
     for spec in progress:
         progress.set(technique=spec.name)
         minigrad.manual_seed(0)
-        entry = {"technique": spec.name, "title": spec.title, "paper": spec.paper, "model": model_name}
+        entry = {"technique": spec.name, "title": spec.title, "paper": spec.paper,
+                 "model": None if spec.inputs == "none" else spec.model or model_name}
         start = time.perf_counter()
         try:
-            result, _ = run_technique(spec, model, spec.gallery_values(), limit=_gallery_limit(spec, model))
+            own = models.load(spec.model) if spec.model else model
+            result, _ = run_technique(spec, own, spec.gallery_values(), limit=_gallery_limit(spec, own))
             folder = os.path.join(out, spec.name)
             paths = result.save(folder, force=True)
         except (ValueError, TypeError, KeyError, OSError) as error:
@@ -91,9 +94,10 @@ def _gallery_limit(spec, model):
 def _page(model_name, entries, overview):
     sections = []
     for entry in entries:
+        command = f"python -m methods {entry['technique']}" + (f" --model {entry['model']}" if entry["model"] else "")
         head = (f'<h2 id="{html.escape(entry["technique"])}">{html.escape(entry["title"])}</h2>'
-                f'<p>{html.escape(entry["paper"])} &middot; <code>python -m methods {html.escape(entry["technique"])}'
-                f' --model {html.escape(model_name)}</code> &middot; {entry["seconds"]:.2f} s</p>')
+                f'<p>{html.escape(entry["paper"])} &middot; <code>{html.escape(command)}</code> &middot; '
+                f'{entry["seconds"]:.2f} s</p>')
         if entry.get("error"):
             sections.append(f'<section>{head}<p class="error">failed: {html.escape(entry["error"])}</p></section>')
             continue

@@ -25,10 +25,13 @@ import math
 
 import numpy as np
 
-__all__ = ["KINDS", "Option", "Technique", "TECHNIQUES", "technique"]
+__all__ = ["INPUTS", "KINDS", "Option", "Technique", "TECHNIQUES", "technique"]
 
 #: What an option can hold; each kind has a check and a command-line parser.
 KINDS = ("int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path")
+
+#: What a technique takes besides its options (see :func:`technique`).
+INPUTS = ("images", "dataset", "model", "none")
 
 #: name -> :class:`Technique`, in the order the modules register them.
 TECHNIQUES = {}
@@ -184,12 +187,13 @@ class Option:
 class Technique:
     """A registered technique: its name, title, paper, options, what it takes (``inputs``:
     "images" -- a preprocessed batch; "dataset" -- a :class:`~methods.lib.datasets.Dataset`;
-    "model" -- nothing more), and the decorated function."""
+    "model" -- nothing more; "none" -- not even a model), and the decorated function."""
 
-    def __init__(self, name, title, paper, options, inputs, function, queries=False):
+    def __init__(self, name, title, paper, options, inputs, function, queries=False, model=None):
         self.name, self.title, self.paper, self.inputs, self.function = name, title, paper, inputs, function
         self.options = list(options)
         self.queries = queries  # a dataset technique that also takes query images (neighbours)
+        self.model = model  # the model it runs on when it needs a particular kind (see technique())
 
     def defaults(self):
         return {o.name: o.default for o in self.options}
@@ -208,16 +212,23 @@ class Technique:
         return {name: option.check(values.get(name, option.default)) for name, option in known.items()}
 
 
-def technique(name, title, paper, options, inputs="images"):
+def technique(name, title, paper, options, inputs="images", model=None):
     """Register the decorated function as technique ``name`` with these :class:`Option` s.
 
+    ``model``: for a technique that only some networks can run (BagNet evidence needs a
+    bag-of-local-features network), the name of the model it runs on by default -- the command
+    line's ``--model`` default and the model the gallery shows it on; other models are refused
+    by the technique with an error that names this one.
+
     The function is written ``def f(model, x, *, opt1, opt2)`` (``f(model, dataset, ..., *, ...)``
-    for ``inputs="dataset"``, ``f(model, *, ...)`` for "model") with keyword-only options and no
-    defaults: the defaults come from the declaration. The returned function checks every option,
-    adapts the model and the input batch, and sets ``result.params`` to the values it ran with.
+    for ``inputs="dataset"``, ``f(model, *, ...)`` for "model", ``f(*, ...)`` for "none": a
+    technique that builds and trains its own small network, such as universal approximation) with
+    keyword-only options and no defaults: the defaults come from the declaration. The returned
+    function checks every option, adapts the model and the input batch, and sets
+    ``result.params`` to the values it ran with.
     """
-    if inputs not in ("images", "dataset", "model"):
-        raise ValueError(f"inputs must be 'images', 'dataset' or 'model', got {inputs!r}")
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {', '.join(map(repr, INPUTS))}, got {inputs!r}")
 
     def decorate(function):
         signature = inspect.signature(function)
@@ -227,15 +238,24 @@ def technique(name, title, paper, options, inputs="images"):
             raise TypeError(f"{function.__name__}: keyword-only parameters {[p.name for p in keyword]} "
                             f"must be the declared options {declared}, in order")
         positional = [p for p in signature.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
-        spec = Technique(name, title, paper, options, inputs, None, queries=inputs == "dataset" and len(positional) > 2)
+        spec = Technique(name, title, paper, options, inputs, None, queries=inputs == "dataset" and len(positional) > 2,
+                         model=model)
         function.__kwdefaults__ = spec.defaults()
 
         @functools.wraps(function)
-        def run(model, *args, **values):
+        def run(*args, **values):
             from methods.lib.inputs import as_model, check_batch
 
             values = spec.check(values)
-            model = as_model(model, args[0] if inputs == "images" and args else None)
+            if inputs == "none":
+                if args:
+                    raise TypeError(f"{name}() takes no model or images, only options by name")
+                result = function(**values)
+                result.technique, result.params = name, {**values, **result.params}
+                return result
+            if not args:
+                raise TypeError(f"{name}() takes the model first")
+            model, args = as_model(args[0], args[1] if inputs == "images" and len(args) > 1 else None), args[1:]
             if inputs == "images":
                 if len(args) != 1:
                     raise TypeError(f"{name}() takes the model and one image batch, then options by name")

@@ -30,7 +30,9 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
         result = spec.function(model, *args, **values)
         result.inputs = {"dataset": dataset, "limit": limit, "images": len(data.images),
                          "queries": list(images) if images and spec.queries else None}
-    else:
+    elif spec.inputs == "model":
         result = spec.function(model, **values)
+    else:
+        result = spec.function(**values)
     result.summary.setdefault("seconds", round(time.perf_counter() - start, 3))
     return result, notes
