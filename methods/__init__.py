@@ -32,9 +32,10 @@ from methods.integrated_gradients import integrated_gradients
 from methods.kmeans import kmeans
 from methods.bag_of_words import bag_of_words
 from methods.bagnet import bagnet_evidence
+from methods.embeddings import embeddings
 from methods.universal_approximation import universal_approximation
 
-__all__ = ["PLANNED", "TECHNIQUES", "activations", "bag_of_words", "bagnet_evidence", "deconvnet", "filters", "grad_cam", "guided_backprop",
+__all__ = ["PLANNED", "TECHNIQUES", "activations", "bag_of_words", "bagnet_evidence", "deconvnet", "embeddings", "filters", "grad_cam", "guided_backprop",
            "integrated_gradients", "kmeans", "maximally_activating_patches", "neighbours", "occlusion", "saliency",
            "smoothgrad", "tsne", "tsne_embedding", "universal_approximation"]
 
@@ -50,5 +51,4 @@ PLANNED = (
     ("fooling", "Fooling images", "Nguyen et al. 2015"),
     ("hog-inversion", "HOG inversion", "Vondrick et al. 2013"),
     ("deep-image-prior", "Deep Image Prior", "Ulyanov et al. 2018"),
-    ("embeddings", "Siamese / triplet embeddings", "Hadsell et al. 2006; Schroff et al. 2015"),
 )
