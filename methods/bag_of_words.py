@@ -26,13 +26,17 @@ import minigrad
 from methods.kmeans import kmeans
 from methods.lib.datasets import as_dataset
 from methods.lib.figures import Panel, figure
-from methods.lib.images import grid, rgb, to_uint8
+from methods.lib.images import grid, rgb, shrink, to_uint8
 from methods.lib.options import Option, technique
 from methods.lib.result import Result
 from methods.lib.training import batch_schedule, optimize
 from minigrad import functional as F
 
 __all__ = ["BagOfWordsResult", "bag_of_words", "dense_patches", "histograms"]
+
+#: Images larger than this (pixels on a side) are averaged down to it first: raw-pixel words of
+#: a 224 x 224 photograph would be 56 x 56 x 3 = 9,408 numbers long.
+LARGEST = 64
 
 
 def dense_patches(images, size, stride):
@@ -45,10 +49,13 @@ def dense_patches(images, size, stride):
     return np.ascontiguousarray(patches), (rows, cols)
 
 
-def histograms(codebook, images, size, stride, batch=256):
+def histograms(codebook, images, size, stride, numbers=1 << 22):
     """The word histogram (sum 1) of each image: (N, k) float32, and the words themselves
-    (N, positions) int64."""
+    (N, positions) int64; images go in batches of about ``numbers`` patch values (bounded memory)."""
     k = len(codebook.centers)
+    h, w, c = images.shape[1:]
+    per_image = ((h - size) // stride + 1) * ((w - size) // stride + 1) * size * size * c
+    batch = max(1, numbers // per_image)
     out, words = [], []
     for start in range(0, len(images), batch):
         patches, _ = dense_patches(images[start:start + batch], size, stride)
@@ -111,7 +118,8 @@ class BagOfWordsResult(Result):
     Option("words", "int", 256, "codebook size k (visual words)", low=2, high=4096, gallery=32),
     Option("patch", "int", None, "patch side in pixels (default: a quarter of the image side, 7 for 28 x 28)", low=1),
     Option("samples", "int", 50_000, "random patches the codebook is clustered from", low=2, gallery=4000),
-    Option("stride", "int", 2, "step between the patches that encode an image", low=1),
+    Option("stride", "int", None, "step between the patches that encode an image (default: a third of the patch "
+                                  "side, 2 for 7 x 7 patches)", low=1),
     Option("train_fraction", "float", 0.8, "the dataset's first images used for training, the rest for testing",
            low=0, high=1, open_low=True),
     Option("steps", "int", 2000, "Adam steps of the linear classifier", low=1, gallery=200),
@@ -125,9 +133,10 @@ def bag_of_words(model, dataset, *, words, patch, samples, stride, train_fractio
     dataset = as_dataset(model, dataset)
     if dataset.labels is None:
         raise ValueError("bag-of-words needs a labelled dataset (a folder with one sub-folder per class)")
-    images = dataset.images.astype(np.float32) / 255.0
+    images = shrink(dataset.images, LARGEST, LARGEST)
     n, h, w, c = images.shape
     patch = patch or max(1, min(h, w) // 4)
+    stride = stride or max(1, patch // 3)
     if patch > min(h, w):
         raise ValueError(f"patch must be at most the image side ({min(h, w)}), got {patch}")
     n_train = int(round(train_fraction * n))
@@ -164,11 +173,13 @@ def bag_of_words(model, dataset, *, words, patch, samples, stride, train_fractio
     example = _example(codebook, test[0], patch, test_hist[0])
     names = list(dataset.names) if dataset.names else [str(k) for k in range(classes)]
     centers = codebook.centers.reshape(-1, patch, patch, c)
-    return BagOfWordsResult(centers, frequency, names, class_hist, predictions, y_test, example, training.losses,
-                            accuracy=accuracy, model_accuracy=model_accuracy,
-                            model=model.describe(), train_images=n_train, test_images=n - n_train,
-                            patch=patch, words=len(codebook.centers), kmeans_inertia=codebook.inertia,
-                            kmeans_iterations=codebook.iterations, classifier=training.summary())
+    result = BagOfWordsResult(centers, frequency, names, class_hist, predictions, y_test, example, training.losses,
+                              accuracy=accuracy, model_accuracy=model_accuracy, model=model.describe(),
+                              train_images=n_train, test_images=n - n_train, words=len(codebook.centers),
+                              kmeans_inertia=codebook.inertia, kmeans_iterations=codebook.iterations,
+                              classifier=training.summary())
+    result.params.update(patch=patch, stride=stride)
+    return result
 
 
 def _model_accuracy(model, dataset, n_train):

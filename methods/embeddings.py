@@ -30,12 +30,11 @@ import numpy as np
 import minigrad
 from methods.lib.datasets import as_dataset
 from methods.lib.figures import curves, scatter
-from methods.lib.images import grid
+from methods.lib.images import grid, shrink
 from methods.lib.options import Option, technique
 from methods.lib.result import Result
 from methods.lib.training import optimize, translate
 from methods.tsne import tsne
-from minigrad import functional as F
 from minigrad import losses, nn
 
 __all__ = ["EmbeddingsResult", "embedding_network", "embeddings", "knn_accuracy", "pca_2d"]
@@ -112,14 +111,6 @@ class EmbeddingsResult(Result):
         return out
 
 
-def _images(dataset):
-    """The dataset's images as float32 (N, C, S, S) in [0, 1], averaged down when large."""
-    x = dataset.images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-    if max(x.shape[2:]) > LARGEST:
-        x = F.adaptive_avg_pool2d(minigrad.tensor(x), (SIDE, SIDE)).numpy()
-    return x
-
-
 def _train(loss, x, y, shifts, steps, batch_size, lr, margin, seed, description):
     """A fresh network trained with ``loss`` on images ``x`` (labels ``y``), each image of a batch
     translated horizontally by one of ``shifts`` (0 included) when ``shifts`` is not empty."""
@@ -188,7 +179,7 @@ def embeddings(model, dataset, *, loss, margin, compare, steps, batch_size, lr, 
     dataset = as_dataset(model, dataset)
     if dataset.labels is None:
         raise ValueError("embeddings need a labelled dataset (a folder with one sub-folder per class)")
-    x, y = _images(dataset), dataset.labels
+    x, y = shrink(dataset.images, LARGEST, SIDE).transpose(0, 3, 1, 2), dataset.labels
     n_train = int(round(train_fraction * len(x)))
     if not 2 <= n_train < len(x) or len(np.unique(y[:n_train])) < 2:
         raise ValueError(f"train_fraction {train_fraction} must leave test images and training images of at least "
@@ -241,8 +232,10 @@ def embeddings(model, dataset, *, loss, margin, compare, steps, batch_size, lr, 
                         early_exaggeration_iter=min(250, tsne_iterations)).coordinates
         add("tsne", embedded[:n_train], embedded[n_train:], y_test, "t-SNE of the pixels (all images at once): test images")
     names = list(dataset.names) if dataset.names else [str(c) for c in range(int(y.max()) + 1)]
-    return EmbeddingsResult(points, labels, accuracy, {k: t.losses for k, t in trainings.items()}, names, titles,
-                            knn_accuracy=accuracy, neighbours=neighbours, train_images=n_train,
-                            test_images=len(x_test), margins={k: margins[k] for k in trainings if k in margins},
-                            trainings={k: t.summary() for k, t in trainings.items()},
-                            interrupted=any(t.interrupted for t in trainings.values()))
+    result = EmbeddingsResult(points, labels, accuracy, {k: t.losses for k, t in trainings.items()}, names, titles,
+                              knn_accuracy=accuracy, neighbours=neighbours, train_images=n_train,
+                              test_images=len(x_test), margins={k: margins[k] for k in trainings if k in margins},
+                              trainings={k: t.summary() for k, t in trainings.items()},
+                              interrupted=any(t.interrupted for t in trainings.values()))
+    result.params["margin"] = margins[loss]
+    return result

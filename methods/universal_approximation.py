@@ -30,6 +30,7 @@ from methods.lib.options import Option, technique
 from methods.lib.result import Result
 from methods.lib.training import optimize
 from minigrad import functional as F
+from minigrad.tensor import as_tensor
 
 __all__ = ["FUNCTIONS", "NOTES_HIDDEN_BIAS", "NOTES_HIDDEN_WEIGHT", "NOTES_OUTPUT_WEIGHT", "UniversalApproximationResult",
            "feed_forward", "notes_network", "notes_units", "notes_z", "universal_approximation"]
@@ -68,7 +69,7 @@ def feed_forward(input, Wh, Bh, Wo, Bo):
 
         Zh = input @ Wh;  Ah = relu(Zh + Bh);  Zo = Ah @ Wo;  Ao = Zo + Bo
     """
-    Zh = minigrad.tensor(input) @ Wh
+    Zh = as_tensor(input) @ Wh
     Ah = F.relu(Zh + Bh)
     Zo = Ah @ Wo
     return Zo + Bo
