@@ -16,8 +16,8 @@ Adam on minibatches, the histograms standardized with the training set's mean an
 then names the class -- Csurka et al. used an SVM and naive Bayes; a linear softmax classifier is
 the same kind of decision rule. Its test accuracy is reported next to the model's own on the same
 held-out images (fashion-vgg's, for the Fashion-MNIST sample): what the bag of raw patches loses
-against a CNN. The dataset's first ``train_fraction`` of images train the codebook and the
-classifier; the rest are the test set.
+against a CNN. Of each class, the dataset's first ``train_fraction`` of images train the codebook
+and the classifier; the rest are the test set (``methods.lib.training.split_by_class``).
 """
 
 import numpy as np
@@ -29,7 +29,7 @@ from methods.lib.figures import Panel, figure
 from methods.lib.images import grid, rgb, shrink, to_uint8
 from methods.lib.options import Option, technique
 from methods.lib.result import Result
-from methods.lib.training import batch_schedule, optimize
+from methods.lib.training import batch_schedule, optimize, split_by_class
 from minigrad import functional as F
 
 __all__ = ["BagOfWordsResult", "bag_of_words", "dense_patches", "histograms"]
@@ -120,7 +120,7 @@ class BagOfWordsResult(Result):
     Option("samples", "int", 50_000, "random patches the codebook is clustered from", low=2, gallery=4000),
     Option("stride", "int", None, "step between the patches that encode an image (default: a third of the patch "
                                   "side, 2 for 7 x 7 patches)", low=1),
-    Option("train_fraction", "float", 0.8, "the dataset's first images used for training, the rest for testing",
+    Option("train_fraction", "float", 0.8, "of each class, the first images (this share) train, the rest test",
            low=0, high=1, open_low=True),
     Option("steps", "int", 2000, "Adam steps of the linear classifier", low=1, gallery=200),
     Option("lr", "float", 0.01, "Adam's learning rate (annealed along a half cosine)", low=0, open_low=True),
@@ -134,17 +134,16 @@ def bag_of_words(model, dataset, *, words, patch, samples, stride, train_fractio
     if dataset.labels is None:
         raise ValueError("bag-of-words needs a labelled dataset (a folder with one sub-folder per class)")
     images = shrink(dataset.images, LARGEST, LARGEST)
-    n, h, w, c = images.shape
+    h, w, c = images.shape[1:]
     patch = patch or max(1, min(h, w) // 4)
     stride = stride or max(1, patch // 3)
     if patch > min(h, w):
         raise ValueError(f"patch must be at most the image side ({min(h, w)}), got {patch}")
-    n_train = int(round(train_fraction * n))
-    if not 1 <= n_train < n:
-        raise ValueError(f"train_fraction {train_fraction} leaves no training or no test images of {n}")
+    train_index, test_index = split_by_class(dataset.labels, train_fraction)
+    n_train = len(train_index)
     rng = np.random.default_rng(seed)
-    train, test = images[:n_train], images[n_train:]
-    y_train, y_test = dataset.labels[:n_train], dataset.labels[n_train:]
+    train, test = images[train_index], images[test_index]
+    y_train, y_test = dataset.labels[train_index], dataset.labels[test_index]
 
     which = rng.integers(0, n_train, samples)
     tops, lefts = rng.integers(0, h - patch + 1, samples), rng.integers(0, w - patch + 1, samples)
@@ -166,7 +165,7 @@ def bag_of_words(model, dataset, *, words, patch, samples, stride, train_fractio
     with minigrad.no_grad():
         predictions = linear(minigrad.tensor((test_hist - mean) / std)).numpy().argmax(1)
     accuracy = float((predictions == y_test).mean())
-    model_accuracy = _model_accuracy(model, dataset, n_train)
+    model_accuracy = _model_accuracy(model, dataset, test_index)
     frequency = np.bincount(train_words.ravel(), minlength=len(codebook.centers)) / train_words.size
     class_hist = np.stack([train_hist[y_train == k].mean(0) if (y_train == k).any() else np.zeros(train_hist.shape[1])
                            for k in range(classes)])
@@ -175,23 +174,24 @@ def bag_of_words(model, dataset, *, words, patch, samples, stride, train_fractio
     centers = codebook.centers.reshape(-1, patch, patch, c)
     result = BagOfWordsResult(centers, frequency, names, class_hist, predictions, y_test, example, training.losses,
                               accuracy=accuracy, model_accuracy=model_accuracy, model=model.describe(),
-                              train_images=n_train, test_images=n - n_train, words=len(codebook.centers),
+                              train_images=n_train, test_images=len(test_index), words=len(codebook.centers),
                               kmeans_inertia=codebook.inertia, kmeans_iterations=codebook.iterations,
                               classifier=training.summary())
     result.params.update(patch=patch, stride=stride)
     return result
 
 
-def _model_accuracy(model, dataset, n_train):
+def _model_accuracy(model, dataset, test_index):
     """The model's accuracy on the test images, or None when its classes are not the dataset's."""
     if not dataset.names or tuple(model.labels or ()) != tuple(dataset.names):
         return None
     correct = 0
     with minigrad.no_grad():
-        for start in range(n_train, len(dataset.images), 256):
-            x = model.preprocessing.normalize(dataset.images[start:start + 256])
-            correct += int((model(minigrad.tensor(x)).numpy().argmax(1) == dataset.labels[start:start + 256]).sum())
-    return correct / (len(dataset.images) - n_train)
+        for start in range(0, len(test_index), 256):
+            chosen = test_index[start:start + 256]
+            x = model.preprocessing.normalize(dataset.images[chosen])
+            correct += int((model(minigrad.tensor(x)).numpy().argmax(1) == dataset.labels[chosen]).sum())
+    return correct / len(test_index)
 
 
 def _example(codebook, image, patch, histogram):

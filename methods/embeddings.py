@@ -21,8 +21,8 @@ to what it was trained to ignore, and applies to new samples.
   2-D projection (fitted on the training images) and t-SNE's (``methods.tsne``, which has no
   mapping for new points, so training and test images are embedded together).
 
-The dataset's first ``train_fraction`` of images train the networks (Adam, batches of
-``batch_size``), the rest are the test set.
+Of each class, the dataset's first ``train_fraction`` of images train the networks (Adam, batches
+of ``batch_size``), the rest are the test set (``methods.lib.training.split_by_class``).
 """
 
 import numpy as np
@@ -33,7 +33,7 @@ from methods.lib.figures import curves, scatter
 from methods.lib.images import grid, shrink
 from methods.lib.options import Option, technique
 from methods.lib.result import Result
-from methods.lib.training import optimize, translate
+from methods.lib.training import optimize, single_threaded_blas, split_by_class, translate
 from methods.tsne import tsne
 from minigrad import losses, nn
 
@@ -78,9 +78,10 @@ def pca_2d(train, *others):
     train = np.asarray(train, np.float64)
     mean = train.mean(0)
     centred = train - mean
-    _, vectors = np.linalg.eigh(centred.T @ centred)
-    axes = vectors[:, ::-1][:, :2]
-    return [(np.asarray(a, np.float64) - mean) @ axes for a in (train, *others)]
+    with single_threaded_blas():
+        _, vectors = np.linalg.eigh(centred.T @ centred)
+        axes = vectors[:, ::-1][:, :2]
+        return [(np.asarray(a, np.float64) - mean) @ axes for a in (train, *others)]
 
 
 class EmbeddingsResult(Result):
@@ -167,7 +168,7 @@ def _embed(net, x):
            low=-64, high=64),
     Option("neighbours", "int", 5, "k of the k-nearest-neighbour accuracy", low=1),
     Option("tsne_iterations", "int", 1000, "t-SNE iterations (0: no t-SNE)", low=0, gallery=0),
-    Option("train_fraction", "float", 0.8, "the dataset's first images train the networks, the rest test them",
+    Option("train_fraction", "float", 0.8, "of each class, the first images (this share) train, the rest test",
            low=0, high=1, open_low=True),
     Option("seed", "int", 0, "seed of the networks' weights and their batches", low=0),
 ], inputs="dataset")
@@ -180,11 +181,11 @@ def embeddings(model, dataset, *, loss, margin, compare, steps, batch_size, lr, 
     if dataset.labels is None:
         raise ValueError("embeddings need a labelled dataset (a folder with one sub-folder per class)")
     x, y = shrink(dataset.images, LARGEST, SIDE).transpose(0, 3, 1, 2), dataset.labels
-    n_train = int(round(train_fraction * len(x)))
-    if not 2 <= n_train < len(x) or len(np.unique(y[:n_train])) < 2:
-        raise ValueError(f"train_fraction {train_fraction} must leave test images and training images of at least "
-                         f"two classes (the dataset has {len(x)} images)")
-    x_train, y_train, x_test, y_test = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+    if len(np.unique(y)) < 2:
+        raise ValueError("embeddings need images of at least two classes")
+    train_index, test_index = split_by_class(y, train_fraction)
+    x_train, y_train, x_test, y_test = x[train_index], y[train_index], x[test_index], y[test_index]
+    n_train = len(train_index)
     shifted = np.concatenate([translate(x_test.transpose(0, 2, 3, 1), 0, s).transpose(0, 3, 1, 2)
                               for s in shifts]) if shifts else x_test
     y_shifted = np.tile(y_test, max(len(shifts), 1))

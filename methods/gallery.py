@@ -86,9 +86,14 @@ def _overview(out, model_name, entries, cell=(420, 600), columns=3):
     return grid(tiles, columns=min(columns, len(tiles)), pad=6, labels=labels)
 
 
+#: Images of the 2,000-image Fashion-MNIST sample the gallery gives a dataset technique (the rest
+#: adds time, not insight): t-SNE embeds 1,000; the embedding networks train on 400 and test on 100.
+LIMITS = {"tsne": 1000, "embeddings": 500}
+
+
 def _gallery_limit(spec, model):
-    """t-SNE on fashion-vgg embeds 1,000 of the 2,000 sample images (the rest adds time, not insight)."""
-    return 1000 if spec.name == "tsne" and model.input_shape == (1, 28, 28) else None
+    """How many sample images ``spec`` gets on fashion-vgg (see :data:`LIMITS`); None: all."""
+    return LIMITS.get(spec.name) if model.input_shape == (1, 28, 28) else None
 
 
 def _page(model_name, entries, overview):

@@ -21,12 +21,12 @@ from BLAS matrix products chunk by chunk, the nearest centres and the sums per c
 compiled Numba loop. ``benchmarks/kmeans.py`` compares the time and inertia with scikit-learn's.
 """
 
-import contextlib
 import math
 
 import numpy as np
 
 from methods.lib.progress import Progress
+from methods.lib.training import single_threaded_blas
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plus_plus"]
 
@@ -48,7 +48,7 @@ class KMeansResult:
         if x.ndim != 2 or x.shape[1] != self.centers.shape[1]:
             raise ValueError(f"predict: X must have shape (M, {self.centers.shape[1]}), got {np.shape(X)}")
         labels = np.full(len(x), -1, np.int64)
-        with _one_blas_thread():
+        with single_threaded_blas():
             kernels.lloyd_pass(x, self.centers, labels, np.empty(len(x)))
         return labels
 
@@ -134,20 +134,6 @@ def _lloyd(x, centers, max_iter, tol, kernels, progress_label, verbose):
     return centers, labels, iterations, converged, history, interrupted
 
 
-def _one_blas_thread():
-    """A context in which BLAS uses one thread (threadpoolctl, when installed; else a no-op).
-
-    The products here are small and follow each other quickly; OpenBLAS's own threads, woken by
-    each, then busy-wait between calls: on this project's two-core machine that made a Lloyd pass
-    over 20,000 patches cost 34 ms of CPU instead of 3 ms (scikit-learn limits BLAS the same way
-    around its Lloyd loop)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def kmeans(X, k, seed=0, n_init=1, max_iter=300, tol=1e-4, init="k-means++", verbose=None):
     """Cluster the rows of ``X`` (N, D) into ``k`` groups; returns a :class:`KMeansResult`.
 
@@ -175,7 +161,7 @@ def kmeans(X, k, seed=0, n_init=1, max_iter=300, tol=1e-4, init="k-means++", ver
     tol_abs = tol * float(np.var(x, axis=0, dtype=np.float64).mean())
     rng = np.random.default_rng(seed)
     best = None
-    with _one_blas_thread():
+    with single_threaded_blas():
         for run in range(1 if given is not None else n_init):
             start = given if given is not None else kmeans_plus_plus(x, k, rng)
             centers, labels, iterations, converged, history, interrupted = _lloyd(

@@ -10,6 +10,7 @@ import minigrad
 from methods.bag_of_words import dense_patches, histograms
 from methods.kmeans import kmeans
 from methods.lib.datasets import Dataset, load_dataset
+from methods.lib.training import split_by_class
 from minigrad import models
 from tests.methods.test_every_model import check_outputs
 
@@ -44,11 +45,13 @@ def test_histograms_count_the_nearest_words():
 def test_on_the_sample_it_beats_chance_and_reports_the_cnn_on_the_same_images(fashion, tmp_path):
     data = load_dataset(fashion, "sample")
     result = methods.bag_of_words(fashion, data, words=32, samples=4000, steps=300)
-    assert result.summary["train_images"] == 1600 and len(result.predictions) == 400
+    train, test = split_by_class(data.labels, 0.8)
+    assert result.summary["train_images"] == len(train) and len(result.predictions) == len(test) == 400
+    np.testing.assert_array_equal(result.labels, data.labels[test])
     assert result.accuracy > 0.6, result.accuracy  # chance: 0.1
     with minigrad.no_grad():
-        logits = fashion(minigrad.tensor(fashion.preprocessing.normalize(data.images[1600:]))).numpy()
-    assert result.model_accuracy == pytest.approx((logits.argmax(1) == data.labels[1600:]).mean())
+        logits = fashion(minigrad.tensor(fashion.preprocessing.normalize(data.images[test]))).numpy()
+    assert result.model_accuracy == pytest.approx((logits.argmax(1) == data.labels[test]).mean())
     assert result.model_accuracy > result.accuracy
     assert result.centers.shape == (32, 7, 7, 1) and result.params["patch"] == 7 and result.params["stride"] == 2
     assert result.frequency.sum() == pytest.approx(1.0)

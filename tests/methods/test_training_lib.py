@@ -7,7 +7,7 @@ import pytest
 
 import minigrad
 from methods.lib.options import TECHNIQUES
-from methods.lib.training import augment, batch_schedule, minibatches, optimize, translate
+from methods.lib.training import augment, batch_schedule, minibatches, optimize, split_by_class, translate
 
 
 def test_translate_moves_content_and_fills_zeros():
@@ -45,6 +45,21 @@ def test_minibatches_and_schedules():
     assert all(len(b) == 3 for b in batch_schedule(3, 8, 2, rng))  # a set smaller than a batch
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         list(minibatches(4, 0, rng))
+
+
+def test_split_by_class_keeps_every_class_on_both_sides():
+    labels = np.repeat([0, 1, 2], 10)  # sorted by class, as the photo crops are
+    train, test = split_by_class(labels, 0.8)
+    assert np.bincount(labels[train]).tolist() == [8, 8, 8] and np.bincount(labels[test]).tolist() == [2, 2, 2]
+    assert train.tolist() == sorted(train.tolist()) and not set(train) & set(test)
+    official = np.concatenate([np.repeat(np.arange(10), 60), np.repeat(np.arange(10), 10)])  # 600 + 100 images
+    train, test = split_by_class(official, 6 / 7)
+    assert train.tolist() == list(range(600)) and test.tolist() == list(range(600, 700))
+    assert split_by_class([0, 1, 1], 0.5)[1].tolist() == [2]  # a class of one image trains
+    with pytest.raises(ValueError, match="leaves no test images"):
+        split_by_class([0, 1, 2], 0.5)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        split_by_class([0, 1], 1.0)
 
 
 def test_optimize_fits_and_keeps_what_it_has_on_ctrl_c():
