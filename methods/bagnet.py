@@ -11,7 +11,8 @@ through the network separately (about 50,000 passes for one 224 x 224 image; see
 ``shared/notes/technique-anchors.md`` section 9). Because the classifier is linear, the same maps
 come from one forward pass: the classifier applied at every position of the feature map before
 the global average pooling (the repository's ``avg_pool=False``). That is what this does, so the
-maps' spatial mean equals the logits up to rounding (``summary["mean_error"]``).
+maps' spatial mean equals the logits up to float32 rounding (``summary["mean_error"]``: the largest
+difference, relative to the logit when it exceeds 1).
 
 It needs a bag-of-local-features network -- one whose last layers are a global average pooling,
 (flatten,) and a single linear layer, like ``minigrad.models.load("fashion-bagnet")`` -- and
@@ -161,7 +162,7 @@ def bagnet_evidence(model, x, *, classes, patches):
     maps = (np.einsum("kc,nchw->nkhw", weight, features) + bias[None, :, None, None]).astype(np.float32)
     field = receptive_field(model, feature, tuple(x.shape[2:]))
     labels = [model.label(k) for k in range(weight.shape[0])]
-    error = float(np.abs(maps.mean(axis=(2, 3), dtype=np.float64) - logits).max())
+    error = float((np.abs(maps.mean(axis=(2, 3), dtype=np.float64) - logits) / np.maximum(np.abs(logits), 1)).max())
     softmax = probabilities(logits)
     titles = [class_title(model, t, softmax[i, t]) for i, t in enumerate(logits.argmax(axis=1))]
     return BagNetResult(maps, logits, softmax, model.deprocess(x), titles, field, labels, min(classes, len(labels)),

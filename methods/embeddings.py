@@ -150,7 +150,7 @@ def _train(loss, x, y, shifts, steps, batch_size, lr, margin, seed, description)
 
 
 def _embed(net, x):
-    with minigrad.no_grad():
+    with minigrad.no_grad(), single_threaded_blas():
         return np.concatenate([net(minigrad.tensor(x[s:s + 512])).numpy() for s in range(0, len(x), 512)])
 
 

@@ -123,7 +123,9 @@ def optimize(loss, params, steps, lr, description, verbose=None, schedule="cosin
     minibatch for that step) over ``params`` for ``steps`` steps with Adam (Kingma & Ba 2015) or
     plain SGD, the learning rate ``lr`` annealed along a half cosine to zero (``schedule="cosine"``)
     or kept (``"constant"``). Shows progress with the loss; Ctrl-C stops after the current step and
-    keeps what was learnt. Returns a :class:`Training`."""
+    keeps what was learnt. Runs on one BLAS thread (:func:`single_threaded_blas`): the networks
+    the techniques train are small, and on a shared machine BLAS's waiting threads made a step of
+    the embedding network ten times slower. Returns a :class:`Training`."""
     from minigrad import optim
 
     if schedule not in ("cosine", "constant"):
@@ -133,20 +135,21 @@ def optimize(loss, params, steps, lr, description, verbose=None, schedule="cosin
     losses, interrupted = [], False
     progress = Progress(range(steps), description, verbose=verbose)
     try:
-        for step in progress:
-            if schedule == "cosine":
-                opt.param_groups[0]["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
-            value = loss(step)
-            for p in params:
-                p.grad = None
-            value.backward()
-            number = float(value.item())
-            if not math.isfinite(number):
-                raise FloatingPointError(f"{description}: the loss became {number} at step {step}; lower the "
-                                         "learning rate")
-            opt.step()
-            losses.append(number)
-            progress.set(loss=number)
+        with single_threaded_blas():
+            for step in progress:
+                if schedule == "cosine":
+                    opt.param_groups[0]["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+                value = loss(step)
+                for p in params:
+                    p.grad = None
+                value.backward()
+                number = float(value.item())
+                if not math.isfinite(number):
+                    raise FloatingPointError(f"{description}: the loss became {number} at step {step}; lower the "
+                                             "learning rate")
+                opt.step()
+                losses.append(number)
+                progress.set(loss=number)
     except KeyboardInterrupt:
         interrupted = True
     return Training(losses, len(losses), interrupted)

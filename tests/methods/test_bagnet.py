@@ -45,7 +45,8 @@ def test_evidence_mean_equals_the_logits(shipped, sample, q):
     assert result.maps.shape == (32, 10, grid, grid)
     with minigrad.no_grad():
         logits = model(minigrad.tensor(x)).numpy()  # a separate forward pass
-    np.testing.assert_allclose(result.maps.mean(axis=(2, 3), dtype=np.float64), logits, rtol=0, atol=1e-5)
+    # to 1e-5, relative to the logit when it exceeds 1 (float32 arithmetic: logits reach 30)
+    np.testing.assert_allclose(result.maps.mean(axis=(2, 3), dtype=np.float64), logits, rtol=1e-5, atol=1e-5)
     assert result.summary["mean_error"] <= 1e-5
     np.testing.assert_array_equal(result.targets, logits.argmax(1))
 
