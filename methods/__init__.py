@@ -35,9 +35,9 @@ from methods.bagnet import bagnet_evidence
 from methods.embeddings import embeddings
 from methods.universal_approximation import universal_approximation
 
-__all__ = ["PLANNED", "TECHNIQUES", "activations", "bag_of_words", "bagnet_evidence", "deconvnet", "embeddings", "filters", "grad_cam", "guided_backprop",
-           "integrated_gradients", "kmeans", "maximally_activating_patches", "neighbours", "occlusion", "saliency",
-           "smoothgrad", "tsne", "tsne_embedding", "universal_approximation"]
+__all__ = ["PLANNED", "TECHNIQUES", "activations", "bag_of_words", "bagnet_evidence", "deconvnet", "embeddings",
+           "filters", "grad_cam", "guided_backprop", "integrated_gradients", "kmeans", "maximally_activating_patches",
+           "neighbours", "occlusion", "saliency", "smoothgrad", "tsne", "tsne_embedding", "universal_approximation"]
 
 #: The lecture notes' techniques still to come (name, title, paper); ``python -m methods`` lists them.
 PLANNED = (

@@ -68,10 +68,11 @@ def histograms(codebook, images, size, stride, numbers=1 << 22):
 
 class BagOfWordsResult(Result):
     """``centers`` (k, size, size, C) the visual words as patches, ``frequency`` (k,) how often each
-    is used over the training images; ``histograms`` (N, k) of every image; ``weights`` (classes,
-    k) / ``bias`` the classifier on standardized histograms; ``predictions`` and ``labels`` of
-    the test images; ``accuracy`` and ``model_accuracy`` (the model's own on the same test images,
-    None when its classes are not the dataset's); ``example`` an encoded test image."""
+    is used over the training images; ``class_histograms`` (classes, k) the mean histogram of each
+    class's training images, ``names`` the classes; ``predictions`` and ``labels`` of the test
+    images; ``accuracy`` and ``model_accuracy`` (the model's own on the same test images, None
+    when its classes are not the dataset's); ``example`` (image, image rebuilt from its words, its
+    histogram) of a test image; ``losses`` the classifier's training losses."""
 
     technique = "bag-of-words"
 
@@ -84,8 +85,7 @@ class BagOfWordsResult(Result):
         self.example, self.losses = example, losses
 
     def _words(self, order):
-        return [rgb(to_uint8(self.centers[j], 0.0, 1.0)[..., 0] if self.centers.shape[-1] == 1
-                    else to_uint8(self.centers[j], 0.0, 1.0)) for j in order]
+        return [rgb(to_uint8(self.centers[j], 0.0, 1.0)) for j in order]
 
     def figures(self):
         order = np.argsort(-self.frequency, kind="stable")

@@ -85,10 +85,10 @@ def pca_2d(train, *others):
 
 
 class EmbeddingsResult(Result):
-    """``points`` {name: (M, 2) coordinates} of every embedding made (test images; translated test
-    images; by each loss; PCA; t-SNE), ``labels`` {name: (M,) classes}, ``accuracy`` {name: kNN
-    accuracy}, ``losses`` {network: training losses}, ``names`` the class names; ``translated``
-    the translated test images (uint8) and ``shifts`` their translations."""
+    """``points`` {name: (M, 2) coordinates} of every embedding made ("test", "translated",
+    "translated_trained", one per other loss, "pca", "pca_translated", "tsne"), ``labels`` {name:
+    (M,) classes}, ``accuracy`` {name: kNN accuracy}, ``titles`` {name: caption}, ``losses``
+    {network: training losses}, ``names`` the class names."""
 
     technique = "embeddings"
 
