@@ -25,7 +25,10 @@ def build_parser():
     commands = parser.add_subparsers(dest="technique", metavar="TECHNIQUE")
     for name, spec in TECHNIQUES.items():
         sub = commands.add_parser(name, help=f"{spec.title} ({spec.paper})", description=f"{spec.title} ({spec.paper}).")
-        if spec.inputs != "none":
+        if spec.inputs == "image":
+            sub.add_argument("--image", default=spec.image,
+                             help=f"the image: a file, or sample:NAME (a shipped photo or texture) (default: {spec.image})")
+        elif spec.inputs != "none":
             sub.add_argument("--model", default=spec.model or "fashion-vgg",
                              help="model name for minigrad.models.load, or a weights file "
                                   f"(default: {spec.model or 'fashion-vgg'})")
@@ -80,7 +83,7 @@ def _shorten(text):
 
 def run(args):
     import minigrad
-    from methods.lib.output import prepare_folder
+    from methods.lib.output import check_folder
     from methods.lib.runner import run_technique
     from minigrad import models
 
@@ -94,11 +97,12 @@ def run(args):
             print(f"error: {entry['technique']}: {_shorten(entry['error'])}", file=sys.stderr)
         return 1 if failed else 0
     spec = TECHNIQUES[args.technique]
-    prepare_folder(args.out, args.force)
+    check_folder(args.out, args.force)
     minigrad.manual_seed(getattr(args, "seed", 0))
-    model = models.load(args.model) if spec.inputs != "none" else None
+    model = models.load(args.model) if spec.inputs not in ("image", "none") else None
     values = {o.name: getattr(args, o.name) for o in spec.options}
-    result, notes = run_technique(spec, model, values, images=getattr(args, "image", None),
+    images = [args.image] if spec.inputs == "image" else getattr(args, "image", None)
+    result, notes = run_technique(spec, model, values, images=images,
                                   dataset=getattr(args, "dataset", "sample"), limit=getattr(args, "limit", None))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

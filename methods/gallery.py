@@ -16,7 +16,7 @@ import numpy as np
 
 from methods.lib.images import grid, require
 from methods.lib.options import TECHNIQUES
-from methods.lib.output import jsonable, prepare_folder, write_file, write_png
+from methods.lib.output import check_folder, jsonable, prepare_folder, write_file, write_png
 from methods.lib.progress import Progress
 from methods.lib.runner import run_technique
 
@@ -34,7 +34,7 @@ def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=
     if unknown:
         raise ValueError(f"unknown technique(s) {', '.join(unknown)}; known: {', '.join(TECHNIQUES)}")
     chosen = [spec for name, spec in TECHNIQUES.items() if techniques is None or name in techniques]
-    prepare_folder(out, force)
+    check_folder(out, force)
     model = models.load(model_name)
     entries = []
     progress = Progress(chosen, f"gallery ({model_name})", verbose=verbose)
@@ -42,7 +42,7 @@ def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=
         progress.set(technique=spec.name)
         minigrad.manual_seed(0)
         entry = {"technique": spec.name, "title": spec.title, "paper": spec.paper,
-                 "model": None if spec.inputs == "none" else spec.model or model_name}
+                 "model": None if spec.inputs in ("image", "none") else spec.model or model_name}
         start = time.perf_counter()
         try:
             own = models.load(spec.model) if spec.model else model
@@ -58,6 +58,7 @@ def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=
                               and os.path.basename(p)[len(spec.name) + 1:-4] in result.figures()],
                      files=[os.path.relpath(p, out) for p in paths])
         entries.append(entry)
+    prepare_folder(out, force=True)
     overview = _overview(out, model_name, entries)
     if overview is not None:
         write_png(out, "overview.png", overview, force=True)
@@ -99,10 +100,10 @@ def _gallery_limit(spec, model):
 def _page(model_name, entries, overview):
     sections = []
     for entry in entries:
-        command = f"python -m methods {entry['technique']}" + (f" --model {entry['model']}" if entry["model"] else "")
+        model = f" --model {entry['model']}" if entry["model"] else ""  # None: no network
         head = (f'<h2 id="{html.escape(entry["technique"])}">{html.escape(entry["title"])}</h2>'
-                f'<p>{html.escape(entry["paper"])} &middot; <code>{html.escape(command)}</code> &middot; '
-                f'{entry["seconds"]:.2f} s</p>')
+                f'<p>{html.escape(entry["paper"])} &middot; <code>python -m methods {html.escape(entry["technique"])}'
+                f'{html.escape(model)}</code> &middot; {entry["seconds"]:.2f} s</p>')
         if entry.get("error"):
             sections.append(f'<section>{head}<p class="error">failed: {html.escape(entry["error"])}</p></section>')
             continue

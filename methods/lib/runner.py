@@ -12,7 +12,9 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
     """Run technique ``spec`` (a :class:`~methods.lib.options.Technique`) on ``model`` with option
     ``values``. ``images``: image specs (files, ``sample:NAME``, ``sample:INDEX``; default: the
     model's :func:`~methods.lib.datasets.default_image`) for techniques that take images, or the
-    queries of one that takes a dataset; ``dataset`` / ``limit`` for dataset techniques.
+    queries of one that takes a dataset; ``dataset`` / ``limit`` for dataset techniques. A
+    technique on one image and no network (``inputs="image"``) takes the first spec (default:
+    its own) and ignores ``model``.
     Returns (result, notes): ``result.inputs`` records what it ran on, ``notes`` the resizes made."""
     start = time.perf_counter()
     notes = []
@@ -30,6 +32,12 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
         result = spec.function(model, *args, **values)
         result.inputs = {"dataset": dataset, "limit": limit, "images": len(data.images),
                          "queries": list(images) if images and spec.queries else None}
+    elif spec.inputs == "image":  # no network: the model is not used
+        if images and len(images) > 1:
+            raise ValueError(f"{spec.name} works on one image, got {len(images)}")
+        image = images[0] if images else spec.image
+        result = spec.function(image, **values)
+        result.inputs = {"image": image}
     elif spec.inputs == "model":
         result = spec.function(model, **values)
     else:
