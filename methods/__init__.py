@@ -49,17 +49,21 @@ from methods.robustness import robustness
 from methods.lib.objectives import gram_matrix
 from methods.lib.regularizers import total_variation
 
-__all__ = ["PLANNED", "TECHNIQUES", "activations", "adversarial_examples", "carlini_wagner", "class_model",
-           "deconvnet", "deepdream", "deepfool", "efros_leung", "fgsm", "filters", "fooling_image", "grad_cam",
-           "gram_matrix", "guided_backprop", "hog", "hog_inversion", "integrated_gradients", "invert",
-           "lbfgs_attack", "logistic_example", "maximally_activating_patches", "neighbours", "occlusion", "pgd",
-           "robustness", "saliency", "smoothgrad", "soft_hog", "style_transfer", "texture_synthesis",
-           "total_variation", "tsne", "tsne_embedding", "visualize_unit"]
+from methods.kmeans import kmeans
+from methods.bag_of_words import bag_of_words
+from methods.bagnet import bagnet_evidence
+from methods.embeddings import embeddings
+from methods.universal_approximation import universal_approximation
+
+__all__ = ["PLANNED", "TECHNIQUES", "activations", "adversarial_examples", "bag_of_words", "bagnet_evidence",
+           "carlini_wagner", "class_model", "deconvnet", "deepdream", "deepfool", "efros_leung", "embeddings", "fgsm",
+           "filters", "fooling_image", "grad_cam", "gram_matrix", "guided_backprop", "hog", "hog_inversion",
+           "integrated_gradients", "invert", "kmeans", "lbfgs_attack", "logistic_example",
+           "maximally_activating_patches", "neighbours", "occlusion", "pgd", "robustness", "saliency", "smoothgrad",
+           "soft_hog", "style_transfer", "texture_synthesis", "total_variation", "tsne", "tsne_embedding",
+           "universal_approximation", "visualize_unit"]
 
 #: The lecture notes' techniques still to come (name, title, paper); ``python -m methods`` lists them.
 PLANNED = (
     ("deep-image-prior", "Deep Image Prior", "Ulyanov et al. 2018"),
-    ("bagnet", "Bag-of-features and BagNet evidence maps", "Brendel & Bethge 2019"),
-    ("embeddings", "Siamese / triplet embeddings", "Hadsell et al. 2006; Schroff et al. 2015"),
-    ("universal-approximation", "Universal approximation with one hidden layer", "Cybenko 1989"),
 )

@@ -29,9 +29,10 @@ def build_parser():
         if spec.inputs == "image":
             sub.add_argument("--image", default=spec.image,
                              help=f"the image: a file, or sample:NAME (a shipped photo or texture) (default: {spec.image})")
-        else:
-            sub.add_argument("--model", default="fashion-vgg",
-                             help="model name for minigrad.models.load, or a weights file (default: fashion-vgg)")
+        elif spec.inputs != "none":
+            sub.add_argument("--model", default=spec.model or "fashion-vgg",
+                             help="model name for minigrad.models.load, or a weights file "
+                                  f"(default: {spec.model or 'fashion-vgg'})")
         if spec.inputs in ("images", "pictures") or spec.queries:
             what = "query image" if spec.queries else "image"
             default = "dataset indices" if spec.queries else spec.image or \
@@ -118,7 +119,7 @@ def run(args):
     spec = TECHNIQUES[args.technique]
     check_folder(args.out, args.force)
     minigrad.manual_seed(getattr(args, "seed", 0))
-    model = models.load(args.model) if spec.inputs != "image" else None
+    model = models.load(args.model) if spec.inputs not in ("image", "none") else None
     values = {o.name: getattr(args, o.name) for o in spec.options}
     images = [args.image] if spec.inputs == "image" else getattr(args, "image", None)
     result, notes = run_technique(spec, model, values, images=images,

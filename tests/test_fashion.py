@@ -14,17 +14,17 @@ import pytest
 
 import minigrad
 from methods.data import fashion_sample
-from minigrad import functional as F
 from minigrad import models
 from minigrad.models import fashion_vgg as fv
 from weights import safetensors
-from training import fashion_vgg as wt
+from methods.lib.training import augment
+from training import loop as wt
 
 WEIGHTS = os.path.join(wt.WEIGHTS_DIR, fv.WEIGHTS_NAME)
 TINY = {"blocks": ((8,), (16,)), "hidden": 16}
 # The training tests check the script, not the kernels (tests/kernels does): the NumPy reference
 # kernels are quickest for these tiny shapes.
-QUICK = {"display": wt._Display(quiet=True), "backend": "reference"}
+QUICK = {"display": wt.Display(quiet=True), "backend": "reference"}
 
 
 @pytest.fixture(scope="module")
@@ -179,12 +179,12 @@ def test_load_fashion_mnist_reads_a_folder_of_idx_files(tmp_path, sample):
 def test_augment_flips_and_shifts():
     rng = np.random.default_rng(0)
     images = np.arange(4 * 28 * 28, dtype=np.uint8).reshape(4, 28, 28)
-    flipped = wt.augment(images, rng, flip=True)
+    flipped = augment(images, rng, flip=True)
     for a, b in zip(images, flipped):
         assert np.array_equal(a, b) or np.array_equal(a[:, ::-1], b)
-    shifted = wt.augment(images, rng, flip=False, shift=2)
+    shifted = augment(images, rng, flip=False, shift=2)
     assert shifted.shape == images.shape and shifted.dtype == np.uint8
-    assert wt.augment(images, rng, flip=False).tobytes() == images.tobytes()
+    assert augment(images, rng, flip=False).tobytes() == images.tobytes()
 
 
 def _subset(sample, n_train=384, n_test=128):

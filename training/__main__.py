@@ -2,7 +2,7 @@
 
 import sys
 
-from training.fashion_vgg import main
+from training.loop import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,5 +13,7 @@ figures         labelled figures: colour bars with real ranges, class names, leg
 result          the Result base class: figures, native maps, JSON, save, plot
 output          safe writing: folders checked first, atomic files, no links followed, valid JSON
 progress        progress lines on stderr
+training        minibatches, translations, class-stratified splits, the optimization loop with
+                Ctrl-C, single-threaded BLAS: what the learning techniques and training/ share
 ==============  ===============================================================================
 """

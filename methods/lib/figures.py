@@ -20,10 +20,11 @@ __all__ = ["Panel", "curves", "figure", "scatter", "table", "value_range"]
 #: both, the map is laid over the image with opacity ``alpha`` (stretched to the image, smoothly
 #: when ``smooth``). An ``image`` already coloured from a range (a grid of feature maps) gets
 #: its colour bar from ``cmap``, ``low`` and ``high`` alone. ``legend``: [(uint8 RGB colour,
-#: text)] drawn under the panel.
+#: text)] drawn under the panel. ``rows``: one label per row of ``values`` (a matrix whose rows
+#: are named, e.g. classes), written beside them.
 Panel = namedtuple("Panel", ["title", "image", "values", "cmap", "low", "high", "label", "alpha", "symmetric",
-                             "smooth", "legend"],
-                   defaults=(None, None, "viridis", None, None, None, 0.5, False, False, None))
+                             "smooth", "legend", "rows"],
+                   defaults=(None, None, "viridis", None, None, None, 0.5, False, False, None, None))
 
 
 def _canvas(width, height):
@@ -86,6 +87,9 @@ def _draw(axis, panel):
         bar.ax.tick_params(labelsize=7)
         if panel.label:
             bar.set_label(panel.label, fontsize=8)
+    if panel.rows is not None:
+        axis.set_yticks(np.arange(len(panel.rows)))
+        axis.set_yticklabels(panel.rows, fontsize=7)
     if panel.legend:
         patches = require("matplotlib.patches", "drawing figures")
         handles = [patches.Patch(color=np.asarray(colour) / 255.0, label=text) for colour, text in panel.legend]
@@ -161,24 +165,33 @@ def scatter(points, groups, names, title=None, thumbnails=None, size=6.0):
     return _pixels(fig)
 
 
-def curves(series, title=None, xlabel="step", ylabel="loss", log=False, size=(5.0, 3.2), x=None, ticks=None):
-    """Line plots of ``series`` ({label: values}) on one axis, with a legend, against ``x`` (default:
-    0, 1, 2, ...; points are marked when ``x`` or ``ticks`` is given). ``ticks``: a name for each x
-    position (layer names), written under the axis. uint8 (H, W, 3)."""
+def curves(series, title=None, xlabel="step", ylabel="loss", log=False, size=(5.0, 3.2), x=None, ticks=None,
+           shade=None, logx=False):
+    """Line plots of ``series`` ({label: values}) on one axis, with a legend. uint8 (H, W, 3).
+
+    ``x``: the abscissae shared by every series (default 0, 1, 2, ...), or {label: abscissae};
+    up to 40 points are marked when ``x`` or ``ticks`` is given. ``ticks``: a name for each x position
+    (layer names), written under the axis. ``shade``: (low, high, text) an x-interval drawn as a
+    labelled band (e.g. a training range); ``log`` / ``logx``: logarithmic y / x axis."""
     fig = _canvas(*size)
     axis = fig.add_subplot(1, 1, 1)
+    if shade is not None:
+        axis.axvspan(shade[0], shade[1], color="0.9", label=shade[2])
     for label, values in series.items():
-        at = np.arange(len(values)) if x is None else np.asarray(x, dtype=np.float64)
-        axis.plot(at, np.asarray(values, dtype=np.float64), label=label,
-                  marker="o" if x is not None else "." if ticks else None)
+        xs = x.get(label) if isinstance(x, dict) else x
+        xs = np.arange(len(values)) if xs is None else np.asarray(xs, dtype=np.float64)
+        axis.plot(xs, np.asarray(values, dtype=np.float64), label=label,
+                  marker=None if len(values) > 40 else "o" if x is not None else "." if ticks else None)
     if log:
         axis.set_yscale("log")
+    if logx:
+        axis.set_xscale("log")
     if ticks is not None:
         axis.set_xticks(np.arange(len(ticks)), [str(t) for t in ticks], rotation=90, fontsize=6)
     axis.set_xlabel(xlabel, fontsize=8)
     axis.set_ylabel(ylabel, fontsize=8)
     axis.tick_params(labelsize=7)
-    if len(series) > 1:
+    if len(series) > 1 or shade is not None:
         axis.legend(fontsize=7)
     if title:
         axis.set_title(title, fontsize=9)

@@ -8,8 +8,8 @@ import importlib
 
 import numpy as np
 
-__all__ = ["chw_to_hwc", "colorize", "colormap", "enlarge", "grid", "require", "rgb", "tile_vector", "to_uint8",
-           "upscale_factor"]
+__all__ = ["chw_to_hwc", "colorize", "colormap", "enlarge", "grid", "require", "rgb", "shrink", "tile_vector",
+           "to_uint8", "upscale_factor"]
 
 
 def require(package, purpose):
@@ -127,3 +127,17 @@ def grid(images, columns=None, pad=1, fill=255, labels=None):
         r, c = divmod(i, columns)
         canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = image
     return canvas
+
+
+def shrink(images, largest, side):
+    """uint8 images (N, H, W, C) as float32 in [0, 1], averaged down to ``side`` x ``side`` when
+    either side exceeds ``largest`` (adaptive average pooling, PyTorch's cell boundaries); for
+    techniques that train small networks or cluster patches and need no more pixels than that."""
+    from minigrad import functional as F
+    from minigrad import tensor
+
+    x = np.asarray(images, np.float32) / 255.0
+    if max(x.shape[1:3]) <= largest:
+        return x
+    pooled = F.adaptive_avg_pool2d(tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), (side, side))
+    return np.ascontiguousarray(pooled.numpy().transpose(0, 2, 3, 1))

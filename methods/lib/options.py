@@ -29,11 +29,14 @@ import math
 
 import numpy as np
 
-__all__ = ["KINDS", "Option", "Technique", "TECHNIQUES", "technique"]
+__all__ = ["INPUTS", "KINDS", "Option", "Technique", "TECHNIQUES", "technique"]
 
 #: What an option can hold; each kind has a check and a command-line parser.
 KINDS = ("int", "float", "bool", "choice", "str", "layer", "layers", "unit", "target", "ints", "floats", "path",
          "image", "images")
+
+#: What a technique takes besides its options (see :func:`technique`).
+INPUTS = ("images", "pictures", "dataset", "model", "image", "none")
 
 #: name -> :class:`Technique`, in the order the modules register them.
 TECHNIQUES = {}
@@ -223,14 +226,16 @@ class Technique:
     "images" -- a preprocessed batch; "pictures" -- one image as given (a file, ``sample:NAME``
     or a uint8 array), which the technique sizes itself (texture synthesis, style transfer);
     "dataset" -- a :class:`~methods.lib.datasets.Dataset`; "model" -- nothing more; "image" --
-    one image and no model), and the decorated function. ``image``: the image a "pictures" or
-    "image" technique shows when none is named (default: the model's default image)."""
+    one image and no model; "none" -- not even a model), ``image`` (the image a "pictures" or
+    "image" technique shows when none is named; default: the model's default image), ``model``
+    (the model it needs, see :func:`technique`), and the decorated function."""
 
-    def __init__(self, name, title, paper, options, inputs, function, queries=False, image=None):
+    def __init__(self, name, title, paper, options, inputs, function, queries=False, image=None, model=None):
         self.name, self.title, self.paper, self.inputs, self.function = name, title, paper, inputs, function
         self.options = list(options)
         self.queries = queries  # a dataset technique that also takes query images (neighbours)
         self.image = image
+        self.model = model  # the model it runs on when it needs a particular kind (see technique())
 
     def defaults(self):
         return {o.name: o.default for o in self.options}
@@ -249,18 +254,25 @@ class Technique:
         return {name: option.check(values.get(name, option.default)) for name, option in known.items()}
 
 
-def technique(name, title, paper, options, inputs="images", example=None):
+def technique(name, title, paper, options, inputs="images", example=None, model=None):
     """Register the decorated function as technique ``name`` with these :class:`Option` s.
+
+    ``model``: for a technique that only some networks can run (BagNet evidence needs a
+    bag-of-local-features network), the name of the model it runs on by default -- the command
+    line's ``--model`` default and the model the gallery shows it on; other models are refused
+    by the technique with an error that names this one. ``example``: the default image of a
+    "pictures" technique.
 
     The function is written ``def f(model, x, *, opt1, opt2)`` (``f(model, picture, *, ...)`` for
     ``inputs="pictures"``, ``f(model, dataset, ..., *, ...)`` for "dataset", ``f(model, *, ...)``
-    for "model", ``f(image="sample:NAME", *, ...)`` for "image") with keyword-only options and no
-    defaults: the defaults come from the declaration. The returned function checks every option,
-    adapts the model and the input batch (or checks the image), and sets ``result.params`` to the
-    values it ran with. ``example``: the default image of a "pictures" technique.
+    for "model", ``f(image="sample:NAME", *, ...)`` for "image", ``f(*, ...)`` for "none": a
+    technique that builds and trains its own small network, such as universal approximation)
+    with keyword-only options and no defaults: the defaults come from the declaration. The
+    returned function checks every option, adapts the model and the input batch (or checks the
+    image), and sets ``result.params`` to the values it ran with.
     """
-    if inputs not in ("images", "pictures", "dataset", "model", "image"):
-        raise ValueError(f"inputs must be 'images', 'pictures', 'dataset', 'model' or 'image', got {inputs!r}")
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {', '.join(map(repr, INPUTS))}, got {inputs!r}")
 
     def decorate(function):
         signature = inspect.signature(function)
@@ -275,7 +287,7 @@ def technique(name, title, paper, options, inputs="images", example=None):
             raise TypeError(f"{function.__name__}: an inputs='image' technique takes one image parameter whose "
                             "default names an image (a file or sample:NAME), then its options")
         spec = Technique(name, title, paper, options, inputs, None, queries=inputs == "dataset" and len(positional) > 2,
-                         image=image)
+                         image=image, model=model)
         function.__kwdefaults__ = spec.defaults()
 
         @functools.wraps(function)
@@ -287,6 +299,15 @@ def technique(name, title, paper, options, inputs="images", example=None):
             source = args[0] if args else values.pop(positional[0].name, image)
             values = spec.check(values)
             result = function(check_image(source, positional[0].name), **values)
+            result.technique, result.params = name, {**values, **result.params}
+            return result
+
+        @functools.wraps(function)
+        def run_alone(*args, **values):
+            if args:
+                raise TypeError(f"{name}() takes no model or images, only options by name")
+            values = spec.check(values)
+            result = function(**values)
             result.technique, result.params = name, {**values, **result.params}
             return result
 
@@ -307,7 +328,7 @@ def technique(name, title, paper, options, inputs="images", example=None):
             result.technique, result.params = name, {**values, **result.params}
             return result
 
-        wrapper = run_on_image if inputs == "image" else run
+        wrapper = {"image": run_on_image, "none": run_alone}.get(inputs, run)
         wrapper.__signature__ = signature.replace(parameters=[
             p.replace(default=spec.defaults()[p.name]) if p.kind is p.KEYWORD_ONLY else p
             for p in signature.parameters.values()])

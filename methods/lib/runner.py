@@ -44,7 +44,9 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
         image = images[0] if images else spec.image
         result = spec.function(image, **values)
         result.inputs = {"image": image}
-    else:
+    elif spec.inputs == "model":
         result = spec.function(model, **values)
+    else:
+        result = spec.function(**values)
     result.summary.setdefault("seconds", round(time.perf_counter() - start, 3))
     return result, notes

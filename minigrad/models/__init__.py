@@ -74,13 +74,17 @@ def available():
     """The names :func:`load` takes on this machine: the shipped model, converted checkpoints
     in the weights cache, and every architecture with torchvision's random init (``vgg16-random``)."""
     cached = [n for n in _registry.CHECKPOINTS if _registry.converted_path(n).exists()]
-    return ["fashion-vgg"] + cached + [arch + RANDOM_SUFFIX for arch in ARCHS]
+    from minigrad.models.bagnet import BAGNETS
+
+    return ["fashion-vgg", *BAGNETS] + cached + [arch + RANDOM_SUFFIX for arch in ARCHS]
 
 
 def load(name, arch=None):
     """A model ready for visualization: eval mode, parameters frozen.
 
-    ``name`` is ``"fashion-vgg"`` (the small network shipped in weights/), a registry name
+    ``name`` is ``"fashion-vgg"`` (the small network shipped in weights/), ``"fashion-bagnet"``
+    (the shipped BagNet with the largest patches; ``"fashion-bagnet-q5"``, ``-q9``, ``-q13`` by
+    patch size), a registry name
     (``"vgg16"``, fetched beforehand with ``python -m weights fetch``), an architecture with
     ``-random`` (``"vgg16-random"``: torchvision's random initialization, seeded by
     ``minigrad.manual_seed``) or a weights file; the architecture comes from the registry, the
@@ -91,6 +95,11 @@ def load(name, arch=None):
         from minigrad.models.fashion_vgg import fashion_vgg
 
         return fashion_vgg().eval().requires_grad_(False)
+    if isinstance(name, str) and arch is None:
+        from minigrad.models.bagnet import BAGNETS, fashion_bagnet
+
+        if name in BAGNETS:
+            return fashion_bagnet(BAGNETS[name]).requires_grad_(False)
     if isinstance(name, str) and name.endswith(RANDOM_SUFFIX) and name[: -len(RANDOM_SUFFIX)] in ARCHS:
         return build(name[: -len(RANDOM_SUFFIX)]).eval().requires_grad_(False)
     if arch is None:
@@ -103,6 +112,10 @@ def load(name, arch=None):
                     f"more with python -m weights fetch NAME ({', '.join(_registry.CHECKPOINTS)})"
                 )
             tensors, meta = _load_state(_registry.resolve(name))
+            from minigrad.models.bagnet import BAGNETS, fashion_bagnet
+
+            if meta.get("arch") in BAGNETS:
+                return fashion_bagnet(path=name).requires_grad_(False)
             arch = meta.get("arch") or _archs.guess_arch({k: v.shape for k, v in tensors.items()})
             if arch is None:
                 raise ValueError(

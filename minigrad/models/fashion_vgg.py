@@ -29,8 +29,6 @@ file, colour or grey, of any size: made grey and brought to 28 x 28) to float32
 
 from collections import OrderedDict
 
-import numpy as np
-
 from minigrad import nn
 from minigrad.models.base import Model, adopt_state
 from minigrad.models.preprocessing import Preprocessing

@@ -3,7 +3,9 @@ also the techniques that work on an image alone, with no network), a plain
 ``nn.Sequential`` built here, a functional-style ``nn.Module`` (occlusion falls back to full
 recomputation), and vgg16-random / alexnet-random (every technique: marked slow, about two minutes
 on two cores; one technique each on a 64 x 64 input: always). Each result draws non-constant uint8
-figures and writes valid JSON."""
+figures and writes valid JSON. A technique that needs its own kind of model (BagNet evidence) runs
+on that one and refuses the others with an error naming it; one that takes no model (universal
+approximation) runs once."""
 
 import json
 import warnings
@@ -58,9 +60,16 @@ def fashion():
 
 @pytest.mark.parametrize("name", list(TECHNIQUES))
 def test_every_technique_on_fashion_vgg(fashion, tmp_path, name):
+    """A technique that needs its own kind of model (``Technique.model``: BagNet evidence) refuses
+    fashion-vgg with an error naming that model, and runs on it instead."""
     spec = TECHNIQUES[name]
     minigrad.manual_seed(0)
-    result, notes = run_technique(spec, fashion, spec.gallery_values(), limit=LIMIT["fashion-vgg"])
+    model = fashion
+    if spec.model:
+        with pytest.raises(ValueError, match=spec.model):
+            run_technique(spec, fashion, spec.gallery_values())
+        model = models.load(spec.model)
+    result, notes = run_technique(spec, model, spec.gallery_values(), limit=LIMIT["fashion-vgg"])
     assert notes == []
     record = check_outputs(result, tmp_path / name)
     if spec.inputs == "images":
@@ -104,8 +113,9 @@ class Functional(nn.Module):
 NETWORKS = {"sequential": sequential, "functional": lambda: Functional().eval()}
 
 
-#: The techniques that use a network (those with inputs="image" work on an image alone).
-ON_NETWORKS = [name for name, spec in TECHNIQUES.items() if spec.inputs != "image"]
+#: The techniques that use a network (those with inputs="image" work on an image alone, "none" on
+#: nothing given).
+ON_NETWORKS = [name for name, spec in TECHNIQUES.items() if spec.inputs not in ("image", "none")]
 
 
 @pytest.mark.parametrize("name", ON_NETWORKS)
@@ -118,6 +128,11 @@ def test_every_technique_on_a_users_network(tmp_path, network, name):
     spec = TECHNIQUES[name]
     net = NETWORKS[network]()
     values = spec.gallery_values()
+    if spec.model:  # these networks are not of the kind it needs: a clear error
+        x = np.random.default_rng(0).uniform(size=(1, 3, 16, 16)).astype(np.float32)
+        with pytest.raises(ValueError, match=spec.model):
+            spec.function(net, x, **values)
+        return
     if spec.inputs == "images":
         x = np.random.default_rng(0).uniform(size=(1, 3, 16, 16)).astype(np.float32)
         if name == "deepdream" and network == "functional":  # its own forward takes 16 x 16 alone
@@ -186,6 +201,10 @@ def test_every_technique_on_vgg16_and_alexnet(convnets, tmp_path, model_name, na
     minigrad.manual_seed(0)
     with minigrad.backend.using_backend(backend), warnings.catch_warnings():
         warnings.simplefilter("ignore", models.PreprocessingNote)
+        if spec.model:
+            with pytest.raises(ValueError, match=spec.model):
+                run_technique(spec, model, spec.gallery_values())
+            return
         result, notes = run_technique(spec, model, spec.gallery_values(), limit=LIMIT[model_name])
     if spec.inputs == "images":
         assert notes == ["sample:chelsea: 451x300 resized to 384x256 and centre-cropped to 224x224, the model's input size"]

@@ -25,7 +25,8 @@ def test_every_technique_is_registered_with_its_function():
                                 "deconvnet", "guided-backprop", "grad-cam", "smoothgrad", "integrated-gradients",
                                 "class-model", "visualize-unit", "inversion", "deepdream", "texture", "style-transfer",
                                 "hog-inversion", "efros-leung", "fgsm", "pgd", "deepfool", "carlini-wagner", "lbfgs",
-                                "adversarial", "fooling", "robustness"]
+                                "adversarial", "fooling", "robustness", "bag-of-words", "bagnet-evidence", "embeddings",
+                                "universal-approximation"]
     for name, function in [("filters", methods.filters), ("activations", methods.activations),
                            ("patches", methods.maximally_activating_patches), ("neighbours", methods.neighbours),
                            ("tsne", methods.tsne_embedding), ("occlusion", methods.occlusion),
@@ -41,7 +42,10 @@ def test_every_technique_is_registered_with_its_function():
                            ("pgd", methods.pgd), ("deepfool", methods.deepfool),
                            ("carlini-wagner", methods.carlini_wagner), ("lbfgs", methods.lbfgs_attack),
                            ("adversarial", methods.adversarial_examples), ("fooling", methods.fooling_image),
-                           ("robustness", methods.robustness)]:
+                           ("robustness", methods.robustness),
+                           ("bag-of-words", methods.bag_of_words), ("bagnet-evidence", methods.bagnet_evidence),
+                           ("embeddings", methods.embeddings),
+                           ("universal-approximation", methods.universal_approximation)]:
         assert TECHNIQUES[name].function is function and function.technique is TECHNIQUES[name]
 
 
@@ -163,9 +167,11 @@ BAD = [  # technique, option, bad value, the message (the option named, with its
 
 def call(spec, model, **values):
     """Run a technique on a model and an input of the kind it takes (an image alone for
-    inputs="image": those use no network)."""
+    inputs="image": those use no network; nothing for inputs="none")."""
     if spec.inputs == "image":
         return spec.function(np.zeros((8, 8), np.uint8), **values)
+    if spec.inputs == "none":
+        return spec.function(**values)
     return spec.function(model, *ARGS[spec.inputs], **values)
 
 
@@ -220,7 +226,8 @@ def test_declarations_are_checked_when_made():
         @technique("mismatch", "t", "p", [Option("a", "int", 1, "h"), Option("b", "int", 1, "h")])
         def mismatch(model, x, *, b, a):
             pass
-    with pytest.raises(ValueError, match="inputs must be 'images', 'pictures', 'dataset', 'model' or 'image'"):
+    with pytest.raises(ValueError, match="inputs must be one of 'images', 'pictures', 'dataset', 'model', 'image', "
+                                         "'none'"):
         technique("bad", "t", "p", [], inputs="video")
     with pytest.raises(TypeError, match="an inputs='image' technique takes one image parameter whose default names"):
         @technique("no-default", "t", "p", [], inputs="image")

@@ -214,7 +214,7 @@ def test_weights_argument_errors(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="no such file"):
         models.vgg16(weights=tmp_path / "missing.safetensors")
     with pytest.raises(CheckpointError, match="no such file and not a model name; models available here: fashion-vgg, "
-                                              "alexnet-random, .*vgg16-random"):
+                                              "fashion-bagnet, .*fashion-bagnet-q13, alexnet-random, .*vgg16-random"):
         models.load("vgg21")
     from weights import save_file
 
