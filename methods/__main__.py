@@ -25,8 +25,13 @@ def build_parser():
     commands = parser.add_subparsers(dest="technique", metavar="TECHNIQUE")
     for name, spec in TECHNIQUES.items():
         sub = commands.add_parser(name, help=f"{spec.title} ({spec.paper})", description=f"{spec.title} ({spec.paper}).")
-        sub.add_argument("--model", default="fashion-vgg",
-                         help="model name for minigrad.models.load, or a weights file (default: fashion-vgg)")
+        if spec.inputs not in ("image", "none"):
+            sub.add_argument("--model", default="fashion-vgg",
+                             help="model name for minigrad.models.load, or a weights file (default: fashion-vgg)")
+        if spec.inputs == "image":
+            sub.add_argument("--image", action="append", default=None,
+                             help="the image: a file, sample:NAME (a shipped photo) or sample:INDEX (a Fashion-MNIST "
+                                  "test image) (default: sample:chelsea)")
         if spec.inputs == "images" or spec.queries:
             what = "query image" if spec.queries else "image"
             default = "dataset indices" if spec.queries else "sample:0 for fashion-vgg, sample:chelsea otherwise"
@@ -94,7 +99,7 @@ def run(args):
     spec = TECHNIQUES[args.technique]
     prepare_folder(args.out, args.force)
     minigrad.manual_seed(getattr(args, "seed", 0))
-    model = models.load(args.model)
+    model = models.load(args.model) if hasattr(args, "model") else None
     values = {o.name: getattr(args, o.name) for o in spec.options}
     result, notes = run_technique(spec, model, values, images=getattr(args, "image", None),
                                   dataset=getattr(args, "dataset", "sample"), limit=getattr(args, "limit", None))

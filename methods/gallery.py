@@ -2,7 +2,8 @@
 
 Each technique runs with its declared defaults (or the lighter ``gallery`` values some options
 declare, to keep the page quick) on the model's default image or sample dataset, exactly as
-``python -m methods NAME`` would; the results land in ``DIR/<technique>/`` and ``DIR/index.html``
+``python -m methods NAME`` would (those that take no model run the same on every model's page);
+the results land in ``DIR/<technique>/`` and ``DIR/index.html``
 shows each one's figures with the technique, paper, parameters and time taken. A technique that
 fails is shown with its error and the others still render.
 """
@@ -40,7 +41,9 @@ def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=
     for spec in progress:
         progress.set(technique=spec.name)
         minigrad.manual_seed(0)
-        entry = {"technique": spec.name, "title": spec.title, "paper": spec.paper, "model": model_name}
+        entry = {"technique": spec.name, "title": spec.title, "paper": spec.paper, "model": model_name,
+                 "command": f"python -m methods {spec.name}"
+                            + ("" if spec.inputs in ("image", "none") else f" --model {model_name}")}
         start = time.perf_counter()
         try:
             result, _ = run_technique(spec, model, spec.gallery_values(), limit=_gallery_limit(spec, model))
@@ -92,8 +95,8 @@ def _page(model_name, entries, overview):
     sections = []
     for entry in entries:
         head = (f'<h2 id="{html.escape(entry["technique"])}">{html.escape(entry["title"])}</h2>'
-                f'<p>{html.escape(entry["paper"])} &middot; <code>python -m methods {html.escape(entry["technique"])}'
-                f' --model {html.escape(model_name)}</code> &middot; {entry["seconds"]:.2f} s</p>')
+                f'<p>{html.escape(entry["paper"])} &middot; <code>{html.escape(entry["command"])}</code> &middot; '
+                f'{entry["seconds"]:.2f} s</p>')
         if entry.get("error"):
             sections.append(f'<section>{head}<p class="error">failed: {html.escape(entry["error"])}</p></section>')
             continue

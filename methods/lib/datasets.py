@@ -21,8 +21,10 @@ import numpy as np
 
 from methods import data
 from minigrad.models import PreprocessingNote
+from minigrad.models.preprocessing import read_image
 
-__all__ = ["Dataset", "IMAGE_SUFFIXES", "as_dataset", "default_image", "load_dataset", "load_images", "photo_crops"]
+__all__ = ["Dataset", "IMAGE_SUFFIXES", "as_dataset", "default_image", "load_dataset", "load_images", "load_picture",
+           "photo_crops"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -59,30 +61,43 @@ def _is_fashion(model):
 
 def default_image(model):
     """The image a command shows when none is named: a Fashion-MNIST test image for fashion-vgg
-    (``sample:0``, a sneaker), the cat photograph (``sample:chelsea``) for any other model."""
-    return "sample:0" if _is_fashion(model) else "sample:chelsea"
+    (``sample:0``, a sneaker), the cat photograph (``sample:chelsea``) for any other model and
+    for techniques that take no model (``model`` None)."""
+    return "sample:0" if model is not None and _is_fashion(model) else "sample:chelsea"
+
+
+def _sample(spec):
+    """The shipped image ``sample:NAME`` (a photograph) or ``sample:INDEX`` (Fashion-MNIST), uint8."""
+    key = spec.split(":", 1)[1]
+    if key.isdigit():
+        sample = data.fashion_sample()[0]
+        if int(key) >= len(sample):
+            raise ValueError(f"{spec}: the Fashion-MNIST sample has images 0..{len(sample) - 1}")
+        return sample[int(key)]
+    if key in data.SAMPLE_IMAGES:
+        return data.sample_image(key)
+    raise ValueError(f"{spec}: no such sample; use sample:0..1999 (Fashion-MNIST) or sample:NAME with NAME "
+                     f"one of {', '.join(sorted(data.SAMPLE_IMAGES))}")
+
+
+def _is_sample(spec):
+    return isinstance(spec, str) and spec.startswith("sample:")
+
+
+def load_picture(spec):
+    """One picture named on a command line, as its pixels (no model, no resizing): an image file
+    or a ``sample:`` name as in :func:`load_images`. uint8 (H, W) for grey, (H, W, 3) for colour."""
+    if _is_sample(spec):
+        return _sample(spec)
+    pixels = read_image(spec)
+    return pixels[..., 0] if pixels.shape[2] == 1 else pixels
 
 
 def load_images(model, specs):
     """Images named on a command line, preprocessed for ``model``: image files, ``sample:NAME``
     (a shipped photograph) or ``sample:INDEX`` (an image of the shipped Fashion-MNIST sample).
     Returns (x, notes): the (N, C, H, W) batch and the resize notes, one string each."""
-    images = []
-    for spec in specs:
-        if not isinstance(spec, str) or not spec.startswith("sample:"):
-            images.append(spec)
-            continue
-        key = spec.split(":", 1)[1]
-        if key.isdigit():
-            sample = data.fashion_sample()[0]
-            if int(key) >= len(sample):
-                raise ValueError(f"{spec}: the Fashion-MNIST sample has images 0..{len(sample) - 1}")
-            images.append(sample[int(key)])
-        elif key in data.SAMPLE_IMAGES:
-            images.append(data.sample_image(key))
-        else:
-            raise ValueError(f"{spec}: no such sample; use sample:0..1999 (Fashion-MNIST) or sample:NAME with NAME "
-                             f"one of {', '.join(sorted(data.SAMPLE_IMAGES))}")
+    images = [_sample(spec) if _is_sample(spec) else spec for spec in specs]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PreprocessingNote)
         x = model.preprocessing.normalize(model.prepare_images(images, names=[str(spec) for spec in specs]))

@@ -9,7 +9,7 @@ import numpy as np
 import minigrad
 from minigrad import models
 
-__all__ = ["as_model", "check_batch", "frozen", "probabilities", "resolve_targets", "to_host"]
+__all__ = ["as_model", "check_batch", "check_image", "frozen", "probabilities", "resolve_targets", "to_host"]
 
 
 def to_host(array):
@@ -46,6 +46,27 @@ def check_batch(model, x):
     if not bool(xp.isfinite(data).all()):
         raise ValueError("the image batch contains NaN or infinite values")
     return data
+
+
+def check_image(image, name="image"):
+    """``image`` as a NumPy picture a model-free technique takes, or a ValueError naming the
+    problem: H x W or H x W x C (C = 1 or 3), uint8 (0..255) or floating point in [0, 1], finite.
+    The array is returned as it is (its dtype tells the technique which range to give back)."""
+    if isinstance(image, minigrad.Tensor) or not hasattr(image, "shape"):
+        raise TypeError(f"{name} must be a NumPy array (H, W) or (H, W, C), got {type(image).__name__}")
+    image = to_host(image)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)) or 0 in image.shape:
+        raise ValueError(f"{name} must have shape (H, W) or (H, W, C) with C = 1 or 3, got {image.shape}")
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype.kind != "f":
+        raise ValueError(f"{name} must be uint8 (0..255) or floating point in [0, 1], got dtype {image.dtype}")
+    if not np.isfinite(image).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if image.min() < 0 or image.max() > 1:
+        raise ValueError(f"a floating-point {name} must hold values in [0, 1], got [{image.min():g}, {image.max():g}] "
+                         "(pass uint8 for 0..255 pictures)")
+    return image
 
 
 @contextlib.contextmanager

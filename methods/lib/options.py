@@ -16,7 +16,9 @@ the option and its valid range, before any work), the ``--size`` / ``--fill`` ar
 
 The decorated function also takes care of what every technique needs first: the model goes
 through :func:`minigrad.models.as_model` (any ``nn.Module`` works), and for ``inputs="images"``
-the batch is checked against the model.
+the batch is checked against the model. Techniques that fit a network of their own take no model:
+``inputs="image"`` one picture (H x W or H x W x C, uint8 or float in [0, 1]; Deep Image Prior),
+``inputs="none"`` nothing (they bring their own data; colorization).
 """
 
 import functools
@@ -25,7 +27,7 @@ import math
 
 import numpy as np
 
-__all__ = ["KINDS", "Option", "Technique", "TECHNIQUES", "technique"]
+__all__ = ["INPUTS", "KINDS", "Option", "Technique", "TECHNIQUES", "technique"]
 
 #: What an option can hold; each kind has a check and a command-line parser.
 KINDS = ("int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path")
@@ -181,10 +183,16 @@ class Option:
         parser.add_argument(self.flag, dest=self.name, type=typed, default=self.default, help=text, metavar=metavar)
 
 
+#: What a technique takes: a model and a preprocessed batch, a model and a dataset, a model alone,
+#: one picture and no model, or nothing at all.
+INPUTS = ("images", "dataset", "model", "image", "none")
+
+
 class Technique:
-    """A registered technique: its name, title, paper, options, what it takes (``inputs``:
-    "images" -- a preprocessed batch; "dataset" -- a :class:`~methods.lib.datasets.Dataset`;
-    "model" -- nothing more), and the decorated function."""
+    """A registered technique: its name, title, paper, options, what it takes (``inputs``, one of
+    :data:`INPUTS`: "images" -- a model and a preprocessed batch; "dataset" -- a model and a
+    :class:`~methods.lib.datasets.Dataset`; "model" -- a model alone; "image" -- one picture and
+    no model; "none" -- nothing), and the decorated function."""
 
     def __init__(self, name, title, paper, options, inputs, function, queries=False):
         self.name, self.title, self.paper, self.inputs, self.function = name, title, paper, inputs, function
@@ -212,12 +220,16 @@ def technique(name, title, paper, options, inputs="images"):
     """Register the decorated function as technique ``name`` with these :class:`Option` s.
 
     The function is written ``def f(model, x, *, opt1, opt2)`` (``f(model, dataset, ..., *, ...)``
-    for ``inputs="dataset"``, ``f(model, *, ...)`` for "model") with keyword-only options and no
-    defaults: the defaults come from the declaration. The returned function checks every option,
-    adapts the model and the input batch, and sets ``result.params`` to the values it ran with.
+    for ``inputs="dataset"``, ``f(model, *, ...)`` for "model", ``f(image, ..., *, ...)`` for
+    "image", ``f(*, ...)`` for "none") with keyword-only options and no defaults: the defaults
+    come from the declaration. Further arrays a technique may take (a dataset technique's query
+    batch, a restoration's clean image) are parameters with a default before the ``*``; they may
+    be given by position or by name and are not options. The returned function checks every
+    option, adapts the model and the input batch (or checks the picture), and sets
+    ``result.params`` to the values it ran with.
     """
-    if inputs not in ("images", "dataset", "model"):
-        raise ValueError(f"inputs must be 'images', 'dataset' or 'model', got {inputs!r}")
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be {', '.join(map(repr, INPUTS[:-1]))} or {INPUTS[-1]!r}, got {inputs!r}")
 
     def decorate(function):
         signature = inspect.signature(function)
@@ -227,23 +239,37 @@ def technique(name, title, paper, options, inputs="images"):
             raise TypeError(f"{function.__name__}: keyword-only parameters {[p.name for p in keyword]} "
                             f"must be the declared options {declared}, in order")
         positional = [p for p in signature.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        arrays = {p.name for p in positional if p.default is not p.empty}
         spec = Technique(name, title, paper, options, inputs, None, queries=inputs == "dataset" and len(positional) > 2)
         function.__kwdefaults__ = spec.defaults()
 
         @functools.wraps(function)
-        def run(model, *args, **values):
-            from methods.lib.inputs import as_model, check_batch
+        def run(*args, **values):
+            from methods.lib.inputs import as_model, check_batch, check_image
 
+            given = {key: values.pop(key) for key in list(values) if key in arrays}
             values = spec.check(values)
-            model = as_model(model, args[0] if inputs == "images" and args else None)
-            if inputs == "images":
-                if len(args) != 1:
-                    raise TypeError(f"{name}() takes the model and one image batch, then options by name")
-                args = (check_batch(model, args[0]),)
-            elif (inputs == "dataset" and not args) or (inputs == "model" and args):
-                raise TypeError(f"{name}() takes the model{' and a dataset' if inputs == 'dataset' else ''}, "
-                                "then options by name")
-            result = function(model, *args, **values)
+            if inputs == "none":
+                if args:
+                    raise TypeError(f"{name}() takes options by name only")
+            elif inputs == "image":
+                if not args:
+                    raise TypeError(f"{name}() takes an image, then options by name")
+                args = (check_image(args[0]),) + args[1:]
+            else:
+                if not args:
+                    raise TypeError(f"{name}() takes a model first")
+                model, args = args[0], args[1:]
+                model = as_model(model, args[0] if inputs == "images" and args else None)
+                if inputs == "images":
+                    if len(args) != 1:
+                        raise TypeError(f"{name}() takes the model and one image batch, then options by name")
+                    args = (check_batch(model, args[0]),)
+                elif (inputs == "dataset" and not args) or (inputs == "model" and args):
+                    raise TypeError(f"{name}() takes the model{' and a dataset' if inputs == 'dataset' else ''}, "
+                                    "then options by name")
+                args = (model,) + args
+            result = function(*args, **given, **values)
             result.technique, result.params = name, {**values, **result.params}
             return result
 

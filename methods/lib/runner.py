@@ -3,7 +3,7 @@ what the command line and the gallery both do, written once."""
 
 import time
 
-from methods.lib.datasets import default_image, load_dataset, load_images
+from methods.lib.datasets import default_image, load_dataset, load_images, load_picture
 
 __all__ = ["run_technique"]
 
@@ -12,7 +12,9 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
     """Run technique ``spec`` (a :class:`~methods.lib.options.Technique`) on ``model`` with option
     ``values``. ``images``: image specs (files, ``sample:NAME``, ``sample:INDEX``; default: the
     model's :func:`~methods.lib.datasets.default_image`) for techniques that take images, or the
-    queries of one that takes a dataset; ``dataset`` / ``limit`` for dataset techniques.
+    queries of one that takes a dataset, or the one picture of a technique that takes a picture
+    and no model (``model`` is then unused, as for one that takes nothing); ``dataset`` /
+    ``limit`` for dataset techniques.
     Returns (result, notes): ``result.inputs`` records what it ran on, ``notes`` the resizes made."""
     start = time.perf_counter()
     notes = []
@@ -30,6 +32,14 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
         result = spec.function(model, *args, **values)
         result.inputs = {"dataset": dataset, "limit": limit, "images": len(data.images),
                          "queries": list(images) if images and spec.queries else None}
+    elif spec.inputs == "image":
+        if images and len(images) > 1:
+            raise ValueError(f"{spec.name} takes one image, got {len(images)}")
+        image = images[0] if images else default_image(None)
+        result = spec.function(load_picture(image), **values)
+        result.inputs = {"image": image}
+    elif spec.inputs == "none":
+        result = spec.function(**values)
     else:
         result = spec.function(model, **values)
     result.summary.setdefault("seconds", round(time.perf_counter() - start, 3))

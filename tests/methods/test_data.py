@@ -182,3 +182,33 @@ def test_as_dataset_and_load_images_bring_images_to_the_model():
     assert x.shape == (2, 1, 28, 28) and x.dtype == np.float32
     assert notes == ["sample:chelsea: 451x300 resized to 42x28 and centre-cropped to 28x28, the model's input size"]
     np.testing.assert_array_equal(x[0], model.preprocess(data.fashion_sample()[0][3])[0])
+
+
+def test_load_picture_gives_the_pixels_of_a_file_or_sample(tmp_path):
+    """What a technique without a model gets from ``--image``: the pixels as they are, grey as H x W."""
+    from PIL import Image
+
+    from methods.lib.datasets import load_picture
+
+    np.testing.assert_array_equal(load_picture("sample:coffee"), data.sample_image("coffee"))
+    assert load_picture("sample:brick").shape == (512, 512) and load_picture("sample:5").shape == (28, 28)
+    grey = np.random.default_rng(0).integers(0, 256, (7, 9), dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    np.testing.assert_array_equal(load_picture(str(tmp_path / "grey.png")), grey)
+    with pytest.raises(FileNotFoundError, match="no such image file"):
+        load_picture(str(tmp_path / "missing.png"))
+    with pytest.raises(ValueError, match="no such sample"):
+        load_picture("sample:lena")
+
+
+def test_resize_brings_the_longer_side_to_the_size_asked_in_its_own_range():
+    from methods.lib.images import resize
+
+    pixels = data.sample_image("chelsea")
+    values = pixels.astype(np.float32) / 255
+    small_pixels, small_values = resize(pixels, 45), resize(values, 45)
+    assert small_pixels.shape == small_values.shape == (30, 45, 3)
+    assert small_pixels.dtype == np.uint8 and small_values.dtype == np.float32
+    assert 0 <= small_values.min() and small_values.max() <= 1
+    assert np.abs(small_pixels / 255 - small_values).max() < 0.01  # the same filter on bytes and on floats
+    assert resize(pixels[..., 0], 45).shape == (30, 45) and resize(pixels, 451) is pixels
