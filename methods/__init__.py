@@ -29,9 +29,11 @@ from methods.backprop import deconvnet, guided_backprop
 from methods.gradcam import grad_cam
 from methods.smoothgrad import smoothgrad
 from methods.integrated_gradients import integrated_gradients
+from methods.deep_image_prior import deep_image_prior, deep_image_prior_curves
+from methods.colorization import colorization
 
-__all__ = ["PLANNED", "TECHNIQUES", "activations", "deconvnet", "filters", "grad_cam", "guided_backprop",
-           "integrated_gradients", "maximally_activating_patches", "neighbours", "occlusion", "saliency",
+__all__ = ["PLANNED", "TECHNIQUES", "activations", "colorization", "deconvnet", "deep_image_prior", "deep_image_prior_curves",
+           "filters", "grad_cam", "guided_backprop", "integrated_gradients", "maximally_activating_patches", "neighbours", "occlusion", "saliency",
            "smoothgrad", "tsne", "tsne_embedding"]
 
 #: The lecture notes' techniques still to come (name, title, paper); ``python -m methods`` lists them.
@@ -45,7 +47,6 @@ PLANNED = (
     ("adversarial", "Adversarial examples (L-BFGS, FGSM)", "Szegedy et al. 2014; Goodfellow et al. 2015"),
     ("fooling", "Fooling images", "Nguyen et al. 2015"),
     ("hog-inversion", "HOG inversion", "Vondrick et al. 2013"),
-    ("deep-image-prior", "Deep Image Prior", "Ulyanov et al. 2018"),
     ("bagnet", "Bag-of-features and BagNet evidence maps", "Brendel & Bethge 2019"),
     ("embeddings", "Siamese / triplet embeddings", "Hadsell et al. 2006; Schroff et al. 2015"),
     ("universal-approximation", "Universal approximation with one hidden layer", "Cybenko 1989"),

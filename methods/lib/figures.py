@@ -195,7 +195,7 @@ def bars(series, categories, title=None, ylabel="value", size=(6.0, 3.4), low=No
     axis.set_ylabel(ylabel, fontsize=8)
     axis.tick_params(axis="y", labelsize=7)
     if len(series) > 1:
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(series), frameon=False)
     if title:
         axis.set_title(title, fontsize=9)
     fig.tight_layout()

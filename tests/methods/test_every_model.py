@@ -2,7 +2,8 @@
 ``nn.Sequential`` built here, a functional-style ``nn.Module`` (occlusion falls back to full
 recomputation), and vgg16-random / alexnet-random (every technique: marked slow, about two minutes
 on two cores; one technique each on a 64 x 64 input: always). Each result draws non-constant uint8
-figures and writes valid JSON."""
+figures and writes valid JSON. Techniques that take no model (they fit a network of their own:
+Deep Image Prior, colorization) are run with their gallery values in their own test modules."""
 
 import json
 import warnings
@@ -55,7 +56,11 @@ def fashion():
     return models.load("fashion-vgg")
 
 
-@pytest.mark.parametrize("name", list(TECHNIQUES))
+#: The techniques that read a model.
+WITH_MODEL = [name for name, spec in TECHNIQUES.items() if spec.inputs not in ("image", "none")]
+
+
+@pytest.mark.parametrize("name", WITH_MODEL)
 def test_every_technique_on_fashion_vgg(fashion, tmp_path, name):
     spec = TECHNIQUES[name]
     minigrad.manual_seed(0)
@@ -101,7 +106,7 @@ class Functional(nn.Module):
 NETWORKS = {"sequential": sequential, "functional": lambda: Functional().eval()}
 
 
-@pytest.mark.parametrize("name", list(TECHNIQUES))
+@pytest.mark.parametrize("name", WITH_MODEL)
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_every_technique_on_a_users_network(tmp_path, network, name):
     """Image techniques take the raw network and a preprocessed-like float batch; dataset
@@ -159,7 +164,7 @@ def test_one_fast_representative_per_convnet(convnets, tmp_path, model_name, nam
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(TECHNIQUES))
+@pytest.mark.parametrize("name", WITH_MODEL)
 @pytest.mark.parametrize("model_name", ["alexnet-random", "vgg16-random"])
 def test_every_technique_on_vgg16_and_alexnet(convnets, tmp_path, model_name, name):
     """As ``python -m methods NAME --model MODEL`` runs it (the cat at 224 x 224, the photo crops),

@@ -22,14 +22,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_every_technique_is_registered_with_its_function():
     assert list(TECHNIQUES) == ["filters", "activations", "patches", "neighbours", "tsne", "occlusion", "saliency",
-                                "deconvnet", "guided-backprop", "grad-cam", "smoothgrad", "integrated-gradients"]
+                                "deconvnet", "guided-backprop", "grad-cam", "smoothgrad", "integrated-gradients",
+                                "deep-image-prior", "dip-learning-curves", "colorization"]
     for name, function in [("filters", methods.filters), ("activations", methods.activations),
                            ("patches", methods.maximally_activating_patches), ("neighbours", methods.neighbours),
                            ("tsne", methods.tsne_embedding), ("occlusion", methods.occlusion),
                            ("saliency", methods.saliency), ("deconvnet", methods.deconvnet),
                            ("guided-backprop", methods.guided_backprop), ("grad-cam", methods.grad_cam),
                            ("smoothgrad", methods.smoothgrad),
-                           ("integrated-gradients", methods.integrated_gradients)]:
+                           ("integrated-gradients", methods.integrated_gradients),
+                           ("deep-image-prior", methods.deep_image_prior),
+                           ("dip-learning-curves", methods.deep_image_prior_curves),
+                           ("colorization", methods.colorization)]:
         assert TECHNIQUES[name].function is function and function.technique is TECHNIQUES[name]
 
 
@@ -72,6 +76,13 @@ def images(n=12):
     return np.random.default_rng(0).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
 
 
+def arguments(spec, model):
+    """What ``spec``'s function takes before its options: the model and a batch, a dataset or
+    nothing; a picture alone; or nothing at all."""
+    return {"images": (model, np.zeros((1, 3, 16, 16), np.float32)), "dataset": (model, images()),
+            "model": (model,), "image": (images(1)[0],), "none": ()}[spec.inputs]
+
+
 BAD = [  # technique, option, bad value, the message (the option named, with its range)
     ("occlusion", "size", 0, "size must be an integer >= 1 or None, got 0"),
     ("occlusion", "size", 2.5, "size must be an integer >= 1 or None, got 2.5"),
@@ -106,6 +117,11 @@ BAD = [  # technique, option, bad value, the message (the option named, with its
     ("tsne", "theta", 1.5, "theta must be a number from 0 to 1, got 1.5"),
     ("tsne", "method", "fast", "method must be one of auto, exact, barnes-hut, got 'fast'"),
     ("filters", "max_filters", 0, "max_filters must be an integer >= 1 or None, got 0"),
+    ("deep-image-prior", "task", "deblur", "task must be one of denoise, inpaint, jpeg, got 'deblur'"),
+    ("deep-image-prior", "average", 1.0, "average must be a number from 0 to 0.9999, got 1.0"),
+    ("deep-image-prior", "lr", 0, r"lr must be a number from 0 to 1 \(exclusive of the lower bound\), got 0"),
+    ("dip-learning-curves", "scales", 9, "scales must be an integer from 1 to 8, got 9"),
+    ("colorization", "patch", 4, "patch must be an integer from 8 to 256, got 4"),
 ]
 
 
@@ -113,9 +129,8 @@ BAD = [  # technique, option, bad value, the message (the option named, with its
 def test_a_bad_value_is_named_with_its_range_before_any_work(name, option, value, message):
     spec = TECHNIQUES[name]
     counting = Counting(tiny_vgg())
-    args = {"images": (np.zeros((1, 3, 16, 16), np.float32),), "dataset": (images(),), "model": ()}[spec.inputs]
     with pytest.raises(ValueError, match=message):
-        spec.function(counting.model, *args, **{option: value})
+        spec.function(*arguments(spec, counting.model), **{option: value})
     assert counting.calls == 0
 
 
@@ -160,7 +175,7 @@ def test_declarations_are_checked_when_made():
         @technique("mismatch", "t", "p", [Option("a", "int", 1, "h"), Option("b", "int", 1, "h")])
         def mismatch(model, x, *, b, a):
             pass
-    with pytest.raises(ValueError, match="inputs must be 'images', 'dataset' or 'model'"):
+    with pytest.raises(ValueError, match="inputs must be 'images', 'dataset', 'model', 'image' or 'none'"):
         technique("bad", "t", "p", [], inputs="video")
     assert TECHNIQUES == before
 
@@ -168,10 +183,9 @@ def test_declarations_are_checked_when_made():
 @pytest.mark.parametrize("name", list(TECHNIQUES))
 def test_an_unknown_option_is_a_type_error_listing_the_options(name):
     spec = TECHNIQUES[name]
-    args = {"images": (np.zeros((1, 3, 16, 16), np.float32),), "dataset": (images(),), "model": ()}[spec.inputs]
     known = ", ".join(o.name for o in spec.options)
     with pytest.raises(TypeError, match=f"{name}\\(\\) got unknown option\\(s\\) colour; its options are: {known}"):
-        spec.function(tiny_vgg(), *args, colour=1)
+        spec.function(*arguments(spec, tiny_vgg()), colour=1)
 
 
 CLI_BAD = [
@@ -235,3 +249,68 @@ def test_params_are_the_values_used():
     result = methods.tsne_embedding(model, images(), iterations=20, seed=3)
     assert result.params["layer"] == "relu3" and result.params["iterations"] == 20 and result.params["seed"] == 3
     assert result.params["perplexity"] == pytest.approx(11 / 3)  # lowered for 12 images: (N - 1) / 3
+
+
+# ----------------------------------------------------------------------------- techniques without a model
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """A scratch registry, so the toy techniques below leave the real one alone."""
+    from methods.lib import options
+
+    monkeypatch.setattr(options, "TECHNIQUES", {})
+    return options
+
+
+def test_a_technique_on_a_picture_gets_it_checked_and_its_arrays_by_name(registry):
+    from methods.lib.result import Result
+
+    @registry.technique("toy-image", "t", "p", [Option("k", "int", 2, "h", low=1)], inputs="image")
+    def toy(image, clean=None, *, k):
+        return Result(shape=image.shape, clean=None if clean is None else clean.shape, k=k)
+
+    picture = np.zeros((5, 6, 3), np.uint8)
+    assert toy(picture).summary == {"shape": (5, 6, 3), "clean": None, "k": 2}
+    assert toy(picture, clean=picture[..., 0], k=3).summary == {"shape": (5, 6, 3), "clean": (5, 6), "k": 3}
+    assert toy(picture, picture).summary["clean"] == (5, 6, 3)  # by position too
+    assert toy(picture).params == {"k": 2} and toy(picture).technique == "toy-image"
+    with pytest.raises(ValueError, match=r"image must have shape \(H, W\) or \(H, W, C\) with C = 1 or 3"):
+        toy(np.zeros((1, 3, 5, 6), np.float32))  # a batch is not a picture
+    with pytest.raises(TypeError, match=r"toy-image\(\) takes an image, then options by name"):
+        toy(k=1)
+    with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):
+        toy(picture, clean=picture, k=0)
+
+
+def test_a_technique_without_input_takes_options_only(registry):
+    from methods.lib.result import Result
+
+    @registry.technique("toy-none", "t", "p", [Option("k", "int", 2, "h")], inputs="none")
+    def toy(*, k):
+        return Result(k=k)
+
+    assert toy(k=5).summary == {"k": 5} and list(registry.TECHNIQUES) == ["toy-none"]
+    with pytest.raises(TypeError, match=r"toy-none\(\) takes options by name only"):
+        toy(tiny_vgg())
+
+
+def test_a_dataset_techniques_queries_may_be_given_by_name():
+    model = tiny_vgg()
+    x = np.random.default_rng(0).normal(size=(2, 3, 16, 16)).astype(np.float32)
+    by_name = methods.neighbours(model, images(), query_x=x, k=2)
+    by_position = methods.neighbours(model, images(), x, k=2)
+    np.testing.assert_array_equal(by_name.feature_index, by_position.feature_index)
+    assert by_name.feature_index.shape == (2, 2)
+
+
+def test_pictures_are_checked_with_clear_errors():
+    from methods.lib.inputs import check_image
+
+    ok = np.zeros((4, 5), np.float32)
+    assert check_image(ok) is ok and check_image(np.zeros((4, 5, 1), np.uint8)).shape == (4, 5, 1)
+    for bad, message in [(np.zeros((4, 5, 2)), r"got \(4, 5, 2\)"), (np.zeros((0, 5)), r"got \(0, 5\)"),
+                         (np.full((2, 2), -0.5), r"values in \[0, 1\], got \[-0.5, -0.5\]"),
+                         (np.array([[np.inf]]), "NaN or infinite"), (np.zeros((2, 2), bool), "got dtype bool")]:
+        with pytest.raises(ValueError, match=message):
+            check_image(bad, "image")
