@@ -157,7 +157,8 @@ class Fit:
 def _fit(net, z, target, steps, lr, reg_noise, average, backtrack, rng, known=None, clean=None,
          description="deep image prior"):
     """Fit ``net`` so that ``net(z + noise)``, cropped to the centre, matches ``target`` (C, H, W)
-    where ``known`` (H, W, 1 = known) is set; Ctrl-C stops early. Returns a :class:`Fit`."""
+    on the pixels where ``known`` (H, W booleans; None: all) is true; Ctrl-C stops early. Returns
+    a :class:`Fit`; a step undone by backtracking counts in ``steps`` but records nothing."""
     c, h, w = target.shape
     top, left = (z.shape[2] - h) // 2, (z.shape[3] - w) // 2
     goal = minigrad.tensor(target[None])
@@ -169,6 +170,7 @@ def _fit(net, z, target, steps, lr, reg_noise, average, backtrack, rng, known=No
     saved = None
 
     def step(i):
+        nonlocal saved
         code = z if reg_noise == 0 else z + rng.normal(0.0, reg_noise, z.shape).astype(np.float32)
         out = net(minigrad.tensor(code))[:, :, top:top + h, left:left + w]
         error = (out - goal) * (out - goal)
@@ -177,7 +179,6 @@ def _fit(net, z, target, steps, lr, reg_noise, average, backtrack, rng, known=No
         loss.backward()
         value = float(loss.item())
         fit = -10.0 * math.log10(max(value, 1e-12))
-        nonlocal saved
         if backtrack and record.fit and fit < record.fit[-1] - BACKTRACK_DB and saved is not None:
             for p, data in zip(params, saved[0]):
                 p.data[...] = data
@@ -239,12 +240,13 @@ def _jpeg(pixels, quality):
     return out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
 
 
-def _corrupt(clean, task, rng, sigma, missing, quality):
-    """The paper's test corruptions of a clean (C, H, W) image: (observed, mask or None)."""
+def _corrupt(clean, task, rng, sigma, missing, quality, mask=None):
+    """The paper's test corruptions of a clean (C, H, W) image: (observed, mask or None).
+    Inpainting removes the pixels outside ``mask``, or ``missing`` of them at random."""
     if task == "denoise":
         return np.clip(clean + rng.normal(0.0, sigma / 255, clean.shape), 0, 1).astype(np.float32), None
     if task == "inpaint":
-        mask = rng.random(clean.shape[1:]) >= missing
+        mask = rng.random(clean.shape[1:]) >= missing if mask is None else mask
         return clean * mask, mask
     return _jpeg(clean, quality), None
 
@@ -254,11 +256,18 @@ def _picture(pixels):
     return to_uint8(pixels.transpose(1, 2, 0) if pixels.shape[0] == 3 else pixels[0], 0, 1)
 
 
-def _check_same_size(array, image, name):
-    array = np.asarray(array)
-    if array.shape[:2] != image.shape[:2]:
-        raise ValueError(f"{name} must have the image's height and width {image.shape[:2]}, got shape {array.shape}")
-    return array
+def _check_mask(mask, image):
+    """``mask`` as H x W booleans of the image's size with at least one true, or a ValueError."""
+    mask = np.asarray(mask)
+    if mask.shape[:2] != image.shape[:2]:
+        raise ValueError(f"mask must have the image's height and width {image.shape[:2]}, got shape {mask.shape}")
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 2 or not np.isin(mask, (0, 1)).all():
+        raise ValueError(f"mask must be H x W of booleans (or 0 and 1), got shape {mask.shape}, dtype {mask.dtype}")
+    if not mask.any():
+        raise ValueError("mask has no known pixels: there is nothing to fit")
+    return mask.astype(bool)
 
 
 # ----------------------------------------------------------------------------- the techniques
@@ -277,8 +286,9 @@ NETWORK_OPTIONS = [
     Option("task", "choice", "denoise", "the corruption to undo: noise, missing pixels or JPEG compression",
            choices=TASKS),
     Option("corrupt", "bool", False, "take the image as the clean original and corrupt it first (noise of sigma, "
-                                     "a fraction missing of the pixels, or JPEG at quality), as the paper's tests "
-                                     "do; PSNR against the original is then known", gallery=True),
+                                     "the pixels outside mask or a fraction missing of them, or JPEG at quality), "
+                                     "as the paper's tests do; PSNR against the original is then known",
+           gallery=True),
     Option("sigma", "float", 25.0, "standard deviation of the added noise in 0..255 units (the paper's 25)", low=0,
            high=255),
     Option("missing", "float", 0.5, "fraction of pixels removed at random (the paper's 50%)", low=0, high=0.99),
@@ -310,16 +320,11 @@ def deep_image_prior(image, clean=None, mask=None, *, task, corrupt, sigma, miss
     if task != "inpaint" and mask is not None:
         raise ValueError(f"mask= is for task='inpaint', not {task!r}")
     if clean is not None:
-        clean = check_image(_check_same_size(clean, image, "clean"), "clean")
+        clean = check_image(clean, "clean")
+        if clean.shape != image.shape:
+            raise ValueError(f"clean must have the image's shape {image.shape}, got {clean.shape}")
     if mask is not None:
-        mask = _check_same_size(mask, image, "mask")
-        if mask.ndim == 3 and mask.shape[2] == 1:
-            mask = mask[..., 0]
-        if mask.ndim != 2 or not np.isin(mask, (0, 1)).all():
-            raise ValueError(f"mask must be H x W of booleans (or 0 and 1), got shape {mask.shape}, dtype {mask.dtype}")
-        mask = mask.astype(bool)
-        if not mask.any():
-            raise ValueError("mask has no known pixels: there is nothing to fit")
+        mask = _check_mask(mask, image)
     if size is not None:
         image = resize(image, size)
         clean = None if clean is None else resize(clean, size)
@@ -331,7 +336,7 @@ def deep_image_prior(image, clean=None, mask=None, *, task, corrupt, sigma, miss
                                                                  noise_channels=noise_channels), seed)
     if corrupt:
         truth = pixels
-        observed, mask = _corrupt(pixels, task, rng, sigma, missing, quality)
+        observed, mask = _corrupt(pixels, task, rng, sigma, missing, quality, mask)
     else:
         truth = None if clean is None else _as_float(clean)
         observed = pixels

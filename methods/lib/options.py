@@ -165,7 +165,7 @@ class Option:
         import argparse
 
         shown = "none" if self.default is None else self.default
-        text = f"{self.help} (default: {shown})"
+        text = f"{self.help} (default: {shown})".replace("%", "%%")  # argparse formats help with %
         if self.kind == "bool":
             parser.add_argument(self.flag, dest=self.name, action=argparse.BooleanOptionalAction,
                                 default=self.default, help=text)

@@ -189,6 +189,15 @@ def test_corrupt_makes_the_papers_test_cases(task):
     assert result.summary["psnr_observed"] == pytest.approx(psnr(observed, clean))
 
 
+def test_corrupt_removes_the_pixels_outside_a_given_mask():
+    image = photo()
+    mask = np.zeros(image.shape[:2], bool)
+    mask[:, :12] = True
+    result = methods.deep_image_prior(image, task="inpaint", mask=mask, corrupt=True, **TINY)
+    np.testing.assert_array_equal(result.mask, mask)
+    assert (result.observed[:, :, 12:] == 0).all() and (result.observed[:, :, :12] > 0).any()
+
+
 def test_same_seed_same_result_and_another_seed_another():
     a = methods.deep_image_prior(photo(), seed=1, **TINY)
     b = methods.deep_image_prior(photo(), seed=1, **TINY)
@@ -285,7 +294,9 @@ def test_ctrl_c_during_the_curves_keeps_the_curves_finished(monkeypatch):
     (lambda: methods.deep_image_prior(photo(), task="inpaint", mask=np.full((16, 24), 0.5)), ValueError,
      "mask must be H x W of booleans"),
     (lambda: methods.deep_image_prior(photo(), clean=photo(), corrupt=True), ValueError, "give clean= or corrupt"),
-    (lambda: methods.deep_image_prior(photo(), clean=photo()[:, :10]), ValueError, "clean must have the image's"),
+    (lambda: methods.deep_image_prior(photo(), clean=photo()[:, :10]), ValueError,
+     r"clean must have the image's shape \(16, 24, 3\), got \(16, 10, 3\)"),
+    (lambda: methods.deep_image_prior(photo(), clean=photo()[..., 0]), ValueError, "clean must have the image's shape"),
     (lambda: methods.deep_image_prior(photo(), steps=0), ValueError, "steps must be an integer from 1"),
     (lambda: methods.deep_image_prior(photo(), colour=3), TypeError, "got unknown option"),
     (lambda: methods.deep_image_prior(), TypeError, r"deep-image-prior\(\) takes an image"),

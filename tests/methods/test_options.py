@@ -49,6 +49,17 @@ def test_signature_defaults_and_command_line_defaults_come_from_the_declaration(
     assert set(spec.gallery_values()) == set(spec.defaults())
 
 
+@pytest.mark.parametrize("name", list(TECHNIQUES))
+def test_help_lists_every_option_with_its_default(name, capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args([name, "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option in TECHNIQUES[name].options:
+        assert option.flag in text
+    assert text.count("(default: ") >= len(TECHNIQUES[name].options)
+
+
 def test_documented_paper_defaults():
     signature = inspect.signature
     assert signature(methods.smoothgrad).parameters["samples"].default == 50  # Smilkov et al.'s n
