@@ -2,7 +2,9 @@
 
 Every technique is a function registered with its options (``methods.lib.options``): call it on
 a model (anything ``minigrad.models.load`` gives, or any ``nn.Module``) and a preprocessed batch,
-a dataset or nothing, and read the arrays of the result it returns::
+a dataset or nothing (HOG inversion, Efros-Leung synthesis and Deep Image Prior take an image
+alone, no network; colorization trains its own on the shipped photos), and read the arrays of the
+result it returns::
 
     from minigrad import models
     import methods
@@ -29,12 +31,15 @@ from methods.backprop import deconvnet, guided_backprop
 from methods.gradcam import grad_cam
 from methods.smoothgrad import smoothgrad
 from methods.integrated_gradients import integrated_gradients
+from methods.hog import hog, hog_inversion, soft_hog
+from methods.efros_leung import efros_leung
 from methods.deep_image_prior import deep_image_prior, deep_image_prior_curves
 from methods.colorization import colorization
 
-__all__ = ["PLANNED", "TECHNIQUES", "activations", "colorization", "deconvnet", "deep_image_prior", "deep_image_prior_curves",
-           "filters", "grad_cam", "guided_backprop", "integrated_gradients", "maximally_activating_patches", "neighbours", "occlusion", "saliency",
-           "smoothgrad", "tsne", "tsne_embedding"]
+__all__ = ["PLANNED", "TECHNIQUES", "activations", "colorization", "deconvnet", "deep_image_prior",
+           "deep_image_prior_curves", "efros_leung", "filters", "grad_cam", "guided_backprop", "hog", "hog_inversion",
+           "integrated_gradients", "maximally_activating_patches", "neighbours", "occlusion", "saliency", "smoothgrad",
+           "soft_hog", "tsne", "tsne_embedding"]
 
 #: The lecture notes' techniques still to come (name, title, paper); ``python -m methods`` lists them.
 PLANNED = (
@@ -46,7 +51,6 @@ PLANNED = (
     ("style-transfer", "Neural style transfer", "Gatys et al. 2016"),
     ("adversarial", "Adversarial examples (L-BFGS, FGSM)", "Szegedy et al. 2014; Goodfellow et al. 2015"),
     ("fooling", "Fooling images", "Nguyen et al. 2015"),
-    ("hog-inversion", "HOG inversion", "Vondrick et al. 2013"),
     ("bagnet", "Bag-of-features and BagNet evidence maps", "Brendel & Bethge 2019"),
     ("embeddings", "Siamese / triplet embeddings", "Hadsell et al. 2006; Schroff et al. 2015"),
     ("universal-approximation", "Universal approximation with one hidden layer", "Cybenko 1989"),

@@ -25,13 +25,12 @@ def build_parser():
     commands = parser.add_subparsers(dest="technique", metavar="TECHNIQUE")
     for name, spec in TECHNIQUES.items():
         sub = commands.add_parser(name, help=f"{spec.title} ({spec.paper})", description=f"{spec.title} ({spec.paper}).")
-        if spec.inputs not in ("image", "none"):
+        if spec.inputs == "image":
+            sub.add_argument("--image", default=spec.image,
+                             help=f"the image: a file, or sample:NAME (a shipped photo or texture) (default: {spec.image})")
+        elif spec.inputs != "none":
             sub.add_argument("--model", default="fashion-vgg",
                              help="model name for minigrad.models.load, or a weights file (default: fashion-vgg)")
-        if spec.inputs == "image":
-            sub.add_argument("--image", action="append", default=None,
-                             help="the image: a file, sample:NAME (a shipped photo) or sample:INDEX (a Fashion-MNIST "
-                                  "test image) (default: sample:chelsea)")
         if spec.inputs == "images" or spec.queries:
             what = "query image" if spec.queries else "image"
             default = "dataset indices" if spec.queries else "sample:0 for fashion-vgg, sample:chelsea otherwise"
@@ -83,7 +82,7 @@ def _shorten(text):
 
 def run(args):
     import minigrad
-    from methods.lib.output import prepare_folder
+    from methods.lib.output import check_folder
     from methods.lib.runner import run_technique
     from minigrad import models
 
@@ -97,11 +96,12 @@ def run(args):
             print(f"error: {entry['technique']}: {_shorten(entry['error'])}", file=sys.stderr)
         return 1 if failed else 0
     spec = TECHNIQUES[args.technique]
-    prepare_folder(args.out, args.force)
+    check_folder(args.out, args.force)
     minigrad.manual_seed(getattr(args, "seed", 0))
-    model = models.load(args.model) if hasattr(args, "model") else None
+    model = models.load(args.model) if spec.inputs not in ("image", "none") else None
     values = {o.name: getattr(args, o.name) for o in spec.options}
-    result, notes = run_technique(spec, model, values, images=getattr(args, "image", None),
+    images = [args.image] if spec.inputs == "image" else getattr(args, "image", None)
+    result, notes = run_technique(spec, model, values, images=images,
                                   dataset=getattr(args, "dataset", "sample"), limit=getattr(args, "limit", None))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

@@ -49,6 +49,7 @@ import numpy as np
 import minigrad
 from methods.lib.figures import Panel, curves, figure
 from methods.lib.images import require, resize, to_uint8
+from methods.lib.datasets import load_pixels
 from methods.lib.inputs import check_image, to_host
 from methods.lib.options import Option, technique
 from methods.lib.result import Result
@@ -257,8 +258,12 @@ def _picture(pixels):
 
 
 def _check_mask(mask, image):
-    """``mask`` as H x W booleans of the image's size with at least one true, or a ValueError."""
-    mask = np.asarray(mask)
+    """``mask`` (an array, or a file or sample:NAME whose white pixels are the known ones) as
+    H x W booleans of the image's size with at least one true, or a ValueError."""
+    if isinstance(mask, str):
+        pixels = load_pixels(mask)
+        mask = (pixels if pixels.ndim == 2 else pixels.mean(axis=2)) >= 128
+    mask = to_host(mask)
     if mask.shape[:2] != image.shape[:2]:
         raise ValueError(f"mask must have the image's height and width {image.shape[:2]}, got shape {mask.shape}")
     if mask.ndim == 3 and mask.shape[2] == 1:
@@ -285,6 +290,10 @@ NETWORK_OPTIONS = [
 @technique("deep-image-prior", "Deep Image Prior", "Ulyanov et al. 2018", [
     Option("task", "choice", "denoise", "the corruption to undo: noise, missing pixels or JPEG compression",
            choices=TASKS),
+    Option("clean", "image", None, "the clean original, when known (a file, sample:NAME or an array of the "
+                                   "image's shape): PSNR against it at every step"),
+    Option("mask", "image", None, "inpainting: the known pixels (a file or sample:NAME, white = known; or an "
+                                  "H x W array, true = known)"),
     Option("corrupt", "bool", False, "take the image as the clean original and corrupt it first (noise of sigma, "
                                      "the pixels outside mask or a fraction missing of them, or JPEG at quality), "
                                      "as the paper's tests do; PSNR against the original is then known",
@@ -305,13 +314,12 @@ NETWORK_OPTIONS = [
     Option("backtrack", "bool", True, "undo a step that makes the fit more than 5 dB worse (the paper's code)"),
     Option("seed", "int", 0, "seed of the network's initialization, z, the noise and the corruption", low=0),
 ], inputs="image")
-def deep_image_prior(image, clean=None, mask=None, *, task, corrupt, sigma, missing, quality, size, steps, width,
-                     skip, scales, noise_channels, lr, reg_noise, average, backtrack, seed):
-    """Restore ``image`` (H x W x 3 or H x W, uint8 or float in [0, 1]; the corrupted observation,
-    or the original when ``corrupt``) by fitting a skip network to it. ``clean``: the original,
-    when known, for PSNR per step; ``mask`` (H x W, true where a pixel is known): the pixels
-    inpainting fills are the others. Returns a :class:`DeepImagePriorResult` whose ``.image``
-    has ``image``'s layout and range."""
+def deep_image_prior(image="sample:chelsea", *, task, clean, mask, corrupt, sigma, missing, quality, size, steps,
+                     width, skip, scales, noise_channels, lr, reg_noise, average, backtrack, seed):
+    """Restore ``image`` (H x W x 3 or H x W, uint8 or float in [0, 1], or a file; the corrupted
+    observation, or the original when ``corrupt``) by fitting a skip network to it. Returns a
+    :class:`DeepImagePriorResult` whose ``.image`` has ``image``'s layout and range (uint8, or
+    float64 in [0, 1])."""
     if corrupt and clean is not None:
         raise ValueError("give clean= or corrupt=True, not both: with corrupt the image is the clean original")
     if task == "inpaint" and mask is None and not corrupt:
@@ -412,7 +420,8 @@ TARGETS = ("natural image", "image + noise", "shuffled pixels", "white noise")
            high=255),
     Option("seed", "int", 0, "seed of the network's initialization, z, the noise and the shuffling", low=0),
 ], inputs="image")
-def deep_image_prior_curves(image, *, size, steps, width, skip, scales, noise_channels, lr, sigma, seed):
+def deep_image_prior_curves(image="sample:chelsea", *, size, steps, width, skip, scales, noise_channels, lr, sigma,
+                            seed):
     """The paper's Figure 2: the same network, from the same initialization and code z, fitted
     to four targets made from ``image`` -- the image, the image plus Gaussian noise, its pixels
     shuffled, and uniform white noise -- with the mean squared error recorded per step (plain

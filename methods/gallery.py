@@ -2,8 +2,7 @@
 
 Each technique runs with its declared defaults (or the lighter ``gallery`` values some options
 declare, to keep the page quick) on the model's default image or sample dataset, exactly as
-``python -m methods NAME`` would (those that take no model run the same on every model's page);
-the results land in ``DIR/<technique>/`` and ``DIR/index.html``
+``python -m methods NAME`` would; the results land in ``DIR/<technique>/`` and ``DIR/index.html``
 shows each one's figures with the technique, paper, parameters and time taken. A technique that
 fails is shown with its error and the others still render.
 """
@@ -17,7 +16,7 @@ import numpy as np
 
 from methods.lib.images import grid, require
 from methods.lib.options import TECHNIQUES
-from methods.lib.output import jsonable, prepare_folder, write_file, write_png
+from methods.lib.output import check_folder, jsonable, prepare_folder, write_file, write_png
 from methods.lib.progress import Progress
 from methods.lib.runner import run_technique
 
@@ -34,16 +33,15 @@ def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=
     if unknown:
         raise ValueError(f"unknown technique(s) {', '.join(unknown)}; known: {', '.join(TECHNIQUES)}")
     chosen = [spec for name, spec in TECHNIQUES.items() if techniques is None or name in techniques]
-    prepare_folder(out, force)
+    check_folder(out, force)
     model = models.load(model_name)
     entries = []
     progress = Progress(chosen, f"gallery ({model_name})", verbose=verbose)
     for spec in progress:
         progress.set(technique=spec.name)
         minigrad.manual_seed(0)
-        entry = {"technique": spec.name, "title": spec.title, "paper": spec.paper, "model": model_name,
-                 "command": f"python -m methods {spec.name}"
-                            + ("" if spec.inputs in ("image", "none") else f" --model {model_name}")}
+        entry = {"technique": spec.name, "title": spec.title, "paper": spec.paper,
+                 "model": model_name if spec.inputs not in ("image", "none") else None}
         start = time.perf_counter()
         try:
             result, _ = run_technique(spec, model, spec.gallery_values(), limit=_gallery_limit(spec, model))
@@ -58,6 +56,7 @@ def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=
                               and os.path.basename(p)[len(spec.name) + 1:-4] in result.figures()],
                      files=[os.path.relpath(p, out) for p in paths])
         entries.append(entry)
+    prepare_folder(out, force=True)
     overview = _overview(out, model_name, entries)
     if overview is not None:
         write_png(out, "overview.png", overview, force=True)
@@ -94,9 +93,10 @@ def _gallery_limit(spec, model):
 def _page(model_name, entries, overview):
     sections = []
     for entry in entries:
+        model = f" --model {html.escape(model_name)}" if entry["model"] else ""  # None: no network
         head = (f'<h2 id="{html.escape(entry["technique"])}">{html.escape(entry["title"])}</h2>'
-                f'<p>{html.escape(entry["paper"])} &middot; <code>{html.escape(entry["command"])}</code> &middot; '
-                f'{entry["seconds"]:.2f} s</p>')
+                f'<p>{html.escape(entry["paper"])} &middot; <code>python -m methods {html.escape(entry["technique"])}'
+                f'{model}</code> &middot; {entry["seconds"]:.2f} s</p>')
         if entry.get("error"):
             sections.append(f'<section>{head}<p class="error">failed: {html.escape(entry["error"])}</p></section>')
             continue

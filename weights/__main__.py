@@ -24,8 +24,10 @@ from weights.convert import convert_pth, read_format
 from weights.errors import CheckpointError
 from weights.safetensors import read_header
 from weights.torch_pth import load_pth
+from weights.untrusted import escaped, shown, shown_shape
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+ERROR_WIDTH = 400  # characters per printed error line, at most
 
 
 class UsageError(Exception):
@@ -67,8 +69,9 @@ def cmd_fetch(args):
         digest = registry.sha256_file(dest)
     else:
         url = args.url or entry.url
-        print(f"{entry.name}: downloading {url}", file=sys.stderr)
-        digest = registry.download(url, dest, expected_size=entry.size, progress=not args.quiet)
+        print(f"{entry.name}: downloading {escaped(url, 300)}", file=sys.stderr)
+        digest = registry.download(url, dest, expected_size=entry.size, max_size=entry.max_size,
+                                   progress=not args.quiet)
     try:
         registry.verify_sha256(entry, digest, dest)
     except CheckpointError:
@@ -86,36 +89,32 @@ def cmd_fetch(args):
 
 def cmd_convert(args):
     if args.arch is not None and args.arch not in archs.ARCHS:
-        raise UsageError(f"unknown architecture {args.arch!r}; known: {', '.join(archs.ARCHS)}")
+        raise UsageError(f"unknown architecture {shown(args.arch)}; known: {', '.join(archs.ARCHS)}")
     if not os.path.exists(args.file):
-        raise CheckpointError(f"{args.file}: no such file")
+        raise CheckpointError(f"{escaped(args.file, 300)}: no such file")
     res = convert_pth(args.file, args.output, args.arch, overwrite=args.force, check_hash=not args.no_hash_check)
     print(
-        f"{args.file} ({res.fmt}, sha256 {res.sha256}) -> {res.path}: {res.arch}, "
+        f"{escaped(args.file, 300)} ({res.fmt}, sha256 {res.sha256}) -> {escaped(res.path, 300)}: {res.arch}, "
         f"{res.count} tensors, {_mib(res.nbytes)} MiB"
     )
     return EXIT_OK
 
 
 def cmd_info(args):
-    fmt = read_format(args.file)
+    fmt = read_format(args.file)  # refuses devices and FIFOs before anything reads them
     size = os.path.getsize(args.file)
+    name = escaped(args.file, 300)
     if fmt == "safetensors":
         header = read_header(args.file)
-        print(f"{args.file}: safetensors, {size} bytes, {len(header.tensors)} tensors")
+        print(f"{name}: safetensors, {size} bytes, {len(header.tensors)} tensors")
         for k, v in sorted(header.metadata.items()):
-            if k == "preprocessing":
-                try:
-                    v = json.dumps(json.loads(v))
-                except ValueError:
-                    pass
-            print(f"  {k}: {v}")
+            print(f"  {escaped(k, 60)}: {escaped(_compact_json(v) if k == 'preprocessing' else v, 300)}")
         shapes = {n: t.shape for n, t in header.tensors.items()}
-        rows = [(n, t.dtype, list(t.shape)) for n, t in header.tensors.items()]
+        rows = [(n, t.dtype, t.shape) for n, t in header.tensors.items()]
     else:
         digest = registry.sha256_file(args.file)
         tensors = load_pth(args.file)
-        print(f"{args.file}: torch checkpoint ({fmt} format), {size} bytes, {len(tensors)} tensors")
+        print(f"{name}: torch checkpoint ({fmt} format), {size} bytes, {len(tensors)} tensors")
         print(f"  sha256: {digest}")
         entry = registry.find_by_filename(args.file)
         if entry is not None:
@@ -125,14 +124,31 @@ def cmd_info(args):
             except CheckpointError as e:
                 print(f"  registry: {entry.name} -- {e}")
         shapes = {n: a.shape for n, a in tensors.items()}
-        rows = [(n, str(a.dtype), list(a.shape)) for n, a in tensors.items()]
+        rows = [(n, str(a.dtype), a.shape) for n, a in tensors.items()]
     arch = archs.guess_arch(shapes)
     print(f"  architecture: {arch or 'none of ' + ', '.join(archs.ARCHS)}")
     print(f"  elements: {sum(math.prod(s) for s in shapes.values())}")
+    rows = [(escaped(n), dtype, shown_shape(shape)) for n, dtype, shape in rows]
     width = max((len(r[0]) for r in rows), default=0)
-    for name, dtype, shape in rows:
-        print(f"    {name.ljust(width)}  {dtype:<8} {shape}")
+    for n, dtype, shape in rows:
+        print(f"    {n.ljust(width)}  {dtype:<8} {shape}")
     return EXIT_OK
+
+
+def _compact_json(text):
+    """``text`` re-printed compactly if it is a small JSON document (our preprocessing record)."""
+    if len(text) > 4096:
+        return text
+    try:
+        return json.dumps(json.loads(text))
+    except (ValueError, RecursionError):
+        return text
+
+
+def _capped_lines(text, width=ERROR_WIDTH):
+    """``text`` with every line cut to ``width`` characters: no message may flood a terminal."""
+    return "\n".join(line if len(line) <= width else line[:width] + f"...(+{len(line) - width} characters)"
+                     for line in text.split("\n"))
 
 
 def _entry(name):
@@ -170,14 +186,17 @@ def build_parser():
 
 def main(argv=None):
     commands = {"list": cmd_list, "fetch": cmd_fetch, "convert": cmd_convert, "info": cmd_info}
+    for stream in (sys.stdout, sys.stderr):  # a name the terminal cannot encode is escaped, not an error
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
         return commands[args.command](args)
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(_capped_lines(f"error: {e}"), file=sys.stderr)
         return EXIT_USAGE
     except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(_capped_lines(f"error: {e}"), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -185,8 +204,8 @@ def main(argv=None):
     except Exception as e:  # a bug of ours: say so in one line unless debugging
         if os.environ.get("MINIGRAD_DEBUG"):
             raise
-        print(f"error: internal error ({type(e).__name__}: {e}); rerun with MINIGRAD_DEBUG=1 for details",
-              file=sys.stderr)
+        print(f"error: internal error ({type(e).__name__}: {escaped(str(e), 200)}); rerun with MINIGRAD_DEBUG=1 "
+              f"for details", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -17,6 +17,7 @@ single-GPU variant of Krizhevsky et al. (2012) (64/192/384/256/256 filters, no L
 import math
 
 from weights.errors import CheckpointError
+from weights.untrusted import escaped, shown, shown_shape
 
 __all__ = [
     "ARCHS", "Layer", "layers", "expected_state", "check_state", "describe_mismatch", "guess_arch", "num_parameters",
@@ -125,7 +126,7 @@ def layers(arch, num_classes=1000):
         return _alexnet(num_classes)
     if arch in ARCHS:
         return _vgg(arch, num_classes)
-    raise CheckpointError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    raise CheckpointError(f"unknown architecture {shown(arch)}; known: {', '.join(ARCHS)}")
 
 
 def expected_state(arch, num_classes=1000):
@@ -159,15 +160,22 @@ def _num_classes(shapes):
     return int(s[0]) if s is not None and len(s) == 2 else None
 
 
-def describe_mismatch(arch, missing, unexpected, mismatched, limit=40):
-    """A readable multi-line account of why a checkpoint does not fit ``arch``."""
+def describe_mismatch(arch, missing, unexpected, mismatched, limit=40, width=300):
+    """A readable multi-line account of why a checkpoint does not fit ``arch``. Keys come from
+    the file, so each is shown escaped, and no line grows past about ``width`` characters."""
     lines = [f"the checkpoint's keys do not fit {arch}:"]
     for title, items in (("missing", missing), ("unexpected", unexpected)):
         if items:
-            lines.append(f"  {len(items)} {title} key(s): " + ", ".join(items[:limit])
-                         + (" ..." if len(items) > limit else ""))
+            keys, used = [], 0
+            for key in items[:limit]:
+                if used > width:
+                    break
+                keys.append(escaped(key, 60))
+                used += len(keys[-1]) + 2
+            rest = len(items) - len(keys)
+            lines.append(f"  {len(items)} {title} key(s): " + ", ".join(keys) + (f" ... ({rest} more)" if rest else ""))
     for k, got, want in mismatched[:limit]:
-        lines.append(f"  {k}: shape {list(got)} in the file, {list(want)} expected")
+        lines.append(f"  {escaped(k, 60)}: shape {shown_shape(got)} in the file, {list(want)} expected")
     if len(mismatched) > limit:
         lines.append(f"  ... and {len(mismatched) - limit} more shape mismatches")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from weights import archs, registry
 from weights.errors import CheckpointError
 from weights.safetensors import SafetensorsFile, save_file
 from weights.torch_pth import load_pth, sniff_format
+from weights.untrusted import escaped, open_regular, shown
 
 __all__ = ["ConvertResult", "convert_pth", "load_state", "read_format"]
 
@@ -33,16 +34,13 @@ class ConvertResult:
 
 
 def read_format(path):
-    """Sniff ``path``'s format (see :func:`weights.torch_pth.sniff_format`)."""
-    try:
-        with open(path, "rb") as f:
+    """Sniff ``path``'s format (see :func:`weights.torch_pth.sniff_format`); a device, FIFO or
+    other non-regular file is refused here, before anything hashes or parses it."""
+    with open_regular(path) as f:
+        try:
             return sniff_format(f.read(264))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+        except OSError as e:
+            raise CheckpointError(f"{escaped(os.fspath(path), 300)}: cannot read ({e.strerror or e})") from None
 
 
 def fit_to_arch(tensors, arch, source):
@@ -57,7 +55,7 @@ def fit_to_arch(tensors, arch, source):
                 f"{', '.join(archs.ARCHS)}); pass --arch"
             )
     elif arch not in archs.ARCHS:
-        raise CheckpointError(f"unknown architecture {arch!r}; known: {', '.join(archs.ARCHS)}")
+        raise CheckpointError(f"unknown architecture {shown(arch)}; known: {', '.join(archs.ARCHS)}")
     missing, unexpected, mismatched = archs.check_state(arch, shapes)
     if missing or unexpected or mismatched:
         raise CheckpointError(f"{source}: " + archs.describe_mismatch(arch, missing, unexpected, mismatched))
@@ -80,9 +78,9 @@ def convert_pth(src, out, arch=None, *, overwrite=False, check_hash=True, progre
     """
     src, out = os.fspath(src), os.fspath(out)
     if not overwrite and os.path.lexists(out):
-        raise CheckpointError(f"{out} already exists; refusing to overwrite it (use --force)")
+        raise CheckpointError(f"{escaped(out, 300)} already exists; refusing to overwrite it (use --force)")
     if arch is not None and arch not in archs.ARCHS:
-        raise CheckpointError(f"unknown architecture {arch!r}; known: {', '.join(archs.ARCHS)}")
+        raise CheckpointError(f"unknown architecture {shown(arch)}; known: {', '.join(archs.ARCHS)}")
     fmt = read_format(src)
     digest = registry.sha256_file(src, progress)
     entry = registry.find_by_filename(src)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from weights.errors import CheckpointError
+from weights.untrusted import escaped, open_regular, shown
 
 __all__ = [
     "CHECKPOINTS",
@@ -69,6 +70,12 @@ class Checkpoint:
         self.preprocessing, self.labels = PREPROCESS_TORCHVISION, LABELS_IMAGENET
 
     @property
+    def max_size(self):
+        """The most bytes a download of this file may have: its size, or 1 MiB more when the
+        size is only known from torchvision's MiB figure."""
+        return self.size if self.exact_size else self.size + (1 << 20)
+
+    @property
     def full_digest(self):
         return len(self.sha256) == 64
 
@@ -105,7 +112,7 @@ def get(name):
     try:
         return CHECKPOINTS[name]
     except (KeyError, TypeError):
-        raise CheckpointError(f"unknown checkpoint {name!r}; known: {', '.join(CHECKPOINTS)}") from None
+        raise CheckpointError(f"unknown checkpoint {shown(name)}; known: {', '.join(CHECKPOINTS)}") from None
 
 
 def find_by_filename(filename):
@@ -146,18 +153,17 @@ def resolve(weights):
 
 
 def sha256_file(path, progress=None):
-    """Hex SHA-256 of the file at ``path``, read in 4 MiB chunks."""
+    """Hex SHA-256 of the regular file at ``path`` (a device or FIFO would never end), read in
+    4 MiB chunks."""
     h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
+    with open_regular(path) as f:
+        try:
             while chunk := f.read(1 << 22):
                 h.update(chunk)
                 if progress is not None:
                     progress(len(chunk))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+        except OSError as e:
+            raise CheckpointError(f"{escaped(os.fspath(path), 300)}: cannot read ({e.strerror or e})") from None
     return h.hexdigest()
 
 
@@ -248,23 +254,42 @@ class Progress:
         self.stream.flush()
 
 
-def download(url, dest, *, expected_size=None, progress=True, timeout=60):
+def download(url, dest, *, expected_size=None, max_size=None, progress=True, timeout=60):
     """Download ``url`` to ``dest`` through ``dest.part`` + rename; return the SHA-256.
 
+    Stops with an error as soon as more than ``max_size`` bytes arrive (a mirror serving the
+    wrong file, or ``file:///dev/zero``); ``expected_size`` only feeds the progress display.
+    ``dest.part`` is created afresh (a link left in its place is not followed) and removed
+    whatever ends the download early: an error, a refused size, Ctrl-C.
     The only function in minigrad that opens a network connection.
     """
     import urllib.request  # here, so importing weights never loads the network stack
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
+    shown_url = escaped(url, 300)
     h = hashlib.sha256()
+    finished = False
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        part.unlink(missing_ok=True)
         with urllib.request.urlopen(url, timeout=timeout) as r:
-            total = r.headers.get("Content-Length") if hasattr(r, "headers") else None
-            total = int(total) if total and total.isdigit() else expected_size
-            bar = Progress(dest.name, total) if progress else None
-            with open(part, "wb") as f:
+            length = r.headers.get("Content-Length") if hasattr(r, "headers") else None
+            length = int(length) if length and length.isdigit() else None
+            if max_size is not None and length is not None and length > max_size:
+                raise CheckpointError(
+                    f"download of {shown_url} refused: it announces {length} bytes, more than the "
+                    f"{max_size} that {dest.name} can have"
+                )
+            bar = Progress(dest.name, length or expected_size) if progress else None
+            received = 0
+            with open(part, "xb") as f:
                 while chunk := r.read(1 << 20):
+                    received += len(chunk)
+                    if max_size is not None and received > max_size:
+                        raise CheckpointError(
+                            f"download of {shown_url} stopped: it sent more than the {max_size} bytes "
+                            f"that {dest.name} can have (a different file?)"
+                        )
                     f.write(chunk)
                     h.update(chunk)
                     if bar:
@@ -272,15 +297,15 @@ def download(url, dest, *, expected_size=None, progress=True, timeout=60):
             if bar:
                 bar.close()
         os.replace(part, dest)
+        finished = True
+    except CheckpointError:
+        raise
     except (OSError, ValueError) as e:  # URLError and HTTPError are OSErrors
-        if part.exists():
-            part.unlink()
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
         if getattr(e, "filename", None):
             reason = f"{reason}: {e.filename}"
-        raise CheckpointError(f"download of {url} failed: {reason}") from None
-    except BaseException:
-        if part.exists():
-            part.unlink()
-        raise
+        raise CheckpointError(f"download of {shown_url} failed: {escaped(str(reason), 300)}") from None
+    finally:
+        if not finished:
+            part.unlink(missing_ok=True)
     return h.hexdigest()

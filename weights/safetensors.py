@@ -16,11 +16,14 @@ Layout (https://github.com/huggingface/safetensors, restated)::
 
 ``data_offsets`` are relative to the start of the data buffer, ``end`` exclusive. The reader
 here checks everything a hostile or damaged file could get wrong before it hands out a single
-array: the header length is bounded, the JSON is an object with no duplicate keys, dtypes are
-known, shapes are lists of non-negative integers, every tensor's byte count is
+array: the file is a regular one, the header length is at most 100 MB (the reference
+reader's bound), the header has the form of a safetensors header before ``json`` builds
+anything from it (see :func:`_form_problem`: junk of any size costs a few copies of itself,
+never millions of objects), the JSON is an object with no duplicate keys, dtypes are known,
+shapes are lists of non-negative integers NumPy can hold, every tensor's byte count is
 ``prod(shape) * itemsize``, and the tensors tile the data buffer exactly (no gap, no overlap,
 nothing missing at the end). Anything else raises :class:`weights.CheckpointError` naming the
-problem.
+problem, with names from the file escaped and cut short.
 
 The writer pads the header with spaces so the data buffer starts 8-byte aligned, orders the
 tensors by descending alignment then name (as the reference writer does; readers index by
@@ -30,12 +33,21 @@ refuses to replace an existing file unless ``overwrite=True``.
 
 import json
 import math
+import operator
 import os
 import secrets
 
 import numpy as np
 
 from weights.errors import CheckpointError
+from weights.untrusted import (
+    MAX_DIMS,
+    escaped,
+    open_regular,
+    shape_problem,
+    shown,
+    shown_shape,
+)
 
 __all__ = [
     "DTYPES",
@@ -93,7 +105,7 @@ class TensorInfo:
         return self.end - self.begin
 
     def __repr__(self):
-        return f"TensorInfo({self.name!r}, {self.dtype}, {list(self.shape)}, [{self.begin}, {self.end}])"
+        return f"TensorInfo({shown(self.name)}, {self.dtype}, {shown_shape(self.shape)}, [{self.begin}, {self.end}])"
 
 
 class Header:
@@ -110,91 +122,190 @@ class Header:
 
 
 def _fail(path, msg):
-    raise CheckpointError(f"{path}: not a valid safetensors file: {msg}")
+    raise CheckpointError(f"{escaped(os.fspath(path), 300)}: not a valid safetensors file: {msg}")
 
 
-def _no_duplicates(pairs):
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise CheckpointError(f"duplicate key {key!r} in the JSON header")
-        out[key] = value
+_INT_ONLY = {int}
+_DTYPE_CODES = {code: code for code in DTYPES}
+
+
+#: At most this many ``__metadata__`` entries (the format sets no limit; real files have a few).
+MAX_METADATA = 65_536
+#: Headers up to this size are parsed even when the shape check fails, for a precise message.
+_PARSE_ANYWAY = 1 << 16
+_CHUNK = 1 << 20
+_SKELETON_TABLE = bytes.maketrans(b'"-0123456789', b"s00000000000")
+_TENSOR_FORMS = (b"{s:s,s:A,s:A}", b"{s:A,s:s,s:A}", b"{s:A,s:A,s:s}")
+
+
+def _skeleton(raw):
+    """``raw`` without whitespace, each string reduced to ``s`` and each digit and minus sign to
+    ``0``; None if a string is not terminated. Escapes are removed first so that only real
+    quotes remain; which bytes lie inside strings is then the running parity of the quotes,
+    computed with NumPy a megabyte at a time."""
+    text = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    parts, inside = [], False
+    for start in range(0, len(text), _CHUNK):
+        chunk = np.frombuffer(text, np.uint8, count=min(_CHUNK, len(text) - start), offset=start)
+        parity = np.logical_xor.accumulate(chunk == ord('"'))
+        if inside:
+            parity = ~parity
+        inside = bool(parity[-1])
+        kept = chunk[~parity].tobytes()  # outside strings, plus each string's closing quote
+        parts.append(kept.translate(_SKELETON_TABLE, b" \t\r\n"))
+    return None if inside else b"".join(parts)
+
+
+def _form_problem(raw):
+    """Why the header bytes ``raw`` cannot be a safetensors header, judged from their shape
+    alone, or None. In the :func:`_skeleton` (strings ``s``, integers ``0``), arrays of at most
+    :data:`MAX_DIMS` integers become ``A``; then every entry must read ``{s:s,s:A,s:A}`` (in
+    some order) except one map of at most :data:`MAX_METADATA` strings. Passing this bounds what
+    ``json.loads`` builds to a few small objects per entry; without it, 99 MB of
+    ``[{},{},...]`` becomes 33 million dicts (2.5 GB). Only ``bytes`` operations and NumPy run
+    here: linear time, a few copies of the header at most, no object per token."""
+    t = _skeleton(raw)
+    if t is None:
+        return "a string is not terminated"
+    if b"0" * 21 in t:
+        return "an integer has more than 20 digits"
+    while b"00" in t:
+        t = t.replace(b"00", b"0")
+    if b"0" + b",0" * MAX_DIMS in t:
+        return f"an array has more than {MAX_DIMS} elements"
+    t = t.replace(b"[0", b"[").replace(b",0", b"")
+    arrays = t.count(b"[]")
+    if t.count(b"[") != arrays or t.count(b"]") != arrays:
+        return "an array holds something other than integers"
+    t = t.replace(b"[]", b"A")
+    for form in _TENSOR_FORMS:
+        t = t.replace(form, b"T")
+    if t.count(b",s:s") >= MAX_METADATA:
+        return f"more than {MAX_METADATA} metadata entries"
+    t = t.replace(b",s:s", b"").replace(b"{s:s}", b"M").replace(b"{}", b"M")
+    if t.count(b"M") > 1:
+        return "more than one entry is not a tensor ({dtype, shape, data_offsets})"
+    t = t.replace(b",s:T", b"").replace(b",s:M", b"")
+    if t not in (b"M", b"{s:T}", b"{s:M}"):
+        return "it is not a JSON object of tensor entries ({dtype, shape, data_offsets}) and one map of strings"
+    return None
+
+
+class _Problem:
+    """What is wrong with one tensor entry, reported once its name is known."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text
+
+
+def _entry_problem(code, shape, offs):
+    if type(code) is not str or code not in DTYPES:
+        return f"has unknown dtype {shown(code)} (known: {', '.join(DTYPES)})"
+    if type(shape) is not list or not set(map(type, shape)) <= _INT_ONLY or min(shape, default=0) < 0:
+        return f"has shape {_shown_list(shape)}; a shape is a list of non-negative integers"
+    problem = shape_problem(shape, DTYPES[code][1])
+    if problem is not None:
+        return problem
+    if type(offs) is not list or len(offs) != 2 or not set(map(type, offs)) <= _INT_ONLY:
+        return f"has data_offsets {_shown_list(offs)}; expected [begin, end] integers"
+    begin, end = offs
+    if not 0 <= begin <= end:
+        return f"has data_offsets [{shown(begin)}, {shown(end)}]; need 0 <= begin <= end"
+    need = math.prod(shape) * DTYPES[code][1]
+    if end - begin != need:
+        return (f"({code} {shown_shape(shape)}) needs {need} bytes but its data_offsets [{begin}, {end}] "
+                f"span {end - begin}")
+    return None
+
+
+def _shown_list(v):
+    return shown_shape(v) if type(v) is list else shown(v)
+
+
+def _json_object(pairs):
+    """``object_pairs_hook``: a tensor entry becomes a :class:`TensorInfo` (name filled in
+    later) or a :class:`_Problem` at once, so only a few small objects stay per entry; any
+    other object becomes a dict, refusing duplicate keys."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise CheckpointError(f"duplicate key {shown(key)} in the JSON header")
+    if len(out) == 3 and out.keys() == _ENTRY_KEYS:
+        code, shape, offs = out["dtype"], out["shape"], out["data_offsets"]
+        problem = _entry_problem(code, shape, offs)
+        if problem:
+            return _Problem(problem)
+        return TensorInfo(None, _DTYPE_CODES[code], tuple(shape), offs[0], offs[1])  # one str per dtype
     return out
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _parse_header(raw, path, buffer_len):
-    """Check the JSON header bytes ``raw`` against a data buffer of ``buffer_len`` bytes."""
+def _parse_header(f, n, path, buffer_len):
+    """Read the ``n``-byte JSON header from ``f`` and check it against a data buffer of
+    ``buffer_len`` bytes; return ``(tensors, metadata)``. (Reading here lets the bytes be freed
+    as soon as they are decoded.)"""
+    try:
+        raw = f.read(n)
+    except OSError as e:
+        raise CheckpointError(f"{escaped(os.fspath(path), 300)}: cannot read ({e.strerror or e})") from None
+    if len(raw) != n:
+        _fail(path, "the file changed size while being read")
+    if not raw.lstrip(b" \t\r\n").startswith(b"{"):
+        _fail(path, "the header is not a JSON object (it must start with '{')")
+    problem = _form_problem(raw)
+    if problem is not None and len(raw) > _PARSE_ANYWAY:
+        _fail(path, problem)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         _fail(path, f"the header is not UTF-8 ({e.reason} at byte {8 + e.start})")
-    if not text.lstrip(" \t\r\n").startswith("{"):
-        _fail(path, "the header is not a JSON object (it must start with '{')")
+    del raw
     try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates)
+        tensors = json.loads(text, object_pairs_hook=_json_object)
     except CheckpointError as e:
         _fail(path, str(e))
     except RecursionError:
         _fail(path, "the JSON header is nested too deeply")
     except ValueError as e:
-        _fail(path, f"the header is not valid JSON ({e})")
-    if not isinstance(obj, dict):
+        _fail(path, f"the header is not valid JSON ({str(e)[:200]})")
+    del text
+    if not isinstance(tensors, dict):
         _fail(path, "the header is not a JSON object")
 
-    metadata = obj.pop("__metadata__", {})
+    metadata = tensors.pop("__metadata__", {})
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         _fail(path, '"__metadata__" must be a map from strings to strings')
 
-    tensors = {}
-    for name, entry in obj.items():
-        if not isinstance(entry, dict):
-            _fail(path, f"entry {name!r} is not a JSON object")
-        if set(entry) != _ENTRY_KEYS:
-            missing, extra = _ENTRY_KEYS - set(entry), set(entry) - _ENTRY_KEYS
-            what = []
-            if missing:
-                what.append(f"missing {sorted(missing)}")
+    for name, entry in tensors.items():  # the dict is kept, its values checked and named
+        if isinstance(entry, TensorInfo):
+            entry.name = name
+        elif isinstance(entry, _Problem):
+            _fail(path, f"tensor {shown(name)} {entry.text}")
+        elif isinstance(entry, dict):
+            missing, extra = sorted(_ENTRY_KEYS - set(entry)), set(entry) - _ENTRY_KEYS
+            what = [f"missing {missing}"] if missing else []
             if extra:
-                what.append(f"unexpected {sorted(extra)}")
-            _fail(path, f"entry {name!r} has the wrong fields ({', '.join(what)})")
-        code = entry["dtype"]
-        if not isinstance(code, str) or code not in DTYPES:
-            _fail(path, f"tensor {name!r} has unknown dtype {code!r} (known: {', '.join(DTYPES)})")
-        shape = entry["shape"]
-        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-            _fail(path, f"tensor {name!r} has shape {shape!r}; a shape is a list of non-negative integers")
-        if len(shape) > 64:
-            _fail(path, f"tensor {name!r} has {len(shape)} dimensions (NumPy allows at most 64)")
-        offs = entry["data_offsets"]
-        if not (isinstance(offs, list) and len(offs) == 2 and all(_is_int(o) for o in offs)):
-            _fail(path, f"tensor {name!r} has data_offsets {offs!r}; expected [begin, end] integers")
-        begin, end = offs
-        if not 0 <= begin <= end:
-            _fail(path, f"tensor {name!r} has data_offsets [{begin}, {end}]; need 0 <= begin <= end")
-        need = math.prod(shape) * DTYPES[code][1]
-        if end - begin != need:
-            _fail(
-                path,
-                f"tensor {name!r} ({code} {shape}) needs {need} bytes but its data_offsets "
-                f"[{begin}, {end}] span {end - begin}",
-            )
-        tensors[name] = TensorInfo(name, code, tuple(shape), begin, end)
+                what.append("unexpected [" + ", ".join(shown(k, 40) for k in sorted(extra)[:5])
+                            + (", ...]" if len(extra) > 5 else "]"))
+            _fail(path, f"entry {shown(name)} has the wrong fields ({', '.join(what)})")
+        else:
+            _fail(path, f"entry {shown(name)} is not a JSON object")
+    if problem is not None:  # a small header whose entries all passed, e.g. too many metadata entries
+        _fail(path, problem)
 
     # The tensors must tile the data buffer exactly: sorted by offset, each starts where the
     # previous one ended, the first at 0 and the last at the end of the file.
     pos, prev = 0, None
-    for info in sorted(tensors.values(), key=lambda t: (t.begin, t.end)):
+    for info in sorted(tensors.values(), key=operator.attrgetter("begin", "end")):
         if info.begin != pos:
             if info.begin < pos:
-                _fail(path, f"tensors {prev!r} and {info.name!r} overlap in the data buffer")
-            where = f"after tensor {prev!r}" if prev is not None else "at the start of the data buffer"
-            _fail(path, f"{info.begin - pos} unused bytes {where} (a gap before {info.name!r})")
+                _fail(path, f"tensors {shown(prev)} and {shown(info.name)} overlap in the data buffer")
+            where = f"after tensor {shown(prev)}" if prev is not None else "at the start of the data buffer"
+            _fail(path, f"{info.begin - pos} unused bytes {where} (a gap before {shown(info.name)})")
         pos, prev = info.end, info.name
     if pos > buffer_len:
         _fail(
@@ -207,36 +318,33 @@ def _parse_header(raw, path, buffer_len):
     return tensors, metadata
 
 
+def _read_header(f, path):
+    """Read and validate the header from the open regular file ``f``; return a :class:`Header`."""
+    size = os.fstat(f.fileno()).st_size
+    try:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            _fail(path, f"the file has {size} bytes, fewer than the 8-byte header length")
+        n = int.from_bytes(prefix, "little")
+        if n > MAX_HEADER_BYTES:
+            _fail(path, f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
+        if 8 + n > size:
+            _fail(path, f"the file is truncated: the header claims {n} bytes but only {size - 8} follow")
+        if n < 2:
+            _fail(path, f"header length {n} is too short for a JSON object")
+    except OSError as e:
+        raise CheckpointError(f"{escaped(os.fspath(path), 300)}: cannot read ({e.strerror or e})") from None
+    tensors, metadata = _parse_header(f, n, path, size - 8 - n)
+    return Header(tensors, metadata, 8 + n, size)
+
+
 def read_header(path):
     """Read and validate the header of the safetensors file at ``path``; return a :class:`Header`.
 
-    Reads only the first ``8 + N`` bytes; never more than the file holds.
+    Refuses anything but a regular file; reads only the first ``8 + N`` bytes.
     """
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                _fail(path, f"the file has {size} bytes, fewer than the 8-byte header length")
-            n = int.from_bytes(prefix, "little")
-            if n > MAX_HEADER_BYTES:
-                _fail(path, f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
-            if 8 + n > size:
-                _fail(path, f"the file is truncated: the header claims {n} bytes but only {size - 8} follow")
-            if n < 2:
-                _fail(path, f"header length {n} is too short for a JSON object")
-            raw = f.read(n)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a directory, not a safetensors file") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
-    if len(raw) != n:
-        _fail(path, "the file changed size while being read")
-    tensors, metadata = _parse_header(raw, path, size - 8 - n)
-    return Header(tensors, metadata, 8 + n, size)
+    with open_regular(path) as f:
+        return _read_header(f, path)
 
 
 class SafetensorsFile:
@@ -253,14 +361,15 @@ class SafetensorsFile:
     def __init__(self, path, copy_on_write=False):
         self.path = os.fspath(path)
         self._mode = "c" if copy_on_write else "r"
-        self.header = read_header(self.path)
-        self.metadata = dict(self.header.metadata)
         self._mm = None
-        if self.header.file_size > 0:
-            try:
-                self._mm = np.memmap(self.path, dtype=np.uint8, mode=self._mode, shape=(self.header.file_size,))
-            except (OSError, ValueError) as e:
-                raise CheckpointError(f"{self.path}: cannot map the file ({e})") from None
+        with open_regular(self.path) as f:  # header and mapping from the same open file
+            self.header = _read_header(f, self.path)
+            if self.header.file_size > 0:
+                try:
+                    self._mm = np.memmap(f, dtype=np.uint8, mode=self._mode, shape=(self.header.file_size,))
+                except (OSError, ValueError) as e:
+                    raise CheckpointError(f"{escaped(self.path, 300)}: cannot map the file ({e})") from None
+        self.metadata = dict(self.header.metadata)
 
     def keys(self):
         return list(self.header.tensors)
@@ -281,7 +390,7 @@ class SafetensorsFile:
         try:
             info = self.header.tensors[name]
         except KeyError:
-            raise KeyError(f"{name!r} is not in {self.path}") from None
+            raise KeyError(f"{shown(name)} is not in {escaped(self.path, 300)}") from None
         dt, _ = DTYPES[info.dtype]
         if info.dtype == "BF16":
             raw = self._view(info, np.dtype("<u2"))
@@ -290,7 +399,7 @@ class SafetensorsFile:
             return out
         if dt is None:
             raise CheckpointError(
-                f"{self.path}: tensor {name!r} has dtype {info.dtype}, which NumPy cannot represent"
+                f"{escaped(self.path, 300)}: tensor {shown(name)} has dtype {info.dtype}, which NumPy cannot represent"
             )
         return self._view(info, dt)
 
@@ -326,7 +435,7 @@ def _code_for(name, arr):
     code = _NUMPY_TO_CODE.get((arr.dtype.kind, arr.dtype.itemsize))
     if code is None:
         raise CheckpointError(
-            f"tensor {name!r} has dtype {arr.dtype}, which safetensors cannot store "
+            f"tensor {shown(name)} has dtype {arr.dtype}, which safetensors cannot store "
             f"(supported: bool, int8-64, uint8-64, float16/32/64)"
         )
     return code
@@ -387,11 +496,11 @@ def save_file(tensors, path, metadata=None, *, overwrite=False):
     metadata = {} if metadata is None else dict(metadata)
     bad = [k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))]
     if bad:
-        raise CheckpointError(f"metadata must map strings to strings; bad entries: {bad!r}")
+        raise CheckpointError(f"metadata must map strings to strings; bad entries: {', '.join(shown(k, 40) for k in bad[:5])}")
     arrays = {}
     for name, value in tensors.items():
         if not isinstance(name, str):
-            raise CheckpointError(f"tensor names must be strings, got {name!r}")
+            raise CheckpointError(f"tensor names must be strings, got {shown(name)}")
         if name == "__metadata__":
             raise CheckpointError('"__metadata__" is reserved and cannot name a tensor')
         arr = np.asarray(value)

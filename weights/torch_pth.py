@@ -15,47 +15,66 @@ legacy (pickled magic number ``0x1950a86a20f9469cfc6c``)
     the object, the list of storage keys; then, for each key in that order, an int64 element
     count and the storage's raw little-endian bytes.
 
-Safety. A pickle is a program: unpickled naively, a ``.pth`` file can call ``os.system``. Here
-every pickle in the file (all five of a legacy stream, so a payload prepended before the magic
-number is caught too) goes through two gates, and nothing from the file is ever called:
+Safety. A pickle is a program: unpickled naively, a ``.pth`` file can call ``os.system``, and
+even a pickle that calls nothing can make its reader hash or print a tuple with 2**40 leaves
+built from a few hundred bytes of memo references. So no stock unpickler ever sees the file.
+Every pickle in it (all five of a legacy stream, so a payload prepended before the magic
+number is caught too) is executed by :class:`_Unpickler`, written here, which
 
-1. a scan with :func:`pickletools.genops` (which only parses) that rejects opcodes a
-   state_dict never needs (``INST``, ``OBJ``, ``EXT*``, out-of-band buffers, ...), globals
-   outside the allowlist, memo indices larger than the pickle itself, and any argument that
-   claims more bytes than remain (so the C unpickler never pre-allocates a hostile size);
-2. a :class:`pickle.Unpickler` whose ``find_class`` resolves only ``collections.OrderedDict``,
-   ``torch._utils._rebuild_tensor``/``_rebuild_tensor_v2``/``_rebuild_parameter`` and the
-   ``torch.*Storage`` classes — each to a local stand-in defined in this module that merely
-   records its arguments — and whose ``persistent_load`` turns storage references into
-   records. Any other global raises ``CheckpointError("unsafe pickle: global os.system is not
-   allowed ...")`` before it is looked up.
+* knows only the opcodes a state_dict needs (no ``INST``, ``OBJ``, ``EXT*``, out-of-band
+  buffers, ...) and resolves a global only to a local stand-in for ``collections.OrderedDict``,
+  ``torch._utils._rebuild_tensor``/``_rebuild_tensor_v2``/``_rebuild_parameter`` or a
+  ``torch.*Storage`` class. The stand-ins merely record their arguments; any other global
+  raises ``CheckpointError("unsafe pickle: global os.system is not allowed ...")`` and nothing
+  is ever imported or called;
+* does a bounded amount of work per byte: every opcode does constant work apart from reading
+  its argument or moving stack items that earlier opcodes pushed, so the objects built and
+  the sizes of containers are at most the number of opcodes, every length is checked against
+  the bytes that remain before anything is read, and integers are limited to 2048 bits;
+* allows only strings and integers below 2**61 as dict keys and set members (hashing them is
+  cheap and collision-free), so no hash ever walks a tuple; bounds the nesting of containers
+  (:data:`MAX_DEPTH`) exactly, by refusing to change a list or dict once it is inside another
+  container (no cycles, no growth behind the bookkeeping's back); and never ``repr``s what it
+  built: error messages show untrusted values through :func:`weights.untrusted.shown`.
 
-Storages are then checked against what each tensor claims (size, stride, offset within the
-storage's element count, element count against the bytes actually present) and returned as
-read-only NumPy views of the memory-mapped file; device tags such as ``"cuda:0"`` are ignored.
-No allocation is larger than the file could hold.
+Storages are then checked against what each tensor claims (sizes and strides NumPy can hold,
+offsets within the storage's element count, element counts against the bytes actually
+present); zip members must have distinct names, sit at disjoint places in the file and match
+their CRC-32. Tensors are returned as read-only NumPy views of the memory-mapped file;
+device tags such as ``"cuda:0"`` are ignored. A storage that needs converting (bfloat16 ->
+float32, big-endian -> native) is converted once, over the span its tensors reach, and
+shared by all of them, so the memory used is at most twice the file's size.
 """
 
-import io
+import codecs
 import math
 import mmap
 import os
-import pickle
-import pickletools
-import warnings
+import struct
 import zipfile
+import zlib
 from collections import OrderedDict
 
 import numpy as np
 
 from weights.errors import CheckpointError
+from weights.untrusted import (
+    MAX_BYTES,
+    escaped,
+    open_regular,
+    shape_problem,
+    shown,
+    shown_shape,
+)
 
-__all__ = ["MAGIC_NUMBER", "PROTOCOL_VERSION", "load_pth", "sniff_format", "STORAGE_DTYPES"]
+__all__ = ["MAGIC_NUMBER", "MAX_DEPTH", "PROTOCOL_VERSION", "load_pth", "sniff_format", "STORAGE_DTYPES"]
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 #: The legacy magic number exactly as torch pickles it (protocol 2, LONG1, STOP).
 LEGACY_MAGIC_BYTES = b"\x80\x02\x8a\x0a" + MAGIC_NUMBER.to_bytes(10, "little") + b"."
+#: How deeply containers may nest in a checkpoint's pickle (a state_dict needs about 5).
+MAX_DEPTH = 100
 
 #: torch storage class name -> NumPy dtype string ("bfloat16" is widened to float32 on read).
 STORAGE_DTYPES = {
@@ -78,37 +97,16 @@ _ALLOWED_TEXT = (
     "collections.OrderedDict, torch._utils._rebuild_tensor, torch._utils._rebuild_tensor_v2, "
     "torch._utils._rebuild_parameter and torch.*Storage"
 )
-
-# Opcodes a state_dict pickle can need (protocols 0-4, as written by torch.save or by Python 2).
-_ALLOWED_OPCODES = frozenset(
-    """PROTO STOP FRAME MARK POP POP_MARK DUP GLOBAL STACK_GLOBAL REDUCE BUILD NEWOBJ BINPERSID
-    EMPTY_DICT EMPTY_LIST EMPTY_TUPLE EMPTY_SET ADDITEMS FROZENSET DICT LIST TUPLE TUPLE1 TUPLE2
-    TUPLE3 APPEND APPENDS SETITEM SETITEMS INT BININT BININT1 BININT2 LONG LONG1 LONG4 FLOAT
-    BINFLOAT NONE NEWTRUE NEWFALSE STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE
-    SHORT_BINUNICODE BINUNICODE8 BINBYTES SHORT_BINBYTES BINBYTES8 PUT BINPUT LONG_BINPUT MEMOIZE
-    GET BINGET LONG_BINGET""".split()
-)
-_MEMO_PUTS = frozenset(["PUT", "BINPUT", "LONG_BINPUT"])
-_MAX_LINE = 1 << 16  # longest text-opcode argument (a GLOBAL's "module name" line) we read
+_MAX_LINE = 1 << 16  # longest text-opcode argument (a GLOBAL's module line, an INT's digits)
+_MAX_INT_BYTES = 256  # LONG4 arguments; LONG1 cannot exceed 255 bytes anyway
+_MAX_KEY = 2**61 - 1  # integer keys below this hash to themselves: no collisions to exploit
 
 
 # --------------------------------------------------------------------------------------------
 # Stand-ins for the few globals a state_dict pickle may name. They only record arguments.
 
 
-class _Frozen:
-    """Base of every stand-in: a pickle's BUILD opcode (``__setstate__``) cannot alter it.
-
-    Without this, BUILD on a shared stand-in would update its ``__dict__`` and could change
-    how a later, honest file in the same process is read."""
-
-    __slots__ = ()
-
-    def __setstate__(self, state):
-        raise CheckpointError("unsafe pickle: BUILD on a tensor, storage or rebuild function is not allowed")
-
-
-class _StorageType(_Frozen):
+class _StorageType:
     """Stands for ``torch.FloatStorage`` etc.: nothing but a dtype tag."""
 
     __slots__ = ("name", "dtype", "itemsize")
@@ -117,14 +115,11 @@ class _StorageType(_Frozen):
         self.name, self.dtype = name, dtype
         self.itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
 
-    def __repr__(self):
-        return f"torch.{self.name}"
-
 
 _STORAGE_TYPES = {name: _StorageType(name, dt) for name, dt in STORAGE_DTYPES.items()}
 
 
-class _StorageRef(_Frozen):
+class _StorageRef:
     """A persistent storage reference from the pickle: key, type, element count, view."""
 
     __slots__ = ("key", "stype", "numel", "view")
@@ -133,7 +128,7 @@ class _StorageRef(_Frozen):
         self.key, self.stype, self.numel, self.view = key, stype, numel, view
 
 
-class _TensorRef(_Frozen):
+class _TensorRef:
     """What ``_rebuild_tensor(_v2)`` was asked to build; turned into an ndarray later."""
 
     __slots__ = ("storage", "offset", "size", "stride")
@@ -142,25 +137,29 @@ class _TensorRef(_Frozen):
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
 
+class _List(list):
+    """A list the unpickler built, with its nesting depth and whether it is inside another
+    container (``sealed``: then it may no longer change)."""
+
+    __slots__ = ("depth", "sealed")
+
+
+class _Dict(dict):
+    """A dict the unpickler built (see :class:`_List`)."""
+
+    __slots__ = ("depth", "sealed")
+
+
 class _StateDict(OrderedDict):
-    """Stands for ``collections.OrderedDict``; accepts (and drops) the ``_metadata`` that
-    torch attaches through BUILD, and nothing else."""
+    """Stands for ``collections.OrderedDict`` (see :class:`_List`)."""
 
-    def __setstate__(self, state):
-        if not isinstance(state, dict):
-            raise CheckpointError("unexpected state for an OrderedDict in the pickle")
+    __slots__ = ("depth", "sealed")
 
 
-class _Function(_Frozen):
-    """Wraps a stand-in function so BUILD cannot touch it (functions have a ``__dict__``)."""
+_MUTABLE = (_List, _Dict, _StateDict)
 
-    __slots__ = ("fn",)
 
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __call__(self, *args):
-        return self.fn(*args)
+_INT_ONLY = {int}
 
 
 def _is_int(v):
@@ -168,9 +167,9 @@ def _is_int(v):
 
 
 def _int_tuple(v, what):
-    if isinstance(v, (tuple, list)) and all(_is_int(d) for d in v):
+    if type(v) in (tuple, _List) and set(map(type, v)) <= _INT_ONLY:
         return tuple(v)
-    raise CheckpointError(f"tensor {what} must be a tuple of integers, got a {type(v).__name__}")
+    raise CheckpointError(f"tensor {what} must be a tuple of integers, got {shown(v)}")
 
 
 def _rebuild_tensor(*args):
@@ -202,10 +201,11 @@ def _rebuild_parameter(*args):
 
 _FUNCTIONS = {
     ("collections", "OrderedDict"): _StateDict,
-    ("torch._utils", "_rebuild_tensor"): _Function(_rebuild_tensor),
-    ("torch._utils", "_rebuild_tensor_v2"): _Function(_rebuild_tensor_v2),
-    ("torch._utils", "_rebuild_parameter"): _Function(_rebuild_parameter),
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
 }
+_CALLABLE = frozenset(map(id, _FUNCTIONS.values()))  # by identity: hashing a pickled object is what we avoid
 
 
 def _resolve_global(module, name, source):
@@ -213,107 +213,446 @@ def _resolve_global(module, name, source):
     found = _FUNCTIONS.get((module, name))
     if found is not None:
         return found
-    if module in _STORAGE_MODULES and isinstance(name, str) and name.endswith("Storage"):
+    if module in _STORAGE_MODULES and name.endswith("Storage"):
         if name in _STORAGE_TYPES:
             return _STORAGE_TYPES[name]
         if name.startswith("Q"):
-            raise CheckpointError(f"{source}: quantized tensors ({module}.{name}) are not supported")
+            raise CheckpointError(f"{source}: quantized tensors ({escaped(module + '.' + name)}) are not supported")
     raise CheckpointError(
-        f"unsafe pickle: global {module}.{name} is not allowed in {source}. A checkpoint may only "
-        f"refer to {_ALLOWED_TEXT}; refusing to load it (nothing from the file was run)"
+        f"unsafe pickle: global {escaped(module + '.' + name)} is not allowed in {source}. A checkpoint "
+        f"may only refer to {_ALLOWED_TEXT}; refusing to load it (nothing from the file was run)"
     )
 
 
 # --------------------------------------------------------------------------------------------
-# Bounded reading and the two-gate unpickler.
+# The unpickler.
 
 
-class _Reader:
-    """A file-like window ``buf[start:end]`` over bytes or an mmap whose reads never allocate
-    more than remains in the window (Python's buffered files allocate ``n`` before reading)."""
+class _Unpickler:
+    """Executes the pickle at ``buf[start:end]`` (bytes or an mmap) opcode by opcode.
 
-    def __init__(self, buf, start, end):
-        self.buf, self.start, self.pos, self.end = buf, start, start, end
+    The semantics are Python's (``pickle._Unpickler``; byte strings of Python 2 decoded as
+    UTF-8, as ``torch.load`` does), restricted as the module docstring says. Opcodes are the
+    table :data:`_OPCODES`: each names how its argument is read (a struct, a text line, a
+    length-prefixed string) and the method that acts on it. :meth:`run` returns the unpickled
+    object and the offset just after its STOP opcode.
+    """
 
-    def read(self, n=-1):
-        n = self.end - self.pos if n is None or n < 0 else min(n, self.end - self.pos)
-        out = bytes(self.buf[self.pos : self.pos + n])
-        self.pos += n
-        return out
+    def __init__(self, buf, start, end, source, persistent_load=None):
+        self.buf, self.start, self.end = buf, start, end
+        self.source, self.persistent_load = source, persistent_load
+        self.stack, self.marks, self.memo = [], [], []
+        self.tuple_depth = {}  # id(tuple) -> (depth, tuple), for tuples that hold containers
+        self.pos = start  # of the opcode being run, for messages
 
-    def readline(self, limit=-1):
-        stop = min(self.end, self.pos + _MAX_LINE)
-        i = self.buf.find(b"\n", self.pos, stop)
+    def run(self):
+        buf, end, unpack = self.buf, self.end, struct.unpack_from
+        pos = self.start
+        try:
+            while True:
+                if pos >= end:
+                    raise self.error(f"truncated pickle (no STOP) starting at byte {self.start}")
+                op = _TABLE[buf[pos]]
+                if op is None:
+                    self._refuse_opcode(pos)
+                kind, fmt, n, action = op
+                self.pos = pos
+                pos += 1
+                if kind is None:
+                    arg = None
+                elif kind is _BYTE:
+                    if pos >= end:
+                        raise self.error("truncated pickle")
+                    arg = buf[pos]
+                    pos += 1
+                elif kind is _FIXED or kind is _COUNTED:
+                    if n > end - pos:
+                        raise self.error("truncated pickle")
+                    arg = unpack(fmt, buf, pos)[0]
+                    pos += n
+                    if kind is _COUNTED:
+                        if not 0 <= arg <= end - pos:
+                            raise self.error(f"truncated pickle: a string claims {arg} bytes but {end - pos} remain")
+                        arg, pos = buf[pos : pos + arg], pos + arg
+                elif kind is _LINE:
+                    arg, pos = self._line(pos)
+                elif kind is _TWO_LINES:
+                    first, pos = self._line(pos)
+                    arg, pos = self._line(pos)
+                    arg = (first, arg)
+                else:  # STOP
+                    return self.stack.pop(), pos
+                action(self, arg)
+        except CheckpointError:  # a ValueError too; keep its message
+            raise
+        except IndexError:
+            raise self.error("malformed pickle: an opcode finds the stack empty") from None
+        except (ValueError, UnicodeDecodeError, OverflowError) as e:
+            raise self.error(f"corrupt pickle: {type(e).__name__}: {str(e)[:200]}") from None
+
+    def error(self, what):
+        return CheckpointError(f"{self.source}: {what} (pickle at byte {self.start}, opcode at byte {self.pos})")
+
+    def _line(self, pos):
+        stop = min(self.end, pos + _MAX_LINE)
+        i = self.buf.find(b"\n", pos, stop)
         if i < 0:
-            if stop < self.end:
-                raise CheckpointError(f"a text line in the pickle is longer than {_MAX_LINE} bytes")
-            i = stop - 1
-        return self.read(i + 1 - self.pos)
+            raise self.error(f"a text line in the pickle is longer than {_MAX_LINE} bytes" if stop < self.end
+                             else "truncated pickle: unterminated text line")
+        return self.buf[pos:i], i + 1
 
-    def tell(self):
-        return self.pos - self.start
+    def _refuse_opcode(self, pos):
+        self.pos = pos
+        name = _DISALLOWED.get(self.buf[pos])
+        if name is None:
+            raise self.error(f"corrupt pickle: unknown opcode 0x{self.buf[pos]:02x}")
+        if name == "INST":  # name the class in the error
+            module, after = self._line(pos + 1)
+            cls, _ = self._line(after)
+            _resolve_global(str(module, "utf-8", "replace"), str(cls, "utf-8", "replace"), self.source)
+        raise CheckpointError(f"unsafe pickle: opcode {name} at byte {pos} is not allowed in {self.source}")
+
+    # ---- the nesting bookkeeping
+
+    def nest(self, items, container=None):
+        """Record that ``items`` go inside a container (``container``, when it exists already):
+        seal the mutable ones and return the depth the container then has."""
+        depth = container.depth if container is not None else 1
+        for x in items:
+            t = type(x)
+            if t in _FLAT:
+                continue
+            if t in _MUTABLE:
+                if x is container:
+                    raise self.error("the pickle puts a container inside itself")
+                x.sealed = True
+                d = x.depth + 1
+            elif t is tuple:
+                d = self.tuple_depth.get(id(x), _DEPTH_ONE)[0] + 1
+            elif t is set or t is frozenset:
+                d = 2
+            else:
+                continue
+            if d > depth:
+                depth = d
+        if depth > MAX_DEPTH:
+            raise self.error(f"containers in the pickle are nested more than {MAX_DEPTH} deep")
+        return depth
+
+    def new(self, cls, depth=1):
+        obj = cls()
+        obj.depth, obj.sealed = depth, False
+        return obj
+
+    def target(self, cls, what):
+        """The container on top of the stack that the running opcode changes."""
+        target = self.stack[-1]
+        if not isinstance(target, cls):
+            raise self.error(f"{what} on {shown(target)}")
+        if isinstance(target, _MUTABLE) and target.sealed:
+            raise self.error("the pickle changes a container after putting it inside another one "
+                             "(a self-referencing structure, which a checkpoint never needs)")
+        return target
+
+    def key(self, k):
+        if type(k) is str or (type(k) is int and -_MAX_KEY <= k <= _MAX_KEY):
+            return k
+        raise self.error(f"a dict key or set member is {shown(k)}; only strings and integers below 2**61 are allowed")
+
+    def pop_mark(self, _=None):
+        items = self.stack
+        self.stack = self.marks.pop()
+        return items
+
+    # ---- actions, one per opcode or family (the argument as read by run())
+
+    def push(self, value):
+        self.stack.append(value)
+
+    def push_int(self, line):
+        self.stack.append(False if line == b"00" else True if line == b"01" else int(line, 0))
+
+    def push_long_text(self, line):
+        self.stack.append(int(line[:-1] if line.endswith(b"L") else line, 0))
+
+    def push_long(self, data):
+        if len(data) > _MAX_INT_BYTES:
+            raise self.error(f"an integer of {len(data)} bytes; at most {_MAX_INT_BYTES} are allowed")
+        self.stack.append(int.from_bytes(data, "little", signed=True))
+
+    def push_float(self, line):
+        self.stack.append(float(line))
+
+    def push_quoted(self, line):
+        if not (len(line) >= 2 and line[:1] == line[-1:] and line[:1] in (b'"', b"'")):
+            raise self.error("the STRING argument is not quoted")
+        self.stack.append(codecs.escape_decode(bytes(line[1:-1]))[0].decode("utf-8"))
+
+    def push_str(self, data):
+        self.stack.append(str(data, "utf-8"))
+
+    def push_unicode(self, data):
+        self.stack.append(str(data, "utf-8", "surrogatepass"))
+
+    def push_raw_unicode(self, line):
+        self.stack.append(str(line, "raw-unicode-escape"))
+
+    def push_bytes(self, data):
+        self.stack.append(bytes(data))
+
+    def mark(self, _):
+        self.marks.append(self.stack)
+        self.stack = []
+
+    def pop(self, _):
+        if self.stack:
+            self.stack.pop()
+        else:
+            self.pop_mark()
+
+    def dup(self, _):
+        self.stack.append(self.stack[-1])
+
+    def tuple_of(self, items):
+        t = tuple(items)
+        depth = self.nest(t)
+        if depth > 1:
+            self.tuple_depth[id(t)] = (depth, t)
+        self.stack.append(t)
+
+    def tuple_from_mark(self, _):
+        items = self.stack
+        self.stack = self.marks.pop()
+        self.tuple_of(items)
+
+    def tuple_from_top(self, n):
+        if len(self.stack) < n:
+            raise IndexError
+        items = self.stack[len(self.stack) - n :]
+        del self.stack[len(self.stack) - n :]
+        self.tuple_of(items)
+
+    def empty_list(self, _):
+        self.stack.append(self.new(_List))
+
+    def list_from_mark(self, _):
+        items = self.pop_mark()
+        lst = self.new(_List, self.nest(items))
+        lst.extend(items)
+        self.stack.append(lst)
+
+    def append(self, _):
+        item = self.stack.pop()
+        self.appends([item], "APPEND")
+
+    def appends(self, items, what="APPENDS"):
+        items = self.pop_mark() if items is None else items
+        target = self.target(_List, what)
+        target.depth = self.nest(items, target)
+        target.extend(items)
+
+    def empty_dict(self, _):
+        self.stack.append(self.new(_Dict))
+
+    def dict_from_mark(self, _):
+        d = self.new(_Dict)
+        self.setitems(d, self.pop_mark())
+        self.stack.append(d)
+
+    def setitem(self, _):
+        value = self.stack.pop()
+        key = self.stack.pop()
+        self.setitems(self.target(dict, "SETITEM"), [key, value])
+
+    def setitems_from_mark(self, _):
+        items = self.pop_mark()
+        self.setitems(self.target(dict, "SETITEMS"), items)
+
+    def setitems(self, target, items):
+        if len(items) % 2:
+            raise self.error("odd number of items for a dict")
+        target.depth = self.nest(items[1::2], target)
+        for i in range(0, len(items), 2):
+            target[self.key(items[i])] = items[i + 1]
+
+    def empty_set(self, _):
+        self.stack.append(set())
+
+    def additems(self, _):
+        items = self.pop_mark()
+        self.target(set, "ADDITEMS").update(self.key(k) for k in items)
+
+    def frozenset(self, _):
+        items = self.pop_mark()
+        self.stack.append(frozenset(self.key(k) for k in items))
+
+    def put_text(self, line):
+        self.put(int(line))
+
+    def put(self, i):
+        if not 0 <= i <= self.end - self.start:  # (the memo is a list: no index beyond the pickle's size)
+            raise self.error(f"pickle memo index {i} is out of range")
+        if i >= len(self.memo):
+            self.memo.extend([_UNSET] * (i + 1 - len(self.memo)))
+        self.memo[i] = self.stack[-1]
+
+    def memoize(self, _):
+        self.put(len(self.memo))
+
+    def get_text(self, line):
+        self.get(int(line))
+
+    def get(self, i):
+        value = self.memo[i] if 0 <= i < len(self.memo) else _UNSET
+        if value is _UNSET:
+            raise self.error(f"pickle memo index {i} is used before it is set")
+        self.stack.append(value)
+
+    def global_(self, names):
+        self.stack.append(_resolve_global(str(names[0], "utf-8"), str(names[1], "utf-8"), self.source))
+
+    def stack_global(self, _):
+        name = self.stack.pop()
+        module = self.stack.pop()
+        if type(module) is not str or type(name) is not str:
+            raise self.error("STACK_GLOBAL needs two strings")
+        self.stack.append(_resolve_global(module, name, self.source))
+
+    def reduce(self, _):
+        args = self.stack.pop()
+        func = self.stack.pop()
+        if id(func) not in _CALLABLE:
+            raise CheckpointError(f"unsafe pickle: calling {shown(func)} at byte {self.pos} is not allowed in {self.source}")
+        if type(args) is not tuple:
+            raise self.error("REDUCE needs a tuple of arguments")
+        self.stack.append(self.ordered_dict(args) if func is _StateDict else func(*args))
+
+    def ordered_dict(self, args):
+        """``OrderedDict()`` or, as Python 2 pickled it, ``OrderedDict([[key, value], ...])``."""
+        d = self.new(_StateDict)
+        if args:
+            if len(args) != 1 or type(args[0]) not in (_List, tuple):
+                raise self.error("OrderedDict is called with unexpected arguments")
+            items = []
+            for pair in args[0]:
+                if type(pair) not in (_List, tuple) or len(pair) != 2:
+                    raise self.error("OrderedDict items must be (key, value) pairs")
+                items.extend(pair)
+            self.setitems(d, items)
+        return d
+
+    def newobj(self, _):
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        if cls is not _StateDict or type(args) is not tuple or args:
+            raise CheckpointError(f"unsafe pickle: NEWOBJ on {shown(cls)} at byte {self.pos} is not allowed in {self.source}")
+        self.stack.append(self.new(_StateDict))
+
+    def build(self, _):
+        state = self.stack.pop()
+        if type(self.stack[-1]) is not _StateDict:
+            raise CheckpointError(
+                f"unsafe pickle: BUILD on {shown(self.stack[-1])} at byte {self.pos} is not allowed in {self.source} "
+                f"(only an OrderedDict's _metadata may be set; tensors, storages and functions never)"
+            )
+        if not isinstance(state, dict) and state is not None:
+            raise self.error("unexpected state for an OrderedDict")
+        # torch's _metadata (module versions) is not needed: dropped
+
+    def persistent_id(self, _):
+        pid = self.stack.pop()
+        if self.persistent_load is None:
+            raise self.error("unexpected storage reference in a header pickle")
+        self.stack.append(self.persistent_load(pid))
 
 
-def _scan(buf, start, end, source):
-    """Gate 1: parse (never execute) the pickle at ``buf[start:]``; return the offset after its
-    STOP. Rejects disallowed opcodes and globals, oversized memo indices and truncation."""
-    reader = _Reader(buf, start, end)
-    try:
-        with warnings.catch_warnings():  # pickletools warns about odd escapes in STRING args
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return _scan_ops(reader, start, end, source)
-    except CheckpointError:
-        raise
-    except (ValueError, EOFError, UnicodeDecodeError, OverflowError) as e:
-        raise CheckpointError(f"{source}: corrupt or truncated pickle at byte {start}: {e}") from None
+def _const(value, push=True):
+    return (lambda u, _: u.stack.append(value)) if push else (lambda u, _: None)
 
 
-def _scan_ops(reader, start, end, source):
-    for op, arg, pos in pickletools.genops(reader):
-        name = op.name
-        if name not in _ALLOWED_OPCODES:
-            if name == "INST":
-                mod, _, cls = arg.partition(" ")
-                _resolve_global(mod, cls, source)  # names the class in the error
-            raise CheckpointError(f"unsafe pickle: opcode {name} at byte {start + pos} is not allowed in {source}")
-        if name == "GLOBAL":
-            mod, _, cls = arg.partition(" ")
-            _resolve_global(mod, cls, source)
-        elif name in _MEMO_PUTS and arg > end - start:
-            raise CheckpointError(f"{source}: pickle memo index {arg} at byte {start + pos} is out of range")
-        elif name == "STOP":
-            return start + reader.tell()
-    raise CheckpointError(f"{source}: truncated pickle (no STOP) starting at byte {start}")
+_UNSET = object()
+_DEPTH_ONE = (1,)
+_FLAT = frozenset([str, int, float, bool, bytes, type(None), _StorageRef, _TensorRef, _StorageType])
+# How an opcode's argument is read: none, one byte, a struct, a struct-counted string, text lines.
+_BYTE, _FIXED, _COUNTED, _LINE, _TWO_LINES, _STOP = "byte", "fixed", "counted", "line", "two lines", "stop"
+U = _Unpickler
 
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Gate 2: an Unpickler that resolves globals only to this module's stand-ins."""
-
-    def __init__(self, data, source, persistent_load):
-        super().__init__(io.BytesIO(data), encoding="utf-8")
-        self._source, self._persistent = source, persistent_load
-
-    def find_class(self, module, name):
-        return _resolve_global(module, name, self._source)
-
-    def persistent_load(self, pid):
-        if self._persistent is None:
-            raise CheckpointError(f"{self._source}: unexpected storage reference in a header pickle")
-        return self._persistent(pid)
+# Opcodes a state_dict pickle can need (protocols 0-4, as written by torch.save or by Python 2):
+# code -> (name, how the argument is read, its struct format, action).
+_OPCODES = {
+    0x80: ("PROTO", _BYTE, None, _const(None, push=False)),
+    0x95: ("FRAME", _FIXED, "<Q", _const(None, push=False)),
+    0x2E: ("STOP", _STOP, None, None),
+    0x28: ("MARK", None, None, U.mark),
+    0x30: ("POP", None, None, U.pop),
+    0x31: ("POP_MARK", None, None, U.pop_mark),
+    0x32: ("DUP", None, None, U.dup),
+    0x4E: ("NONE", None, None, _const(None)),
+    0x88: ("NEWTRUE", None, None, _const(True)),
+    0x89: ("NEWFALSE", None, None, _const(False)),
+    0x49: ("INT", _LINE, None, U.push_int),
+    0x4A: ("BININT", _FIXED, "<i", U.push),
+    0x4B: ("BININT1", _BYTE, None, U.push),
+    0x4D: ("BININT2", _FIXED, "<H", U.push),
+    0x4C: ("LONG", _LINE, None, U.push_long_text),
+    0x8A: ("LONG1", _COUNTED, "<B", U.push_long),
+    0x8B: ("LONG4", _COUNTED, "<i", U.push_long),
+    0x46: ("FLOAT", _LINE, None, U.push_float),
+    0x47: ("BINFLOAT", _FIXED, ">d", U.push),
+    0x53: ("STRING", _LINE, None, U.push_quoted),
+    0x54: ("BINSTRING", _COUNTED, "<i", U.push_str),
+    0x55: ("SHORT_BINSTRING", _COUNTED, "<B", U.push_str),
+    0x56: ("UNICODE", _LINE, None, U.push_raw_unicode),
+    0x58: ("BINUNICODE", _COUNTED, "<I", U.push_unicode),
+    0x8C: ("SHORT_BINUNICODE", _COUNTED, "<B", U.push_unicode),
+    0x8D: ("BINUNICODE8", _COUNTED, "<Q", U.push_unicode),
+    0x42: ("BINBYTES", _COUNTED, "<I", U.push_bytes),
+    0x43: ("SHORT_BINBYTES", _COUNTED, "<B", U.push_bytes),
+    0x8E: ("BINBYTES8", _COUNTED, "<Q", U.push_bytes),
+    0x29: ("EMPTY_TUPLE", None, None, _const(())),
+    0x85: ("TUPLE1", None, None, lambda u, _: u.tuple_from_top(1)),
+    0x86: ("TUPLE2", None, None, lambda u, _: u.tuple_from_top(2)),
+    0x87: ("TUPLE3", None, None, lambda u, _: u.tuple_from_top(3)),
+    0x74: ("TUPLE", None, None, U.tuple_from_mark),
+    0x5D: ("EMPTY_LIST", None, None, U.empty_list),
+    0x6C: ("LIST", None, None, U.list_from_mark),
+    0x61: ("APPEND", None, None, U.append),
+    0x65: ("APPENDS", None, None, U.appends),
+    0x7D: ("EMPTY_DICT", None, None, U.empty_dict),
+    0x64: ("DICT", None, None, U.dict_from_mark),
+    0x73: ("SETITEM", None, None, U.setitem),
+    0x75: ("SETITEMS", None, None, U.setitems_from_mark),
+    0x8F: ("EMPTY_SET", None, None, U.empty_set),
+    0x90: ("ADDITEMS", None, None, U.additems),
+    0x91: ("FROZENSET", None, None, U.frozenset),
+    0x70: ("PUT", _LINE, None, U.put_text),
+    0x71: ("BINPUT", _BYTE, None, U.put),
+    0x72: ("LONG_BINPUT", _FIXED, "<I", U.put),
+    0x94: ("MEMOIZE", None, None, U.memoize),
+    0x67: ("GET", _LINE, None, U.get_text),
+    0x68: ("BINGET", _BYTE, None, U.get),
+    0x6A: ("LONG_BINGET", _FIXED, "<I", U.get),
+    0x63: ("GLOBAL", _TWO_LINES, None, U.global_),
+    0x93: ("STACK_GLOBAL", None, None, U.stack_global),
+    0x52: ("REDUCE", None, None, U.reduce),
+    0x81: ("NEWOBJ", None, None, U.newobj),
+    0x62: ("BUILD", None, None, U.build),
+    0x51: ("BINPERSID", None, None, U.persistent_id),
+}
+del U
+_TABLE = [None] * 256
+for _code, (_name, _kind, _fmt, _action) in _OPCODES.items():
+    _TABLE[_code] = (_kind, _fmt, struct.calcsize(_fmt) if _fmt else 0, _action)
+# Opcodes refused by name: they construct arbitrary objects or read outside the pickle.
+_DISALLOWED = {
+    0x69: "INST", 0x6F: "OBJ", 0x92: "NEWOBJ_EX", 0x82: "EXT1", 0x83: "EXT2", 0x84: "EXT4", 0x50: "PERSID",
+    0x96: "BYTEARRAY8", 0x97: "NEXT_BUFFER", 0x98: "READONLY_BUFFER",
+}
 
 
 def _unpickle(buf, start, end, source, persistent_load=None):
-    """Scan, then unpickle, the pickle starting at ``buf[start]``; return ``(obj, end_offset)``."""
-    stop = _scan(buf, start, end, source)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            obj = _RestrictedUnpickler(bytes(buf[start:stop]), source, persistent_load).load()
-    except CheckpointError:
-        raise
-    except Exception as e:  # only our own stand-ins ran; anything else is a malformed pickle
-        raise CheckpointError(f"{source}: malformed pickle at byte {start}: {type(e).__name__}: {e}") from None
-    return obj, stop
+    """Run the pickle starting at ``buf[start]``; return ``(obj, end_offset)``."""
+    return _Unpickler(buf, start, end, source, persistent_load).run()
 
 
 class _Storages:
@@ -323,7 +662,7 @@ class _Storages:
         self.source, self.pid_len, self.refs = source, pid_len, {}
 
     def __call__(self, pid):
-        if not (isinstance(pid, tuple) and pid and pid[0] in ("storage", b"storage")):
+        if not (type(pid) is tuple and pid and type(pid[0]) in (str, bytes) and pid[0] in ("storage", b"storage")):
             raise CheckpointError(f"{self.source}: unsupported persistent id (only storages are allowed)")
         if len(pid) != self.pid_len:
             raise CheckpointError(
@@ -332,26 +671,28 @@ class _Storages:
         stype, key, _location, numel = pid[1:5]  # the location ('cpu', 'cuda:0', ...) is ignored
         if not isinstance(stype, _StorageType):
             raise CheckpointError(f"{self.source}: storage reference without a storage type")
-        if isinstance(key, bytes):
+        if type(key) is bytes:
             key = key.decode("utf-8", "replace")
-        if not isinstance(key, str) or not _is_int(numel) or numel < 0:
-            raise CheckpointError(f"{self.source}: malformed storage reference for key {key!r}")
+        if type(key) is not str:
+            raise CheckpointError(f"{self.source}: a storage key must be a string, the pickle gives {shown(key)}")
+        if not _is_int(numel) or not 0 <= numel <= MAX_BYTES:
+            raise CheckpointError(f"{self.source}: storage {shown(key)} has element count {shown(numel)}")
         view = None
         if self.pid_len == 6 and pid[5] is not None:  # legacy storage view: (view_key, offset, size)
             vm = pid[5]
-            if not (isinstance(vm, tuple) and len(vm) == 3 and _is_int(vm[1]) and _is_int(vm[2])):
-                raise CheckpointError(f"{self.source}: malformed storage view for key {key!r}")
+            if not (type(vm) is tuple and len(vm) == 3 and _is_int(vm[1]) and _is_int(vm[2])):
+                raise CheckpointError(f"{self.source}: malformed storage view for key {shown(key)}")
             if vm[1] < 0 or vm[2] < 0 or vm[1] + vm[2] > numel:
                 raise CheckpointError(
-                    f"{self.source}: storage view [{vm[1]}, {vm[1] + vm[2]}) lies outside storage "
-                    f"{key!r} of {numel} elements"
+                    f"{self.source}: storage view [{shown(vm[1])}, {shown(vm[1] + vm[2])}) lies outside storage "
+                    f"{shown(key)} of {numel} elements"
                 )
             view = (vm[1], vm[2])
         known = self.refs.get(key)
         if known is None:
             self.refs[key] = (stype, numel)
         elif known != (stype, numel):
-            raise CheckpointError(f"{self.source}: storage {key!r} is declared with two different types or sizes")
+            raise CheckpointError(f"{self.source}: storage {shown(key)} is declared with two different types or sizes")
         return _StorageRef(key, stype, numel, view)
 
 
@@ -359,148 +700,203 @@ class _Storages:
 # Turning the records into arrays.
 
 
-def _tensor_array(ref, storages, name, source):
-    """Check ``ref`` against its storage and return a read-only ndarray view of it."""
-    st = ref.storage
-    data = storages[st.key]  # 1-D array of the whole storage, in its on-disk dtype
-    if st.view is not None:
-        data = data[st.view[0] : st.view[0] + st.view[1]]
-    size, stride, offset = ref.size, ref.stride, ref.offset
-    where = f"{source}: tensor {name!r}"
-    if len(size) != len(stride):
-        raise CheckpointError(f"{where} has {len(size)} sizes but {len(stride)} strides")
-    if len(size) > 32:
-        raise CheckpointError(f"{where} has {len(size)} dimensions")
-    if any(d < 0 for d in size) or any(s < 0 for s in stride) or offset < 0:
-        raise CheckpointError(f"{where} has a negative size, stride or offset")
-    n = math.prod(size)
-    if n == 0:
-        out = np.empty(size, dtype=data.dtype)
-    else:
-        extent = offset + sum((d - 1) * s for d, s in zip(size, stride)) + 1
-        if extent > data.size:
-            raise CheckpointError(
-                f"{where} (size {list(size)}, stride {list(stride)}, offset {offset}) reaches element "
-                f"{extent} but its storage holds {data.size}"
-            )
-        if n > data.size - offset:
-            raise CheckpointError(f"{where} has more elements than its storage (overlapping strides)")
-        item = data.itemsize
-        out = np.lib.stride_tricks.as_strided(
-            data[offset:], shape=size, strides=[s * item for s in stride], writeable=False
-        )
-    if st.stype.dtype == "bfloat16":
-        out = (out.astype(np.uint32) << 16).view(np.float32)
-    elif not out.dtype.isnative or out.dtype.byteorder == ">":
-        out = out.astype(out.dtype.newbyteorder("="))
-    if out.flags.writeable:
-        out.flags.writeable = False
-    return out
-
-
-def _collect(obj, storages, source):
-    """Turn the unpickled object into ``{name: ndarray}`` (a state_dict, or a dict holding one
-    under ``"state_dict"``); values that are not tensors (counters, epochs) are skipped."""
+def _state_refs(obj, source):
+    """The ``{name: _TensorRef}`` of the unpickled object: a state_dict, or a dict holding one
+    under ``"state_dict"``; values that are not tensors (counters, epochs) are skipped."""
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
+        kind = "list" if isinstance(obj, list) else type(obj).__name__.lstrip("_")
         raise CheckpointError(
-            f"{source} holds a {type(obj).__name__}, not a state_dict (a mapping of names to tensors); "
+            f"{source} holds a {kind}, not a state_dict (a mapping of names to tensors); "
             f"save model.state_dict() instead of the model"
         )
-    out = {}
+    refs = {}
     for key, value in obj.items():
         if isinstance(value, _TensorRef):
-            if not isinstance(key, str):
-                raise CheckpointError(f"{source}: a tensor is stored under a non-string key")
-            out[key] = _tensor_array(value, storages, key, source)
-    if not out:
+            if type(key) is not str:
+                raise CheckpointError(f"{source}: a tensor is stored under a non-string key ({shown(key)})")
+            refs[key] = value
+    if not refs:
         raise CheckpointError(f"{source} contains no tensors")
+    return refs
+
+
+def _span(ref, name, source):
+    """Check ``ref``'s geometry against its storage; return the element range ``(lo, hi)`` it
+    reads in its storage's coordinates (``None`` for an empty tensor)."""
+    st = ref.storage
+    base, avail = st.view if st.view is not None else (0, st.numel)
+    size, stride, offset = ref.size, ref.stride, ref.offset
+    problem = None
+    if len(size) != len(stride):
+        problem = f"has {len(size)} sizes but {len(stride)} strides"
+    elif any(d < 0 for d in size) or any(s < 0 for s in stride) or offset < 0:
+        problem = "has a negative size, stride or offset"
+    elif offset > MAX_BYTES or any(s > MAX_BYTES for s in stride):
+        problem = "has a stride or offset beyond 2**63 - 1"
+    else:
+        problem = shape_problem(size, st.stype.itemsize)
+    if problem is None and math.prod(size):
+        extent = offset + sum((d - 1) * s for d, s in zip(size, stride)) + 1
+        if extent > avail:
+            problem = (f"(size {shown_shape(size)}, stride {shown_shape(stride)}, offset {offset}) reaches "
+                       f"element {extent} but its storage holds {avail}")
+        elif math.prod(size) > avail - offset:
+            problem = "has more elements than its storage (overlapping strides)"
+        else:
+            return base + offset, base + extent
+    if problem is not None:
+        raise CheckpointError(f"{source}: tensor {shown(name)} {problem}")
+    return None
+
+
+def _arrays(obj, storages, byteorder, source):
+    """``{name: read-only ndarray}`` for the tensors of ``obj``. ``storages`` maps each key to
+    ``(buffer, byte offset, storage type, element count)``. Each storage is wrapped (or, if it
+    needs converting, converted) once, over the element range its tensors reach together."""
+    refs = _state_refs(obj, source)
+    spans = {name: _span(ref, name, source) for name, ref in refs.items()}
+    reach = {}
+    for name, span in spans.items():
+        if span is not None:
+            key = refs[name].storage.key
+            lo, hi = reach.get(key, span)
+            reach[key] = (min(lo, span[0]), max(hi, span[1]))
+    data = {key: (lo, _storage_array(*storages[key], byteorder, lo, hi)) for key, (lo, hi) in reach.items()}
+    out = {}
+    for name, ref in refs.items():
+        stype, span = ref.storage.stype, spans[name]
+        if span is None:
+            arr = np.empty(ref.size, np.float32 if stype.dtype == "bfloat16" else np.dtype(stype.dtype))
+            arr.flags.writeable = False
+        else:
+            lo, flat = data[ref.storage.key]
+            item = flat.itemsize
+            strides = [s * item if d > 1 else 0 for d, s in zip(ref.size, ref.stride)]
+            arr = np.lib.stride_tricks.as_strided(flat[span[0] - lo :], shape=ref.size, strides=strides, writeable=False)
+        out[name] = arr
     return out
 
 
-def _storage_array(buf, offset, stype, numel, byteorder):
-    dt = "<u2" if stype.dtype == "bfloat16" else stype.dtype
-    dt = np.dtype(dt)
+def _storage_array(buf, offset, stype, numel, byteorder, lo, hi):
+    """Elements ``lo:hi`` of a storage of ``numel`` elements at ``buf[offset:]``, read-only:
+    a view when the bytes are already native, otherwise one converted copy."""
+    raw_dtype = np.dtype("<u2" if stype.dtype == "bfloat16" else stype.dtype)
     if byteorder == "big":
-        dt = dt.newbyteorder(">")
-    return np.frombuffer(buf, dtype=dt, count=numel, offset=offset)
+        raw_dtype = raw_dtype.newbyteorder(">")
+    raw = np.frombuffer(buf, dtype=raw_dtype, count=hi - lo, offset=offset + lo * raw_dtype.itemsize)
+    if stype.dtype == "bfloat16":
+        wide = raw.astype(np.uint32)
+        wide <<= 16
+        out = wide.view(np.float32)
+    elif raw_dtype.byteorder == ">" and raw_dtype.itemsize > 1:
+        out = raw.astype(raw_dtype.newbyteorder("="))
+    else:
+        return raw
+    out.flags.writeable = False
+    return out
 
 
 # --------------------------------------------------------------------------------------------
 # The two container formats.
 
 
-def _load_zip(buf, size, source):
+def _zip_members(buf, size, source):
+    """``{name: (data offset, data size)}`` of every member of the zip in ``buf``, after
+    checking that names are unique, each local header matches the directory, members sit at
+    disjoint places and every member's data matches its CRC-32."""
     try:
-        zf = zipfile.ZipFile(_ZipWindow(buf, size))
-        infos = {i.filename: i for i in zf.infolist()}
+        infos = zipfile.ZipFile(_ZipWindow(buf, size)).infolist()
     except zipfile.BadZipFile as e:
-        raise CheckpointError(f"{source}: damaged or truncated zip archive ({e})") from None
+        raise CheckpointError(f"{source}: damaged or truncated zip archive ({str(e)[:200]})") from None
     except Exception as e:
-        raise CheckpointError(f"{source}: damaged or truncated zip archive ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{source}: damaged or truncated zip archive ({type(e).__name__}: {str(e)[:200]})") from None
     if not infos:
         raise CheckpointError(f"{source}: the zip archive is empty")
-    top = next(iter(infos)).split("/", 1)[0]
-    if any(not n.startswith(top + "/") for n in infos):
-        raise CheckpointError(f"{source}: zip entries are not all under one top folder ({top!r})")
-    if f"{top}/constants.pkl" in infos or any(n.startswith(f"{top}/code/") for n in infos):
+    members, ranges = {}, []
+    for info in infos:
+        name = info.filename
+        if name in members:
+            raise CheckpointError(
+                f"{source}: the zip archive has two members named {shown(name)}; refusing an ambiguous "
+                f"archive (torch would read one copy, other tools the other)"
+            )
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+            raise CheckpointError(f"{source}: zip entry {shown(name)} is compressed; torch.save never compresses")
+        h = info.header_offset
+        if h < 0 or h + 30 > size or bytes(buf[h : h + 4]) != b"PK\x03\x04":
+            raise CheckpointError(f"{source}: zip entry {shown(name)} has a damaged local header")
+        name_len = int.from_bytes(buf[h + 26 : h + 28], "little")
+        local_flags = int.from_bytes(buf[h + 6 : h + 8], "little")
+        local_name = bytes(buf[h + 30 : h + 30 + name_len]).decode("utf-8" if local_flags & 0x800 else "cp437", "replace")
+        if local_name != info.orig_filename:
+            raise CheckpointError(
+                f"{source}: zip entry {shown(name)} has the name {shown(local_name)} in its local header"
+            )
+        start = h + 30 + name_len + int.from_bytes(buf[h + 28 : h + 30], "little")
+        if start + info.file_size > size:
+            raise CheckpointError(
+                f"{source} is truncated: zip entry {shown(name)} needs bytes up to {start + info.file_size} "
+                f"but the file has {size}"
+            )
+        members[name] = (start, info.file_size)
+        ranges.append((h, start + info.file_size, name, info.CRC))
+    ranges.sort()
+    for (_, end, name, _), (h, _, other, _) in zip(ranges, ranges[1:]):
+        if h < end:
+            raise CheckpointError(
+                f"{source}: zip entries {shown(name)} and {shown(other)} overlap in the file; refusing the archive"
+            )
+    with memoryview(buf) as view:
+        for _, end, name, crc in ranges:
+            start, n = members[name]
+            if zlib.crc32(view[start : start + n]) != crc:
+                raise CheckpointError(f"{source}: zip entry {shown(name)} is damaged (its CRC-32 does not match)")
+    return members
+
+
+def _load_zip(buf, size, source):
+    members = _zip_members(buf, size, source)
+    top = next(iter(members)).split("/", 1)[0]
+    if any(not n.startswith(top + "/") for n in members):
+        raise CheckpointError(f"{source}: zip entries are not all under one top folder ({shown(top)})")
+    if f"{top}/constants.pkl" in members or any(n.startswith(f"{top}/code/") for n in members):
         raise CheckpointError(
             f"{source} is a TorchScript archive (torch.jit.save), not a torch.save checkpoint; "
             f"save model.state_dict() with torch.save instead"
         )
-
-    def record(name):
-        info = infos.get(name)
-        if info is None:
-            return None
-        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
-            raise CheckpointError(f"{source}: zip entry {name} is compressed; torch.save never compresses")
-        h = info.header_offset
-        if h < 0 or h + 30 > size or bytes(buf[h : h + 4]) != b"PK\x03\x04":
-            raise CheckpointError(f"{source}: zip entry {name} has a damaged local header")
-        start = h + 30 + int.from_bytes(buf[h + 26 : h + 28], "little") + int.from_bytes(buf[h + 28 : h + 30], "little")
-        if start + info.file_size > size:
-            raise CheckpointError(
-                f"{source} is truncated: zip entry {name} needs bytes up to {start + info.file_size} "
-                f"but the file has {size}"
-            )
-        return start, info.file_size
-
-    pkl = record(f"{top}/data.pkl")
+    pkl = members.get(f"{top}/data.pkl")
     if pkl is None:
-        raise CheckpointError(f"{source}: the zip archive has no {top}/data.pkl; not a torch.save checkpoint")
+        raise CheckpointError(f"{source}: the zip archive has no {escaped(top)}/data.pkl; not a torch.save checkpoint")
     byteorder = "little"
-    bo = record(f"{top}/byteorder")
+    bo = members.get(f"{top}/byteorder")
     if bo is not None:
-        byteorder = bytes(buf[bo[0] : bo[0] + bo[1]]).decode("ascii", "replace").strip()
-        if byteorder not in ("little", "big"):
-            raise CheckpointError(f"{source}: unknown byteorder {byteorder!r}")
+        byteorder = bytes(buf[bo[0] : bo[0] + min(bo[1], 16)]).decode("ascii", "replace").strip()
+        if bo[1] > 16 or byteorder not in ("little", "big"):
+            raise CheckpointError(f"{source}: unknown byteorder {shown(byteorder)} (expected 'little' or 'big')")
 
     refs = _Storages(source, 5)
     obj, _ = _unpickle(buf, pkl[0], pkl[0] + pkl[1], source, refs)
     storages = {}
     for key, (stype, numel) in refs.refs.items():
-        rec = record(f"{top}/data/{key}")
+        rec = members.get(f"{top}/data/{key}")
         if rec is None:
-            raise CheckpointError(f"{source}: storage {key!r} is referenced but {top}/data/{key} is missing")
+            raise CheckpointError(f"{source}: storage {shown(key)} is referenced but {escaped(top)}/data/{escaped(key)} is missing")
         if rec[1] != numel * stype.itemsize:
             raise CheckpointError(
-                f"{source}: storage {key!r} should hold {numel} x {stype.itemsize} bytes "
-                f"but {top}/data/{key} has {rec[1]}"
+                f"{source}: storage {shown(key)} should hold {numel} x {stype.itemsize} bytes "
+                f"but {escaped(top)}/data/{escaped(key)} has {rec[1]}"
             )
-        storages[key] = _storage_array(buf, rec[0], stype, numel, byteorder)
-    return _collect(obj, storages, source)
+        storages[key] = (buf, rec[0], stype, numel)
+    return _arrays(obj, storages, byteorder, source)
 
 
-class _ZipWindow(io.RawIOBase):
+class _ZipWindow:
     """A seekable read-only file over a buffer for :mod:`zipfile`, with bounded reads."""
 
     def __init__(self, buf, size):
         self.buf, self.size, self.pos = buf, size, 0
-
-    def readable(self):
-        return True
 
     def seekable(self):
         return True
@@ -521,11 +917,6 @@ class _ZipWindow(io.RawIOBase):
         self.pos += len(out)
         return out
 
-    def readinto(self, b):
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
 
 def _load_legacy(buf, size, source):
     try:
@@ -541,7 +932,7 @@ def _load_legacy(buf, size, source):
         raise CheckpointError(f"{source}: not a PyTorch checkpoint (the first pickle is not torch's magic number)")
     proto, pos = _unpickle(buf, pos, size, source)
     if not _is_int(proto) or proto != PROTOCOL_VERSION:
-        raise CheckpointError(f"{source}: unsupported legacy protocol version {proto!r} (expected 1001)")
+        raise CheckpointError(f"{source}: unsupported legacy protocol version {shown(proto)} (expected 1001)")
     sys_info, pos = _unpickle(buf, pos, size, source)
     if not isinstance(sys_info, dict):
         raise CheckpointError(f"{source}: malformed sys_info record")
@@ -551,37 +942,41 @@ def _load_legacy(buf, size, source):
     refs = _Storages(source, 6)
     obj, pos = _unpickle(buf, pos, size, source, refs)
     keys, pos = _unpickle(buf, pos, size, source)
-    if not isinstance(keys, list) or not all(isinstance(k, (str, bytes)) for k in keys):
+    if not isinstance(keys, list) or not all(type(k) in (str, bytes) for k in keys):
         raise CheckpointError(f"{source}: malformed storage key list")
-    keys = [k.decode("utf-8", "replace") if isinstance(k, bytes) else k for k in keys]
-    if len(set(keys)) != len(keys):
+    keys = [k.decode("utf-8", "replace") if type(k) is bytes else k for k in keys]
+    listed = set(keys)
+    if len(listed) != len(keys):
         raise CheckpointError(f"{source}: the storage key list repeats a key")
-    missing = [k for k in refs.refs if k not in keys]
+    missing = [k for k in refs.refs if k not in listed]
     if missing:
-        raise CheckpointError(f"{source}: storages {missing[:5]} are referenced but have no data")
+        raise CheckpointError(
+            f"{source}: {len(missing)} storage(s) are referenced but have no data: "
+            + ", ".join(shown(k, 40) for k in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        )
 
     storages = {}
     for key in keys:
         if key not in refs.refs:
-            raise CheckpointError(f"{source}: storage {key!r} has data but no tensor refers to it")
+            raise CheckpointError(f"{source}: storage {shown(key)} has data but no tensor refers to it")
         stype, numel = refs.refs[key]
         if pos + 8 > size:
-            raise CheckpointError(f"{source} is truncated: the record of storage {key!r} is missing")
+            raise CheckpointError(f"{source} is truncated: the record of storage {shown(key)} is missing")
         count = int.from_bytes(buf[pos : pos + 8], "little", signed=True)
         if count != numel:
             raise CheckpointError(
-                f"{source}: storage {key!r} is declared with {numel} elements but its data record says {count}"
+                f"{source}: storage {shown(key)} is declared with {numel} elements but its data record says {count}"
             )
         pos += 8
         nbytes = count * stype.itemsize
         if pos + nbytes > size:
             raise CheckpointError(
-                f"{source} is truncated: storage {key!r} needs {nbytes} bytes at byte {pos} "
+                f"{source} is truncated: storage {shown(key)} needs {nbytes} bytes at byte {pos} "
                 f"but only {size - pos} remain"
             )
-        storages[key] = _storage_array(buf, pos, stype, numel, "little")
+        storages[key] = (buf, pos, stype, numel)
         pos += nbytes
-    return _collect(obj, storages, source)
+    return _arrays(obj, storages, "little", source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -616,20 +1011,15 @@ def load_pth(path):
     (bfloat16 -> float32, big-endian -> native). Raises :class:`CheckpointError` for anything
     malformed, truncated, unsafe or unsupported; nothing from the file is ever executed.
     """
-    path = os.fspath(path)
-    source = os.path.basename(path) or path
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                raise CheckpointError(f"{path}: the file is empty")
+    source = escaped(os.path.basename(os.fspath(path)) or os.fspath(path), 200)
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise CheckpointError(f"{source}: the file is empty")
+        try:
             buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+        except OSError as e:
+            raise CheckpointError(f"{source}: cannot map the file ({e.strerror or e})") from None
     fmt = sniff_format(bytes(buf[:264]))
     if fmt == "zip":
         return _load_zip(buf, size, source)

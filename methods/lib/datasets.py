@@ -23,7 +23,7 @@ from methods import data
 from minigrad.models import PreprocessingNote
 from minigrad.models.preprocessing import read_image
 
-__all__ = ["Dataset", "IMAGE_SUFFIXES", "as_dataset", "default_image", "load_dataset", "load_images", "load_picture",
+__all__ = ["Dataset", "IMAGE_SUFFIXES", "as_dataset", "default_image", "load_dataset", "load_images", "load_pixels",
            "photo_crops"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -61,13 +61,27 @@ def _is_fashion(model):
 
 def default_image(model):
     """The image a command shows when none is named: a Fashion-MNIST test image for fashion-vgg
-    (``sample:0``, a sneaker), the cat photograph (``sample:chelsea``) for any other model and
-    for techniques that take no model (``model`` None)."""
-    return "sample:0" if model is not None and _is_fashion(model) else "sample:chelsea"
+    (``sample:0``, a sneaker), the cat photograph (``sample:chelsea``) for any other model."""
+    return "sample:0" if _is_fashion(model) else "sample:chelsea"
+
+
+def load_images(model, specs):
+    """Images named on a command line, preprocessed for ``model``: image files, ``sample:NAME``
+    (a shipped photograph) or ``sample:INDEX`` (an image of the shipped Fashion-MNIST sample).
+    Returns (x, notes): the (N, C, H, W) batch and the resize notes, one string each."""
+    images = [_sample(spec) if isinstance(spec, str) and spec.startswith("sample:") else spec for spec in specs]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PreprocessingNote)
+        x = model.preprocessing.normalize(model.prepare_images(images, names=[str(spec) for spec in specs]))
+    notes = [str(w.message) for w in caught if issubclass(w.category, PreprocessingNote)]
+    for w in caught:
+        if not issubclass(w.category, PreprocessingNote):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return x, notes
 
 
 def _sample(spec):
-    """The shipped image ``sample:NAME`` (a photograph) or ``sample:INDEX`` (Fashion-MNIST), uint8."""
+    """The shipped image ``sample:NAME`` (a photograph or texture) or ``sample:INDEX`` (Fashion-MNIST)."""
     key = spec.split(":", 1)[1]
     if key.isdigit():
         sample = data.fashion_sample()[0]
@@ -80,32 +94,14 @@ def _sample(spec):
                      f"one of {', '.join(sorted(data.SAMPLE_IMAGES))}")
 
 
-def _is_sample(spec):
-    return isinstance(spec, str) and spec.startswith("sample:")
-
-
-def load_picture(spec):
-    """One picture named on a command line, as its pixels (no model, no resizing): an image file
-    or a ``sample:`` name as in :func:`load_images`. uint8 (H, W) for grey, (H, W, 3) for colour."""
-    if _is_sample(spec):
+def load_pixels(spec):
+    """The pixels of one image named as on a command line (a file, ``sample:NAME`` or
+    ``sample:INDEX``), at its own size and mode: uint8 (H, W) grey or (H, W, 3) colour. For the
+    techniques that work on an image itself, with no network (``inputs="image"``)."""
+    if spec.startswith("sample:"):
         return _sample(spec)
     pixels = read_image(spec)
     return pixels[..., 0] if pixels.shape[2] == 1 else pixels
-
-
-def load_images(model, specs):
-    """Images named on a command line, preprocessed for ``model``: image files, ``sample:NAME``
-    (a shipped photograph) or ``sample:INDEX`` (an image of the shipped Fashion-MNIST sample).
-    Returns (x, notes): the (N, C, H, W) batch and the resize notes, one string each."""
-    images = [_sample(spec) if _is_sample(spec) else spec for spec in specs]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PreprocessingNote)
-        x = model.preprocessing.normalize(model.prepare_images(images, names=[str(spec) for spec in specs]))
-    notes = [str(w.message) for w in caught if issubclass(w.category, PreprocessingNote)]
-    for w in caught:
-        if not issubclass(w.category, PreprocessingNote):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return x, notes
 
 
 def load_dataset(model, spec="sample", limit=None):

@@ -49,24 +49,29 @@ def check_batch(model, x):
 
 
 def check_image(image, name="image"):
-    """``image`` as a NumPy picture a model-free technique takes, or a ValueError naming the
-    problem: H x W or H x W x C (C = 1 or 3), uint8 (0..255) or floating point in [0, 1], finite.
-    The array is returned as it is (its dtype tells the technique which range to give back)."""
-    if isinstance(image, minigrad.Tensor) or not hasattr(image, "shape"):
-        raise TypeError(f"{name} must be a NumPy array (H, W) or (H, W, C), got {type(image).__name__}")
-    image = to_host(image)
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)) or 0 in image.shape:
-        raise ValueError(f"{name} must have shape (H, W) or (H, W, C) with C = 1 or 3, got {image.shape}")
-    if image.dtype == np.uint8:
-        return image
-    if image.dtype.kind != "f":
-        raise ValueError(f"{name} must be uint8 (0..255) or floating point in [0, 1], got dtype {image.dtype}")
-    if not np.isfinite(image).all():
+    """One image for a technique that works on the image itself (``inputs="image"``): a file or
+    ``sample:NAME`` (read by :func:`methods.lib.datasets.load_pixels`), or an array (H, W) or
+    (H, W, 1) grey, (H, W, 3) colour (an alpha channel is dropped), uint8 or float in [0, 1].
+    Returns uint8 or float64 (H, W) or (H, W, 3), or a ValueError naming what is wrong."""
+    if isinstance(image, str):
+        from methods.lib.datasets import load_pixels
+
+        return load_pixels(image)
+    array = to_host(image)
+    if array.ndim == 3 and array.shape[2] in (1, 4):
+        array = array[..., 0] if array.shape[2] == 1 else array[..., :3]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) or 0 in array.shape:
+        raise ValueError(f"{name} must be an (H, W) grey or (H, W, 3) colour image, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind != "f":
+        raise ValueError(f"{name} must be uint8 (0..255) or float in [0, 1], got dtype {array.dtype}")
+    if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values")
-    if image.min() < 0 or image.max() > 1:
-        raise ValueError(f"a floating-point {name} must hold values in [0, 1], got [{image.min():g}, {image.max():g}] "
-                         "(pass uint8 for 0..255 pictures)")
-    return image
+    if array.min() < 0 or array.max() > 1:
+        raise ValueError(f"{name}: a float image must hold values in [0, 1], got [{array.min():g}, {array.max():g}] "
+                         "(pass uint8 for 0..255)")
+    return array.astype(np.float64)
 
 
 @contextlib.contextmanager

@@ -16,9 +16,12 @@ the option and its valid range, before any work), the ``--size`` / ``--fill`` ar
 
 The decorated function also takes care of what every technique needs first: the model goes
 through :func:`minigrad.models.as_model` (any ``nn.Module`` works), and for ``inputs="images"``
-the batch is checked against the model. Techniques that fit a network of their own take no model:
-``inputs="image"`` one picture (H x W or H x W x C, uint8 or float in [0, 1]; Deep Image Prior),
-``inputs="none"`` nothing (they bring their own data; colorization).
+the batch is checked against the model. A technique that works on an image itself, with no
+network to read (HOG inversion, Efros-Leung texture synthesis, Deep Image Prior), declares
+``inputs="image"`` and is written ``def f(image="sample:NAME", *, ...)``: the default names the
+image the command line and the gallery use, and the image (a file, ``sample:NAME`` or an array)
+arrives checked by :func:`methods.lib.inputs.check_image`. One that takes nothing (it trains a
+network on data of its own: colorization) declares ``inputs="none"`` and is ``def f(*, ...)``.
 """
 
 import functools
@@ -27,10 +30,10 @@ import math
 
 import numpy as np
 
-__all__ = ["INPUTS", "KINDS", "Option", "Technique", "TECHNIQUES", "technique"]
+__all__ = ["KINDS", "Option", "Technique", "TECHNIQUES", "technique"]
 
 #: What an option can hold; each kind has a check and a command-line parser.
-KINDS = ("int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path")
+KINDS = ("int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path", "image")
 
 #: name -> :class:`Technique`, in the order the modules register them.
 TECHNIQUES = {}
@@ -76,7 +79,8 @@ class Option:
         return {"bool": "True or False", "str": "a string", "layer": "a layer name of the model",
                 "unit": "a channel c or a neuron (c, i, j) of non-negative integers",
                 "target": "a class index >= 0 or a class name (or one per image)",
-                "path": "a file or folder path"}[self.kind]
+                "path": "a file or folder path",
+                "image": "an image: a file, sample:NAME, or an (H, W) or (H, W, 3) array"}[self.kind]
 
     def _bad(self, value):
         return ValueError(f"{self.name} must be {self.range_text()}" + ("" if self.default is not None else " or None")
@@ -115,6 +119,10 @@ class Option:
             if not isinstance(value, str) or not value:
                 raise self._bad(value)
             return value
+        if kind == "image":
+            if (isinstance(value, str) and value) or np.ndim(value) in (2, 3) and not isinstance(value, str):
+                return value
+            raise self._bad(value)
         if kind == "unit":
             if _is_int(value) and value >= 0:
                 return int(value)
@@ -183,21 +191,18 @@ class Option:
         parser.add_argument(self.flag, dest=self.name, type=typed, default=self.default, help=text, metavar=metavar)
 
 
-#: What a technique takes: a model and a preprocessed batch, a model and a dataset, a model alone,
-#: one picture and no model, or nothing at all.
-INPUTS = ("images", "dataset", "model", "image", "none")
-
-
 class Technique:
-    """A registered technique: its name, title, paper, options, what it takes (``inputs``, one of
-    :data:`INPUTS`: "images" -- a model and a preprocessed batch; "dataset" -- a model and a
-    :class:`~methods.lib.datasets.Dataset`; "model" -- a model alone; "image" -- one picture and
-    no model; "none" -- nothing), and the decorated function."""
+    """A registered technique: its name, title, paper, options, what it takes (``inputs``:
+    "images" -- a preprocessed batch; "dataset" -- a :class:`~methods.lib.datasets.Dataset`;
+    "model" -- nothing more; "image" -- one image and no model, by default ``image``; "none" --
+    nothing at all, for a technique that trains a network on data of its own), and the decorated
+    function."""
 
-    def __init__(self, name, title, paper, options, inputs, function, queries=False):
+    def __init__(self, name, title, paper, options, inputs, function, queries=False, image=None):
         self.name, self.title, self.paper, self.inputs, self.function = name, title, paper, inputs, function
         self.options = list(options)
         self.queries = queries  # a dataset technique that also takes query images (neighbours)
+        self.image = image  # the default image of an inputs="image" technique
 
     def defaults(self):
         return {o.name: o.default for o in self.options}
@@ -220,16 +225,13 @@ def technique(name, title, paper, options, inputs="images"):
     """Register the decorated function as technique ``name`` with these :class:`Option` s.
 
     The function is written ``def f(model, x, *, opt1, opt2)`` (``f(model, dataset, ..., *, ...)``
-    for ``inputs="dataset"``, ``f(model, *, ...)`` for "model", ``f(image, ..., *, ...)`` for
-    "image", ``f(*, ...)`` for "none") with keyword-only options and no defaults: the defaults
-    come from the declaration. Further arrays a technique may take (a dataset technique's query
-    batch, a restoration's clean image) are parameters with a default before the ``*``; they may
-    be given by position or by name and are not options. The returned function checks every
-    option, adapts the model and the input batch (or checks the picture), and sets
-    ``result.params`` to the values it ran with.
+    for ``inputs="dataset"``, ``f(model, *, ...)`` for "model", ``f(image="sample:NAME", *, ...)``
+    for "image", ``f(*, ...)`` for "none") with keyword-only options and no defaults: the defaults
+    come from the declaration. The returned function checks every option, adapts the model and the
+    input batch (or checks the image), and sets ``result.params`` to the values it ran with.
     """
-    if inputs not in INPUTS:
-        raise ValueError(f"inputs must be {', '.join(map(repr, INPUTS[:-1]))} or {INPUTS[-1]!r}, got {inputs!r}")
+    if inputs not in ("images", "dataset", "model", "image", "none"):
+        raise ValueError(f"inputs must be 'images', 'dataset', 'model', 'image' or 'none', got {inputs!r}")
 
     def decorate(function):
         signature = inspect.signature(function)
@@ -239,40 +241,53 @@ def technique(name, title, paper, options, inputs="images"):
             raise TypeError(f"{function.__name__}: keyword-only parameters {[p.name for p in keyword]} "
                             f"must be the declared options {declared}, in order")
         positional = [p for p in signature.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
-        arrays = {p.name for p in positional if p.default is not p.empty}
-        spec = Technique(name, title, paper, options, inputs, None, queries=inputs == "dataset" and len(positional) > 2)
+        image = positional[0].default if inputs == "image" and positional else None
+        if inputs == "image" and (len(positional) != 1 or not isinstance(image, str)):
+            raise TypeError(f"{function.__name__}: an inputs='image' technique takes one image parameter whose "
+                            "default names an image (a file or sample:NAME), then its options")
+        spec = Technique(name, title, paper, options, inputs, None, queries=inputs == "dataset" and len(positional) > 2,
+                         image=image)
         function.__kwdefaults__ = spec.defaults()
 
         @functools.wraps(function)
-        def run(*args, **values):
-            from methods.lib.inputs import as_model, check_batch, check_image
+        def run_on_image(*args, **values):
+            from methods.lib.inputs import check_image
 
-            given = {key: values.pop(key) for key in list(values) if key in arrays}
+            if len(args) > 1 or (args and positional[0].name in values):
+                raise TypeError(f"{name}() takes one image, then options by name")
+            source = args[0] if args else values.pop(positional[0].name, image)
             values = spec.check(values)
-            if inputs == "none":
-                if args:
-                    raise TypeError(f"{name}() takes options by name only")
-            elif inputs == "image":
-                if not args:
-                    raise TypeError(f"{name}() takes an image, then options by name")
-                args = (check_image(args[0]),) + args[1:]
-            else:
-                if not args:
-                    raise TypeError(f"{name}() takes a model first")
-                model, args = args[0], args[1:]
-                model = as_model(model, args[0] if inputs == "images" and args else None)
-                if inputs == "images":
-                    if len(args) != 1:
-                        raise TypeError(f"{name}() takes the model and one image batch, then options by name")
-                    args = (check_batch(model, args[0]),)
-                elif (inputs == "dataset" and not args) or (inputs == "model" and args):
-                    raise TypeError(f"{name}() takes the model{' and a dataset' if inputs == 'dataset' else ''}, "
-                                    "then options by name")
-                args = (model,) + args
-            result = function(*args, **given, **values)
+            result = function(check_image(source, positional[0].name), **values)
             result.technique, result.params = name, {**values, **result.params}
             return result
 
+        @functools.wraps(function)
+        def run_without_input(*args, **values):
+            if args:
+                raise TypeError(f"{name}() takes options by name only")
+            values = spec.check(values)
+            result = function(**values)
+            result.technique, result.params = name, {**values, **result.params}
+            return result
+
+        @functools.wraps(function)
+        def run(model, *args, **values):
+            from methods.lib.inputs import as_model, check_batch
+
+            values = spec.check(values)
+            model = as_model(model, args[0] if inputs == "images" and args else None)
+            if inputs == "images":
+                if len(args) != 1:
+                    raise TypeError(f"{name}() takes the model and one image batch, then options by name")
+                args = (check_batch(model, args[0]),)
+            elif (inputs == "dataset" and not args) or (inputs == "model" and args):
+                raise TypeError(f"{name}() takes the model{' and a dataset' if inputs == 'dataset' else ''}, "
+                                "then options by name")
+            result = function(model, *args, **values)
+            result.technique, result.params = name, {**values, **result.params}
+            return result
+
+        run = {"image": run_on_image, "none": run_without_input}.get(inputs, run)
         run.__signature__ = signature.replace(parameters=[
             p.replace(default=spec.defaults()[p.name]) if p.kind is p.KEYWORD_ONLY else p
             for p in signature.parameters.values()])

@@ -1,8 +1,9 @@
 """Writing results safely: the output folder is checked before any work, nothing is written through
 a symbolic link, every file appears whole or not at all, and JSON is valid JSON.
 
-* :func:`prepare_folder` runs before a technique starts: a folder that holds files is refused
-  unless ``force`` ("replace my earlier results"), and a folder that is a link is refused always.
+* :func:`check_folder` runs before a technique starts: a folder that holds files is refused
+  unless ``force`` ("replace my earlier results"), and a folder that is a link is refused always;
+  nothing is created until there are results to write (:func:`prepare_folder`).
 * :func:`write_file` writes to a temporary file in the folder and renames it into place
   (``weights.safetensors.atomic_write``), so a link planted at a result's name is replaced as a
   link with ``force``, and refused without: it is never followed.
@@ -19,7 +20,7 @@ import numpy as np
 from methods.lib.images import require
 from weights.safetensors import atomic_write
 
-__all__ = ["jsonable", "prepare_folder", "remove_results", "safe_name", "write_file", "write_json", "write_png"]
+__all__ = ["check_folder", "jsonable", "prepare_folder", "remove_results", "safe_name", "write_file", "write_json", "write_png"]
 
 
 def safe_name(name):
@@ -28,10 +29,10 @@ def safe_name(name):
     return cleaned or "result"
 
 
-def prepare_folder(path, force=False):
-    """Make ``path`` ready for results, or raise before any work is done: a link (to a folder or
-    anywhere) is refused, so is a file, and so is a folder that already holds entries unless
-    ``force``. Returns the path."""
+def check_folder(path, force=False):
+    """Raise, before any work and without touching anything, unless results can go to ``path``: a
+    link (to a folder or anywhere) is refused, so is a file, and so is a folder that already holds
+    entries unless ``force``."""
     path = os.fspath(path)
     if os.path.islink(path):
         raise ValueError(f"{path} is a symbolic link; refusing to write results through it")
@@ -41,8 +42,13 @@ def prepare_folder(path, force=False):
         if os.listdir(path) and not force:
             raise FileExistsError(f"{path} already holds files; choose another --out, or pass --force to replace "
                                   "earlier results")
-    else:
-        os.makedirs(path)
+    return path
+
+
+def prepare_folder(path, force=False):
+    """:func:`check_folder`, then create the folder (and its parents) if needed. Returns the path."""
+    path = check_folder(path, force)
+    os.makedirs(path, exist_ok=True)
     return path
 
 

@@ -3,7 +3,7 @@ what the command line and the gallery both do, written once."""
 
 import time
 
-from methods.lib.datasets import default_image, load_dataset, load_images, load_picture
+from methods.lib.datasets import default_image, load_dataset, load_images
 
 __all__ = ["run_technique"]
 
@@ -12,9 +12,9 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
     """Run technique ``spec`` (a :class:`~methods.lib.options.Technique`) on ``model`` with option
     ``values``. ``images``: image specs (files, ``sample:NAME``, ``sample:INDEX``; default: the
     model's :func:`~methods.lib.datasets.default_image`) for techniques that take images, or the
-    queries of one that takes a dataset, or the one picture of a technique that takes a picture
-    and no model (``model`` is then unused, as for one that takes nothing); ``dataset`` /
-    ``limit`` for dataset techniques.
+    queries of one that takes a dataset; ``dataset`` / ``limit`` for dataset techniques. A
+    technique on one image and no network (``inputs="image"``) takes the first spec (default:
+    its own) and ignores ``model``.
     Returns (result, notes): ``result.inputs`` records what it ran on, ``notes`` the resizes made."""
     start = time.perf_counter()
     notes = []
@@ -32,13 +32,13 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
         result = spec.function(model, *args, **values)
         result.inputs = {"dataset": dataset, "limit": limit, "images": len(data.images),
                          "queries": list(images) if images and spec.queries else None}
-    elif spec.inputs == "image":
+    elif spec.inputs == "image":  # no network: the model is not used
         if images and len(images) > 1:
-            raise ValueError(f"{spec.name} takes one image, got {len(images)}")
-        image = images[0] if images else default_image(None)
-        result = spec.function(load_picture(image), **values)
+            raise ValueError(f"{spec.name} works on one image, got {len(images)}")
+        image = images[0] if images else spec.image
+        result = spec.function(image, **values)
         result.inputs = {"image": image}
-    elif spec.inputs == "none":
+    elif spec.inputs == "none":  # nothing to run on: the model is not used either
         result = spec.function(**values)
     else:
         result = spec.function(model, **values)

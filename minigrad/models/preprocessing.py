@@ -82,7 +82,8 @@ def read_image(source, target=None, max_pixels=None):
         try:
             im = Image.open(path)
         except Image.DecompressionBombError as error:
-            raise ValueError(f"{path}: refused, the image is too large ({error})") from None
+            raise ValueError(f"{path}: refused, the image is larger than the {limit / 1e6:.0f} megapixels allowed "
+                             f"({error})") from None
         except (OSError, ValueError, SyntaxError) as error:
             raise ValueError(f"{path}: cannot read the image ({error})") from None
     with im:
@@ -92,6 +93,9 @@ def read_image(source, target=None, max_pixels=None):
                              f"{limit / 1e6:.0f} allowed; resize it first")
         if target is not None and im.format == "JPEG":
             im.draft("RGB", (max(1, target[1]), max(1, target[0])))
+            if im.size != (width, height):
+                warnings.warn(PreprocessingNote(f"{path}: {width}x{height} JPEG decoded at {im.size[0]}x{im.size[1]} "
+                                                "(it will be resized anyway)"), stacklevel=5)
         try:
             return _pil_to_array(im)
         except (OSError, ValueError, SyntaxError) as error:

@@ -104,3 +104,17 @@ def test_errors_are_named():
         methods.colorization(cell=300, patch=32, scale=0.5)
     with pytest.raises(TypeError, match=r"colorization\(\) takes options by name only"):
         methods.colorization(3)
+
+
+def test_command_line_takes_neither_model_nor_image(tmp_path, capsys):
+    from methods.__main__ import main
+
+    for flag in ("--model", "--image"):
+        with pytest.raises(SystemExit):
+            main(["colorization", flag, "x", "--out", str(tmp_path / "a")])
+        assert f"unrecognized arguments: {flag} x" in capsys.readouterr().err
+    code = main(["colorization", "--steps", "2", "--batch-size", "2", "--width", "2", "--probe-patches", "2",
+                 "--out", str(tmp_path / "b")])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "b" / "colorization.json").read_text(), parse_constant=pytest.fail)
+    assert record["inputs"] is None and record["steps"] == 2 and record["params"]["width"] == 2

@@ -184,23 +184,6 @@ def test_as_dataset_and_load_images_bring_images_to_the_model():
     np.testing.assert_array_equal(x[0], model.preprocess(data.fashion_sample()[0][3])[0])
 
 
-def test_load_picture_gives_the_pixels_of_a_file_or_sample(tmp_path):
-    """What a technique without a model gets from ``--image``: the pixels as they are, grey as H x W."""
-    from PIL import Image
-
-    from methods.lib.datasets import load_picture
-
-    np.testing.assert_array_equal(load_picture("sample:coffee"), data.sample_image("coffee"))
-    assert load_picture("sample:brick").shape == (512, 512) and load_picture("sample:5").shape == (28, 28)
-    grey = np.random.default_rng(0).integers(0, 256, (7, 9), dtype=np.uint8)
-    Image.fromarray(grey).save(tmp_path / "grey.png")
-    np.testing.assert_array_equal(load_picture(str(tmp_path / "grey.png")), grey)
-    with pytest.raises(FileNotFoundError, match="no such image file"):
-        load_picture(str(tmp_path / "missing.png"))
-    with pytest.raises(ValueError, match="no such sample"):
-        load_picture("sample:lena")
-
-
 def test_resize_brings_the_longer_side_to_the_size_asked_in_its_own_range():
     from methods.lib.images import resize
 

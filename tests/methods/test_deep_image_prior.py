@@ -138,9 +138,11 @@ def test_natural_image_is_fitted_faster_than_noise():
     lambda: (photo()[:, :17].astype(np.float64) / 255),          # float64, an odd size
 ])
 def test_the_result_has_the_inputs_layout_and_range(make):
+    """uint8 comes back uint8; float in [0, 1] comes back float64 in [0, 1]; grey stays grey."""
     image = make()
     result = methods.deep_image_prior(image, **TINY)
-    assert result.image.shape == image.shape and result.image.dtype == image.dtype
+    assert result.image.shape == image.shape
+    assert result.image.dtype == (np.uint8 if image.dtype == np.uint8 else np.float64)
     if image.dtype == np.uint8:
         assert result.image.min() >= 0 and result.image.max() <= 255
     else:
@@ -277,13 +279,13 @@ def test_ctrl_c_during_the_curves_keeps_the_curves_finished(monkeypatch):
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda: methods.deep_image_prior(np.zeros((8, 8, 4), np.uint8)), ValueError,
-     r"image must have shape \(H, W\) or \(H, W, C\) with C = 1 or 3, got \(8, 8, 4\)"),
+    (lambda: methods.deep_image_prior(np.zeros((8, 8, 2), np.uint8)), ValueError,
+     r"image must be an \(H, W\) grey or \(H, W, 3\) colour image, got shape \(8, 8, 2\)"),
     (lambda: methods.deep_image_prior(np.full((8, 8, 3), 2.0)), ValueError,
-     r"a floating-point image must hold values in \[0, 1\], got \[2, 2\]"),
+     r"a float image must hold values in \[0, 1\], got \[2, 2\]"),
     (lambda: methods.deep_image_prior(np.full((8, 8, 3), np.nan)), ValueError, "image contains NaN"),
     (lambda: methods.deep_image_prior(np.zeros((8, 8, 3), np.int32)), ValueError, "got dtype int32"),
-    (lambda: methods.deep_image_prior([[0, 1]]), TypeError, "image must be a NumPy array"),
+    (lambda: methods.deep_image_prior("sample:lena"), ValueError, "sample:lena: no such sample"),
     (lambda: methods.deep_image_prior(photo(), task="inpaint"), ValueError, "inpainting needs mask="),
     (lambda: methods.deep_image_prior(photo(), mask=np.ones((16, 24), bool)), ValueError,
      "mask= is for task='inpaint'"),
@@ -299,7 +301,7 @@ def test_ctrl_c_during_the_curves_keeps_the_curves_finished(monkeypatch):
     (lambda: methods.deep_image_prior(photo(), clean=photo()[..., 0]), ValueError, "clean must have the image's shape"),
     (lambda: methods.deep_image_prior(photo(), steps=0), ValueError, "steps must be an integer from 1"),
     (lambda: methods.deep_image_prior(photo(), colour=3), TypeError, "got unknown option"),
-    (lambda: methods.deep_image_prior(), TypeError, r"deep-image-prior\(\) takes an image"),
+    (lambda: methods.deep_image_prior(photo(), photo()), TypeError, r"deep-image-prior\(\) takes one image"),
 ])
 def test_bad_input_is_a_clear_error(call, error, message):
     with pytest.raises(error, match=message):
@@ -325,10 +327,24 @@ def test_command_line_runs_on_a_shipped_photo_and_writes_valid_json(tmp_path, ca
     assert 20 < record["psnr_observed"] < 22  # sigma 25, a little less noise where the clipping to 0..255 cuts it
 
 
-def test_command_line_takes_no_model_and_one_image(tmp_path, capsys):
+def test_command_line_takes_no_model(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["deep-image-prior", "--model", "fashion-vgg", "--out", str(tmp_path / "a")])
     assert "unrecognized arguments: --model" in capsys.readouterr().err
-    code = main(["dip-learning-curves", "--image", "sample:coffee", "--image", "sample:rocket", "--out",
-                 str(tmp_path / "b")])
-    assert code == 2 and "dip-learning-curves takes one image, got 2" in capsys.readouterr().err
+
+
+def test_inpainting_from_the_command_line_with_a_mask_file(tmp_path, capsys):
+    from PIL import Image
+
+    image = photo()
+    known = np.random.default_rng(3).random(image.shape[:2]) > 0.3
+    Image.fromarray(np.where(known[..., None], image, 0).astype(np.uint8)).save(tmp_path / "damaged.png")
+    Image.fromarray((known * 255).astype(np.uint8)).save(tmp_path / "mask.png")
+    Image.fromarray(image).save(tmp_path / "clean.png")
+    code = main(["deep-image-prior", "--image", str(tmp_path / "damaged.png"), "--task", "inpaint", "--mask",
+                 str(tmp_path / "mask.png"), "--clean", str(tmp_path / "clean.png"), "--steps", "3", "--width", "4",
+                 "--scales", "2", "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "out" / "deep-image-prior.json").read_text())
+    assert record["params"]["mask"] == str(tmp_path / "mask.png")
+    assert record["psnr_observed"] == pytest.approx(psnr(np.where(known[..., None], image, 0) / 255, image / 255))

@@ -1,9 +1,10 @@
-"""Every registered technique on every kind of model (issue 11): the shipped fashion-vgg, a plain
+"""Every registered technique on every kind of model (issue 11): the shipped fashion-vgg (there
+also the techniques that work on an image alone, with no network), a plain
 ``nn.Sequential`` built here, a functional-style ``nn.Module`` (occlusion falls back to full
 recomputation), and vgg16-random / alexnet-random (every technique: marked slow, about two minutes
 on two cores; one technique each on a 64 x 64 input: always). Each result draws non-constant uint8
-figures and writes valid JSON. Techniques that take no model (they fit a network of their own:
-Deep Image Prior, colorization) are run with their gallery values in their own test modules."""
+figures and writes valid JSON. Techniques that train a network of their own (Deep Image Prior and
+its learning curves, colorization) run their gallery values in their own test modules."""
 
 import json
 import warnings
@@ -56,11 +57,12 @@ def fashion():
     return models.load("fashion-vgg")
 
 
-#: The techniques that read a model.
-WITH_MODEL = [name for name, spec in TECHNIQUES.items() if spec.inputs not in ("image", "none")]
+#: Techniques that train a network for hundreds of steps: their gallery runs are tested in their own
+#: modules (test_deep_image_prior.py, test_colorization.py), on the compiled kernels.
+TRAIN_A_NETWORK = ("deep-image-prior", "dip-learning-curves", "colorization")
 
 
-@pytest.mark.parametrize("name", WITH_MODEL)
+@pytest.mark.parametrize("name", [name for name in TECHNIQUES if name not in TRAIN_A_NETWORK])
 def test_every_technique_on_fashion_vgg(fashion, tmp_path, name):
     spec = TECHNIQUES[name]
     minigrad.manual_seed(0)
@@ -71,6 +73,8 @@ def test_every_technique_on_fashion_vgg(fashion, tmp_path, name):
         assert record["inputs"] == {"images": ["sample:0"]}
     if spec.inputs == "dataset":
         assert record["inputs"]["images"] == LIMIT["fashion-vgg"]
+    if spec.inputs == "image":  # no network: its own default image
+        assert record["inputs"] == {"image": spec.image}
     if name == "occlusion":
         assert result.summary["used_incremental"]
 
@@ -106,7 +110,12 @@ class Functional(nn.Module):
 NETWORKS = {"sequential": sequential, "functional": lambda: Functional().eval()}
 
 
-@pytest.mark.parametrize("name", WITH_MODEL)
+#: The techniques that use a network (those with inputs="image" work on an image alone, "none" on
+#: data of their own).
+ON_NETWORKS = [name for name, spec in TECHNIQUES.items() if spec.inputs not in ("image", "none")]
+
+
+@pytest.mark.parametrize("name", ON_NETWORKS)
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_every_technique_on_a_users_network(tmp_path, network, name):
     """Image techniques take the raw network and a preprocessed-like float batch; dataset
@@ -164,7 +173,7 @@ def test_one_fast_representative_per_convnet(convnets, tmp_path, model_name, nam
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", WITH_MODEL)
+@pytest.mark.parametrize("name", ON_NETWORKS)
 @pytest.mark.parametrize("model_name", ["alexnet-random", "vgg16-random"])
 def test_every_technique_on_vgg16_and_alexnet(convnets, tmp_path, model_name, name):
     """As ``python -m methods NAME --model MODEL`` runs it (the cat at 224 x 224, the photo crops),
@@ -177,7 +186,7 @@ def test_every_technique_on_vgg16_and_alexnet(convnets, tmp_path, model_name, na
         warnings.simplefilter("ignore", models.PreprocessingNote)
         result, notes = run_technique(spec, model, spec.gallery_values(), limit=LIMIT[model_name])
     if spec.inputs == "images":
-        assert notes == ["image 0: 451x300 resized to 384x256 and centre-cropped to 224x224, the model's input size"]
+        assert notes == ["sample:chelsea: 451x300 resized to 384x256 and centre-cropped to 224x224, the model's input size"]
     check_outputs(result, tmp_path / name)
 
 
@@ -187,3 +196,20 @@ def _has_numba():
     except ImportError:
         return False
     return True
+
+
+@pytest.mark.slow
+def test_a_converted_checkpoint_runs_from_the_command_line(tmp_path):
+    """A weights file (what ``python -m weights convert`` writes) given to --model by its path."""
+    from methods.__main__ import main
+    from minigrad import models
+    from weights import safetensors
+
+    minigrad.manual_seed(0)
+    path = tmp_path / "alexnet.safetensors"
+    safetensors.save_file(models.alexnet().state_dict(), path, metadata={"arch": "alexnet"})
+    out = tmp_path / "out"
+    assert main(["grad-cam", "--model", str(path), "--image", "sample:coffee", "--out", str(out)]) == 0
+    record = json.loads((out / "grad-cam.json").read_text())
+    assert record["params"]["layer"] == "relu5" and record["inputs"]["images"] == ["sample:coffee"]
+    assert len(record["explained"]) == 1 and 0 < record["probabilities"][0] <= 1

@@ -23,7 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_every_technique_is_registered_with_its_function():
     assert list(TECHNIQUES) == ["filters", "activations", "patches", "neighbours", "tsne", "occlusion", "saliency",
                                 "deconvnet", "guided-backprop", "grad-cam", "smoothgrad", "integrated-gradients",
-                                "deep-image-prior", "dip-learning-curves", "colorization"]
+                                "hog-inversion", "efros-leung", "deep-image-prior", "dip-learning-curves",
+                                "colorization"]
     for name, function in [("filters", methods.filters), ("activations", methods.activations),
                            ("patches", methods.maximally_activating_patches), ("neighbours", methods.neighbours),
                            ("tsne", methods.tsne_embedding), ("occlusion", methods.occlusion),
@@ -31,6 +32,7 @@ def test_every_technique_is_registered_with_its_function():
                            ("guided-backprop", methods.guided_backprop), ("grad-cam", methods.grad_cam),
                            ("smoothgrad", methods.smoothgrad),
                            ("integrated-gradients", methods.integrated_gradients),
+                           ("hog-inversion", methods.hog_inversion), ("efros-leung", methods.efros_leung),
                            ("deep-image-prior", methods.deep_image_prior),
                            ("dip-learning-curves", methods.deep_image_prior_curves),
                            ("colorization", methods.colorization)]:
@@ -87,13 +89,6 @@ def images(n=12):
     return np.random.default_rng(0).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
 
 
-def arguments(spec, model):
-    """What ``spec``'s function takes before its options: the model and a batch, a dataset or
-    nothing; a picture alone; or nothing at all."""
-    return {"images": (model, np.zeros((1, 3, 16, 16), np.float32)), "dataset": (model, images()),
-            "model": (model,), "image": (images(1)[0],), "none": ()}[spec.inputs]
-
-
 BAD = [  # technique, option, bad value, the message (the option named, with its range)
     ("occlusion", "size", 0, "size must be an integer >= 1 or None, got 0"),
     ("occlusion", "size", 2.5, "size must be an integer >= 1 or None, got 2.5"),
@@ -133,7 +128,22 @@ BAD = [  # technique, option, bad value, the message (the option named, with its
     ("deep-image-prior", "lr", 0, r"lr must be a number from 0 to 1 \(exclusive of the lower bound\), got 0"),
     ("dip-learning-curves", "scales", 9, "scales must be an integer from 1 to 8, got 9"),
     ("colorization", "patch", 4, "patch must be an integer from 8 to 256, got 4"),
+    ("hog-inversion", "start", "", r"start must be an image: a file, sample:NAME, or an \(H, W\) or \(H, W, 3\) array"),
+    ("hog-inversion", "start", [1, 2], "start must be an image"),
+    ("hog-inversion", "sharpness", 0, "sharpness must be a number > 0 or None, got 0"),
+    ("efros-leung", "size", [2], r"size must be an integer from 3 to 4096, got \[2\]"),
 ]
+
+
+def call(spec, model, **values):
+    """Run a technique on a model and an input of the kind it takes (an image alone for
+    inputs="image", nothing for inputs="none": those use no network)."""
+    if spec.inputs == "image":
+        return spec.function(np.zeros((8, 8), np.uint8), **values)
+    if spec.inputs == "none":
+        return spec.function(**values)
+    args = {"images": (np.zeros((1, 3, 16, 16), np.float32),), "dataset": (images(),), "model": ()}[spec.inputs]
+    return spec.function(model, *args, **values)
 
 
 @pytest.mark.parametrize("name, option, value, message", BAD)
@@ -141,7 +151,7 @@ def test_a_bad_value_is_named_with_its_range_before_any_work(name, option, value
     spec = TECHNIQUES[name]
     counting = Counting(tiny_vgg())
     with pytest.raises(ValueError, match=message):
-        spec.function(*arguments(spec, counting.model), **{option: value})
+        call(spec, counting.model, **{option: value})
     assert counting.calls == 0
 
 
@@ -179,7 +189,7 @@ def test_declarations_are_checked_when_made():
         Option("n", "integer", 1, "help")
     with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
         Option("n", "int", 0, "help", low=1)  # a default outside its own range
-    assert set(KINDS) == {"int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path"}
+    assert set(KINDS) == {"int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path", "image"}
     before = dict(TECHNIQUES)
     with pytest.raises(TypeError, match=r"keyword-only parameters \['b', 'a'\] must be the declared options "
                                         r"\['a', 'b'\], in order"):
@@ -188,6 +198,10 @@ def test_declarations_are_checked_when_made():
             pass
     with pytest.raises(ValueError, match="inputs must be 'images', 'dataset', 'model', 'image' or 'none'"):
         technique("bad", "t", "p", [], inputs="video")
+    with pytest.raises(TypeError, match="an inputs='image' technique takes one image parameter whose default names"):
+        @technique("no-default", "t", "p", [], inputs="image")
+        def no_default(image):
+            pass
     assert TECHNIQUES == before
 
 
@@ -196,7 +210,7 @@ def test_an_unknown_option_is_a_type_error_listing_the_options(name):
     spec = TECHNIQUES[name]
     known = ", ".join(o.name for o in spec.options)
     with pytest.raises(TypeError, match=f"{name}\\(\\) got unknown option\\(s\\) colour; its options are: {known}"):
-        spec.function(*arguments(spec, tiny_vgg()), colour=1)
+        call(spec, tiny_vgg(), colour=1)
 
 
 CLI_BAD = [
@@ -262,7 +276,7 @@ def test_params_are_the_values_used():
     assert result.params["perplexity"] == pytest.approx(11 / 3)  # lowered for 12 images: (N - 1) / 3
 
 
-# ----------------------------------------------------------------------------- techniques without a model
+# ----------------------------------------------------------------------------- a technique that takes nothing
 
 
 @pytest.fixture
@@ -274,54 +288,20 @@ def registry(monkeypatch):
     return options
 
 
-def test_a_technique_on_a_picture_gets_it_checked_and_its_arrays_by_name(registry):
-    from methods.lib.result import Result
-
-    @registry.technique("toy-image", "t", "p", [Option("k", "int", 2, "h", low=1)], inputs="image")
-    def toy(image, clean=None, *, k):
-        return Result(shape=image.shape, clean=None if clean is None else clean.shape, k=k)
-
-    picture = np.zeros((5, 6, 3), np.uint8)
-    assert toy(picture).summary == {"shape": (5, 6, 3), "clean": None, "k": 2}
-    assert toy(picture, clean=picture[..., 0], k=3).summary == {"shape": (5, 6, 3), "clean": (5, 6), "k": 3}
-    assert toy(picture, picture).summary["clean"] == (5, 6, 3)  # by position too
-    assert toy(picture).params == {"k": 2} and toy(picture).technique == "toy-image"
-    with pytest.raises(ValueError, match=r"image must have shape \(H, W\) or \(H, W, C\) with C = 1 or 3"):
-        toy(np.zeros((1, 3, 5, 6), np.float32))  # a batch is not a picture
-    with pytest.raises(TypeError, match=r"toy-image\(\) takes an image, then options by name"):
-        toy(k=1)
-    with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):
-        toy(picture, clean=picture, k=0)
-
-
 def test_a_technique_without_input_takes_options_only(registry):
     from methods.lib.result import Result
+
+    from methods.lib.runner import run_technique
 
     @registry.technique("toy-none", "t", "p", [Option("k", "int", 2, "h")], inputs="none")
     def toy(*, k):
         return Result(k=k)
 
-    assert toy(k=5).summary == {"k": 5} and list(registry.TECHNIQUES) == ["toy-none"]
+    assert toy(k=5).summary == {"k": 5} and toy().params == {"k": 2} and toy().technique == "toy-none"
+    assert list(registry.TECHNIQUES) == ["toy-none"]
+    result, notes = run_technique(registry.TECHNIQUES["toy-none"], None, {"k": 3})
+    assert result.summary["k"] == 3 and notes == [] and result.inputs is None
     with pytest.raises(TypeError, match=r"toy-none\(\) takes options by name only"):
         toy(tiny_vgg())
-
-
-def test_a_dataset_techniques_queries_may_be_given_by_name():
-    model = tiny_vgg()
-    x = np.random.default_rng(0).normal(size=(2, 3, 16, 16)).astype(np.float32)
-    by_name = methods.neighbours(model, images(), query_x=x, k=2)
-    by_position = methods.neighbours(model, images(), x, k=2)
-    np.testing.assert_array_equal(by_name.feature_index, by_position.feature_index)
-    assert by_name.feature_index.shape == (2, 2)
-
-
-def test_pictures_are_checked_with_clear_errors():
-    from methods.lib.inputs import check_image
-
-    ok = np.zeros((4, 5), np.float32)
-    assert check_image(ok) is ok and check_image(np.zeros((4, 5, 1), np.uint8)).shape == (4, 5, 1)
-    for bad, message in [(np.zeros((4, 5, 2)), r"got \(4, 5, 2\)"), (np.zeros((0, 5)), r"got \(0, 5\)"),
-                         (np.full((2, 2), -0.5), r"values in \[0, 1\], got \[-0.5, -0.5\]"),
-                         (np.array([[np.inf]]), "NaN or infinite"), (np.zeros((2, 2), bool), "got dtype bool")]:
-        with pytest.raises(ValueError, match=message):
-            check_image(bad, "image")
+    with pytest.raises(ValueError, match="k must be an integer, got 'a'"):
+        toy(k="a")

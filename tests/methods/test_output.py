@@ -57,6 +57,13 @@ def test_the_folder_is_checked_before_the_model_is_loaded(tmp_path, capsys):
     assert code == 2 and "already holds files" in err and "unknown model" not in err
 
 
+def test_a_failed_run_leaves_no_folder_behind(tmp_path, capsys):
+    out = tmp_path / "new" / "out"
+    code, _, err = run(capsys, ["grad-cam", "--layer", "conv9", "--out", str(out)])
+    assert code == 2 and "unknown layer 'conv9'" in err
+    assert not (tmp_path / "new").exists()
+
+
 def test_force_replaces_earlier_results(tmp_path, capsys):
     out = tmp_path / "out"
     code, _, err = run(capsys, SALIENCY + ["--out", str(out)])

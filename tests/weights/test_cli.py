@@ -135,3 +135,50 @@ def test_fetch_verifies_and_removes_a_bad_download(home):
     assert not (home / "weights" / "vgg16.safetensors").exists()
     r = cli("fetch", "vgg16", "--url", (home / "nothing.pth").as_uri(), "-q", home=home)
     assert r.returncode == 1 and "download of" in r.stderr and "failed" in r.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc to see the child waiting")
+def test_ctrl_c_during_fetch_removes_the_part_file(home):
+    """The download is blocked reading a FIFO (as on a stalled connection) when Ctrl-C comes."""
+    import signal
+    import time
+
+    fifo = home / "mirror.fifo"
+    os.mkfifo(fifo)
+    env = dict(os.environ, MINIGRAD_HOME=str(home), PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "weights", "fetch", "vgg16", "--url", fifo.as_uri(), "-q"],
+                            env=env, cwd=home, stderr=subprocess.PIPE, text=True)
+    part = home / "checkpoints" / "vgg16-397923af.pth.part"
+
+    def waiting():  # written its first megabyte and asleep in the next read
+        state = open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        return part.exists() and part.stat().st_size == 1 << 20 and state == "S"
+
+    try:
+        with open(fifo, "wb") as writer:  # opens once the child opens its end
+            writer.write(b"\0" * (3 << 19))  # one full 1 MiB chunk is written, the next read waits
+            writer.flush()
+            settled = 0
+            for _ in range(1200):
+                settled = settled + 1 if waiting() else 0
+                if settled == 5:
+                    break
+                time.sleep(0.05)
+            assert settled == 5
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not part.exists() and not (home / "checkpoints" / "vgg16-397923af.pth").exists()
+
+
+def test_mismatch_listing_of_hostile_keys_stays_short(home):
+    from tests.weights.fixtures import T, state_dict_pickle
+
+    names = ["\x1b[2J" + "k" * 5000 + str(i) for i in range(100)]
+    spec = [T(n, "0", numel=1, size=(1,)) for n in names]
+    (home / "keys.pth").write_bytes(zip_checkpoint(state_dict_pickle(spec), {"0": np.float32([1])}))
+    r = cli("convert", "keys.pth", "--arch", "vgg16", "-o", "out.safetensors", home=home)
+    assert r.returncode == 1 and "100 unexpected key(s): \\x1b[2Jkkk" in r.stderr
+    assert "\x1b" not in r.stderr and max(map(len, r.stderr.splitlines())) <= 420

@@ -127,3 +127,35 @@ def test_every_truncation_of_the_seeds_fails_cleanly():
                 path.write_bytes(seed[:k])
                 with pytest.raises(CheckpointError):
                     read(path)
+
+
+def pickle_programs():
+    """Random opcode sequences (arguments well formed or not): the unpickler must run each to a
+    value or a CheckpointError, never another exception, and never do more than a little work."""
+    from tests.weights.hostile import tuple_bomb
+
+    pieces = [b"(", b")", b"]", b"}", b"N", b"\x88", b"t", b"l", b"d", b"a", b"e", b"s", b"u", b"0", b"1", b"2",
+              b"\x85", b"\x86", b"\x87", b"\x8f", b"\x90", b"\x91", b"\x94", b"R", b"b", b"Q", b"\x81", b"\x93",
+              b"K\x07", b"M\xff\xff", b"J\xff\xff\xff\xff", b"\x8a\x02\x00\x80", b"I01\n", b"L12L\n", b"F1.5\n",
+              b"X\x01\x00\x00\x00k", b"\x8c\x03cpu", b"U\x01w", b"C\x01b", b"q\x00", b"q\x01", b"h\x00", b"h\x01",
+              b"p0\n", b"g1\n", b"ccollections\nOrderedDict\n", b"ctorch._utils\n_rebuild_tensor_v2\n",
+              b"ctorch\nFloatStorage\n", b"\x8c\x07storage", b"cos\nsystem\n", b"\x82\x01", b"X\xff\xff\xff\x7f",
+              tuple_bomb(3)]
+    return st.lists(st.sampled_from(pieces), max_size=40).map(lambda ops: b"\x80\x02" + b"".join(ops) + b".")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pickle_programs())
+def test_random_pickle_programs_end_cleanly(program):
+    from weights.torch_pth import _Storages, _unpickle
+
+    tracemalloc.start()
+    try:
+        try:
+            _unpickle(program, 0, len(program), "fuzz.pth", _Storages("fuzz.pth", 5))
+        except CheckpointError as e:
+            assert 0 < len(str(e)) < 500
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20

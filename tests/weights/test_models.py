@@ -407,7 +407,8 @@ def test_fetch_end_to_end_from_a_local_mirror(torch_alexnet, tmp_path, monkeypat
     from weights.__main__ import main
 
     digest = registry.sha256_file(srcs["zip"])
-    entry = registry.Checkpoint("alexnet", "alexnet", "alexnet-owt-7be5be79.pth", digest, 1, "zip", True)
+    size = srcs["zip"].stat().st_size
+    entry = registry.Checkpoint("alexnet", "alexnet", "alexnet-owt-7be5be79.pth", digest, size, "zip", True)
     monkeypatch.setitem(registry.CHECKPOINTS, "alexnet", entry)
     monkeypatch.setenv("MINIGRAD_HOME", str(tmp_path))
     assert main(["fetch", "alexnet", "--url", srcs["zip"].as_uri(), "-q"]) == 0

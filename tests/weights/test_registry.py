@@ -4,6 +4,7 @@ the progress display, and the arch tables' parameter counts."""
 import hashlib
 import io
 import json
+import os
 
 import pytest
 
@@ -95,3 +96,66 @@ def test_download_from_a_file_url(tmp_path):
     with pytest.raises(CheckpointError, match="download of .* failed"):
         registry.download((tmp_path / "missing").as_uri(), tmp_path / "cache" / "m.bin", progress=False)
     assert not (tmp_path / "cache" / "m.bin.part").exists()
+
+
+def test_download_stops_at_the_largest_size_and_leaves_nothing(tmp_path):
+    dest = tmp_path / "cache" / "d.bin"
+    with pytest.raises(CheckpointError, match="sent more than the 3000000 bytes that d.bin can have"):
+        registry.download("file:///dev/zero", dest, max_size=3_000_000, progress=False)
+    assert not dest.exists() and list((tmp_path / "cache").iterdir()) == []
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"x" * 5000)  # file:// URLs announce their size: refused before reading
+    with pytest.raises(CheckpointError, match="announces 5000 bytes, more than the 4999"):
+        registry.download(src.as_uri(), dest, max_size=4999, progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []
+    assert registry.download(src.as_uri(), dest, max_size=5000, progress=False) == hashlib.sha256(b"x" * 5000).hexdigest()
+    assert registry.CHECKPOINTS["vgg16"].max_size == 553433881  # exact where the size is known
+    assert registry.CHECKPOINTS["vgg11"].max_size == registry.CHECKPOINTS["vgg11"].size + 2**20
+
+
+def test_an_interrupted_download_removes_its_part_file(tmp_path, monkeypatch):
+    import urllib.request
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"y" * (3 << 20))
+    real_urlopen = urllib.request.urlopen
+
+    def urlopen(url, timeout):  # a response that is interrupted (Ctrl-C) after its first megabyte
+        r = real_urlopen(url, timeout=timeout)
+        read, calls = r.read, []
+
+        def interrupted_read(n):
+            calls.append(n)
+            if len(calls) == 2:
+                assert (tmp_path / "cache" / "d.bin.part").stat().st_size == 1 << 20
+                raise KeyboardInterrupt
+            return read(n)
+
+        r.read = interrupted_read
+        return r
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    with pytest.raises(KeyboardInterrupt):
+        registry.download(src.as_uri(), tmp_path / "cache" / "d.bin", progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_link_left_at_the_part_path_is_not_followed(tmp_path):
+    (tmp_path / "cache").mkdir()
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    (tmp_path / "cache" / "d.bin.part").symlink_to(precious)
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"z" * 100)
+    registry.download(src.as_uri(), tmp_path / "cache" / "d.bin", progress=False)
+    assert precious.read_text() == "keep me"
+    assert (tmp_path / "cache" / "d.bin").read_bytes() == b"z" * 100
+    assert not (tmp_path / "cache" / "d.bin").is_symlink()
+
+
+def test_hashing_refuses_what_is_not_a_regular_file(tmp_path):
+    with pytest.raises(CheckpointError, match="character device"):
+        registry.sha256_file("/dev/zero")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(CheckpointError, match="FIFO"):
+        registry.sha256_file(tmp_path / "fifo")

@@ -152,7 +152,7 @@ def entry(dtype="F32", shape=(2,), offs=(0, 8)):
         ({"a": entry(offs=(4, 12))}, b"\0" * 12, None, "at the start"),
         ({"a": entry()}, b"\0" * 6, None, "truncated"),
         ({"a": entry()}, b"\0" * 9, None, "trailing"),
-        ({"a": entry(shape=(2**40, 2**40), offs=(0, 2**82))}, b"", None, "truncated"),
+        ({"a": entry(shape=(2**40, 2**40), offs=(0, 2**82))}, b"", None, r"more than 2\*\*63 bytes"),
         ({"__metadata__": {"k": 1}}, b"", None, "strings"),
         ({"__metadata__": "x"}, b"", None, "strings"),
     ],
@@ -178,3 +178,59 @@ def test_zero_size_rank_zero_and_empty_files(tmp_path):
     assert got["e"].shape == (0, 3) and got["s"].shape == () and got["s"] == 7
     save_file({}, tmp_path / "none.safetensors")
     assert load_file(tmp_path / "none.safetensors") == ({}, {})
+
+
+# ---------------------------------------------------------------------------------------------
+# The shape check that runs before json builds anything (issue 12; full-size files in test_hostile.py)
+
+NAMES = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
+
+
+@given(
+    st.dictionaries(NAMES.filter(lambda n: n != "__metadata__"),
+                    st.tuples(st.sampled_from(["F32", "U8", "BF16", "I64"]),
+                              st.lists(st.integers(0, 2**40), max_size=64), st.integers(0, 2**63)), max_size=6),
+    st.none() | st.dictionaries(NAMES, NAMES, max_size=6),
+    st.booleans(), st.sampled_from([None, 0, 2]), st.sampled_from([(",", ":"), (", ", ": "), (" ,\t", " :\r\n")]),
+)
+def test_every_header_of_valid_form_passes_the_shape_check(entries, metadata, ascii_only, indent, separators):
+    from weights.safetensors import _form_problem
+
+    header = {name: {"dtype": d, "shape": shape, "data_offsets": [begin, begin]} for name, (d, shape, begin) in
+              entries.items()}
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    raw = json.dumps(header, ensure_ascii=ascii_only, indent=indent, separators=separators).encode()
+    assert _form_problem(raw) is None
+
+
+@pytest.mark.parametrize(
+    "raw, problem",
+    [(b'{"a":[{},{}]}', "something other than integers"),
+     (b'{"a":{"b":{"c":"d"}}}', "not a JSON object of tensor entries"),
+     (b'{"a":{"shape":[' + b"1," * 64 + b'1],"dtype":"F32","data_offsets":[0,0]}}', "more than 64 elements"),
+     (b'{"a":{"shape":[1.5],"dtype":"F32","data_offsets":[0,0]}}', "something other than integers"),
+     (b'{"a":{"shape":true,"dtype":"F32","data_offsets":[0,0]}}', "not a JSON object of tensor entries"),
+     (b'{"a":{"shape":[123456789012345678901],"dtype":"F32","data_offsets":[0,0]}}', "more than 20 digits"),
+     (b'{"a":{},"b":{}}', "more than one entry is not a tensor"),
+     (b'{"__metadata__":{"a":"b' + b'\\"' * 10 + b'}}', "not terminated"),
+     (b'{"__metadata__":{' + b",".join(b'"%d":""' % i for i in range(65_537)) + b"}}", "more than 65536 metadata")],
+)
+def test_headers_of_other_forms_are_refused_by_the_shape_check(tmp_path, raw, problem, monkeypatch):
+    from weights import safetensors
+
+    assert problem in safetensors._form_problem(raw)
+    big = raw[:-1] + b" " * (1 << 17) + raw[-1:]  # too big to parse for a precise message: json never runs
+    monkeypatch.setattr(safetensors.json, "loads", lambda *a, **k: pytest.fail("json.loads ran"))
+    path = raw_file(tmp_path / "bad.safetensors", big)
+    with pytest.raises(CheckpointError, match=problem):
+        SafetensorsFile(path)
+
+
+def test_hostile_names_in_messages_are_escaped_and_cut(tmp_path):
+    name = "\x1b[2J" + "n" * 100_000
+    path = raw_file(tmp_path / "bad.safetensors", {name: entry(dtype="F99")}, b"\0" * 8)
+    with pytest.raises(CheckpointError) as info:
+        SafetensorsFile(path)
+    assert r"tensor '\x1b[2Jnnn" in str(info.value) and "...(+" in str(info.value)
+    assert "\x1b" not in str(info.value) and len(str(info.value)) < 500

@@ -289,3 +289,96 @@ def test_torch_cuda_location_tag_is_ignored(tmp_path):
     assert old in raw
     path.write_bytes(raw.replace(old, b"X\x06\x00\x00\x00cuda:0"))
     np.testing.assert_array_equal(load_pth(path)["w"], np.ones(3, np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile containers and geometry (issue 12; the full-size files are in test_hostile.py)
+
+
+@pytest.mark.parametrize("stype, byteorder", [("BFloat16Storage", "little"), ("FloatStorage", "big")])
+def test_a_storage_is_converted_once_for_all_its_views(tmp_path, stype, byteorder):
+    vals = np.arange(20, dtype=np.float32) - 5.5
+    raw = (vals.view(np.uint32) >> 16).astype("<u2") if stype == "BFloat16Storage" else vals
+    raw = raw.astype(raw.dtype.newbyteorder(">" if byteorder == "big" else "<"))
+    spec = [T(f"v{i}", "0", stype=stype, numel=20, offset=i, size=(3, 2), stride=(4, 1)) for i in range(3)]
+    spec.append(T("empty", "0", stype=stype, numel=20, size=(0, 7)))
+    got = load_pth(write(tmp_path, zip_checkpoint(state_dict_pickle(spec), {"0": raw}, byteorder=byteorder)))
+    for i in range(3):
+        np.testing.assert_array_equal(got[f"v{i}"], vals[i : i + 10].reshape(-1)[[[0, 1], [4, 5], [8, 9]]])
+        assert got[f"v{i}"].dtype == np.float32 and not got[f"v{i}"].flags.writeable
+        assert root(got[f"v{i}"]) is root(got["v0"])  # one converted copy, viewed by all
+    assert got["empty"].shape == (0, 7) and got["empty"].dtype == np.float32
+    assert root(got["v0"]).nbytes == 12 * 4  # the copy covers what the views reach (elements 0..11 of 20)
+
+
+def root(a):
+    while a.base is not None:
+        a = a.base
+    return a
+
+
+def test_a_torch_saved_bfloat16_storage_with_many_views(tmp_path):
+    torch = pytest.importorskip("torch")
+    base = torch.randn(40, generator=torch.Generator().manual_seed(3)).bfloat16()
+    views = {f"v{i}": base[i : i + 20].view(4, 5) for i in range(20)}
+    torch.save(views, tmp_path / "v.pth")
+    got = load_pth(tmp_path / "v.pth")
+    for k, t in views.items():
+        np.testing.assert_array_equal(got[k], t.float().numpy())
+    assert all(root(got[k]) is root(got["v0"]) for k in got)
+
+
+def test_legacy_many_storages_all_read(tmp_path):
+    from tests.weights.hostile import compact_state_pickle
+
+    n = 2000
+    keys = [f"k{i}" for i in range(n)]
+    pkl = compact_state_pickle(keys, keys, "FloatStorage", [2] * n, [(2,)] * n, [(1,)] * n, legacy=True)
+    storages = {k: np.float32([i, -i]) for i, k in enumerate(keys)}
+    got = load_pth(write(tmp_path, legacy_checkpoint(pkl, storages)))
+    assert list(got) == keys
+    assert all(got[k][0] == i and got[k][1] == -i for i, k in enumerate(keys))
+    spec = [T(f"t{i}", f"k{i}", numel=1, size=(1,)) for i in range(300)]
+    pkl = state_dict_pickle(spec, legacy=True)
+    data = legacy_checkpoint(pkl, {f"k{i}": np.float32([i]) for i in range(300)}, keys=[f"k{i}" for i in range(290)])
+    with pytest.raises(CheckpointError, match=r"10 storage\(s\) are referenced but have no data: 'k290', 'k291'"):
+        load_pth(write(tmp_path, data))
+
+
+def test_zip_members_must_be_unique_disjoint_and_intact(tmp_path):
+    from tests.weights.hostile import overlapping_zip, raw_zip
+
+    pkl = state_dict_pickle([T("w", "0", numel=2, size=(2,))])
+    two = np.float32([1, 2]).tobytes()
+    assert load_pth(write(tmp_path, raw_zip([("archive/data.pkl", pkl), ("archive/data/0", two)])))["w"][1] == 2
+    dup = raw_zip([("archive/data.pkl", pkl), ("archive/data/0", np.float32([6, 6]).tobytes()), ("archive/data/0", two)])
+    _err(tmp_path, dup, "two members named 'archive/data/0'")
+    _err(tmp_path, overlapping_zip(3, 64), "zip entries 'archive/data/00000' and 'archive/data/00001' overlap")
+    good = raw_zip([("archive/data.pkl", pkl), ("archive/data/0", two)])
+    renamed = good.replace(b"PK\x03\x04", b"PK\x03\x04", 1)
+    i = renamed.index(b"archive/data/0")  # the local header's copy of the name, not the directory's
+    _err(tmp_path, renamed[:i] + b"archive/data/9" + renamed[i + 14 :], "has the name 'archive/data/9' in its local header")
+    j = good.index(two)
+    _err(tmp_path, good[:j] + np.float32([1, 3]).tobytes() + good[j + 8 :], "'archive/data/0' is damaged")
+
+
+@pytest.mark.parametrize(
+    "size, stride, match",
+    [((0, 2**63), (1, 1), "a dimension of size 9223372036854775808"),
+     ((1,), (2**70,), "stride or offset beyond 2\\*\\*63"),
+     ((2**40, 2**40), (0, 0), "more than 2\\*\\*63 bytes"),
+     ((1,) * 70, (1,) * 70, "70 dimensions"),
+     ((2,), (-1,), "negative")],
+)
+def test_crafted_geometry_is_a_checkpoint_error(tmp_path, size, stride, match):
+    spec = [T("w" * 10_000, "0", numel=4, size=size, stride=stride)]
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_pth(write(tmp_path, zip_checkpoint(state_dict_pickle(spec), {"0": np.zeros(4, np.float32)})))
+    assert len(str(info.value)) < 400  # the 10,000-character name is cut
+
+
+def test_size_one_dimensions_ignore_their_stride(tmp_path):
+    # torch may store any stride for a dimension of size 1; only its elements matter
+    spec = [T("w", "0", numel=3, size=(1, 3), stride=(2**40, 1))]
+    got = load_pth(write(tmp_path, zip_checkpoint(state_dict_pickle(spec), {"0": np.float32([1, 2, 3])})))
+    np.testing.assert_array_equal(got["w"], [[1, 2, 3]])
