@@ -24,3 +24,23 @@ def compiled_kernels(reference_kernels):
         return
     with minigrad.backend.using_backend("numba"):
         yield
+
+
+@pytest.fixture
+def ctrl_c_at_step(monkeypatch):
+    """``ctrl_c_at_step(n)``: the n-th Adam update from now on raises KeyboardInterrupt instead
+    (Ctrl-C in the middle of a training loop)."""
+
+    def arm(n):
+        original = minigrad.optim.Adam.step
+        calls = []
+
+        def step(self, closure=None):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return original(self, closure)
+
+        monkeypatch.setattr(minigrad.optim.Adam, "step", step)
+
+    return arm

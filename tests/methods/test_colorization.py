@@ -81,17 +81,8 @@ def test_the_gallerys_run_colours_better_than_the_mean_colour(tmp_path):
     assert any(p.endswith("colorization_chelsea_colourized.png") for p in paths)
 
 
-def test_ctrl_c_keeps_the_network_trained_so_far(monkeypatch):
-    original = minigrad.optim.Adam.step
-    calls = []
-
-    def interrupted(self, closure=None):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return original(self, closure)
-
-    monkeypatch.setattr(minigrad.optim.Adam, "step", interrupted)
+def test_ctrl_c_keeps_the_network_trained_so_far(ctrl_c_at_step):
+    ctrl_c_at_step(3)
     result = methods.colorization(steps=10, batch_size=2, width=2, probe_patches=2)
     assert result.summary["steps"] == 2 and result.summary["interrupted"] and len(result.losses) == 2
     assert set(result.summary["probe_accuracy"]) == {"colorization features", "random features"}

@@ -239,17 +239,8 @@ def test_backtracking_restores_the_weights_and_adams_state(monkeypatch):
     assert all(b > a - BACKTRACK_DB for a, b in zip(record.fit, record.fit[1:]))
 
 
-def test_ctrl_c_keeps_the_steps_made(monkeypatch):
-    original = minigrad.optim.Adam.step
-    calls = []
-
-    def interrupted(self, closure=None):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return original(self, closure)
-
-    monkeypatch.setattr(minigrad.optim.Adam, "step", interrupted)
+def test_ctrl_c_keeps_the_steps_made(ctrl_c_at_step):
+    ctrl_c_at_step(4)
     result = methods.deep_image_prior(photo(), corrupt=True, **{**TINY, "steps": 10})
     s = result.summary
     assert s["steps"] == 3 and s["interrupted"]
@@ -258,17 +249,8 @@ def test_ctrl_c_keeps_the_steps_made(monkeypatch):
     assert result.figures()  # the partial result draws
 
 
-def test_ctrl_c_during_the_curves_keeps_the_curves_finished(monkeypatch):
-    original = minigrad.optim.Adam.step
-    calls = []
-
-    def interrupted(self, closure=None):
-        calls.append(1)
-        if len(calls) == 8:  # during the second target
-            raise KeyboardInterrupt
-        return original(self, closure)
-
-    monkeypatch.setattr(minigrad.optim.Adam, "step", interrupted)
+def test_ctrl_c_during_the_curves_keeps_the_curves_finished(ctrl_c_at_step):
+    ctrl_c_at_step(8)
     result = methods.deep_image_prior_curves(photo(), width=4, skip=2, scales=2, noise_channels=3, steps=5)
     assert list(result.fits) == ["natural image", "image + noise"] and result.summary["interrupted"]
     assert result.summary["steps"] == {"natural image": 5, "image + noise": 2}
