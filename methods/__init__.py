@@ -2,8 +2,9 @@
 
 Every technique is a function registered with its options (``methods.lib.options``): call it on
 a model (anything ``minigrad.models.load`` gives, or any ``nn.Module``) and a preprocessed batch,
-a dataset or nothing (HOG inversion and Efros-Leung synthesis take an image alone, no network),
-and read the arrays of the result it returns::
+a dataset or nothing (HOG inversion, Efros-Leung synthesis and Deep Image Prior take an image
+alone, no network; colorization trains its own on the shipped photos), and read the arrays of the
+result it returns::
 
     from minigrad import models
     import methods
@@ -54,16 +55,13 @@ from methods.bag_of_words import bag_of_words
 from methods.bagnet import bagnet_evidence
 from methods.embeddings import embeddings
 from methods.universal_approximation import universal_approximation
+from methods.deep_image_prior import deep_image_prior, deep_image_prior_curves
+from methods.colorization import colorization
 
-__all__ = ["PLANNED", "TECHNIQUES", "activations", "adversarial_examples", "bag_of_words", "bagnet_evidence",
-           "carlini_wagner", "class_model", "deconvnet", "deepdream", "deepfool", "efros_leung", "embeddings", "fgsm",
-           "filters", "fooling_image", "grad_cam", "gram_matrix", "guided_backprop", "hog", "hog_inversion",
-           "integrated_gradients", "invert", "kmeans", "lbfgs_attack", "logistic_example",
-           "maximally_activating_patches", "neighbours", "occlusion", "pgd", "robustness", "saliency", "smoothgrad",
-           "soft_hog", "style_transfer", "texture_synthesis", "total_variation", "tsne", "tsne_embedding",
-           "universal_approximation", "visualize_unit"]
-
-#: The lecture notes' techniques still to come (name, title, paper); ``python -m methods`` lists them.
-PLANNED = (
-    ("deep-image-prior", "Deep Image Prior", "Ulyanov et al. 2018"),
-)
+__all__ = ["TECHNIQUES", "activations", "adversarial_examples", "bag_of_words", "bagnet_evidence",
+           "carlini_wagner", "class_model", "colorization", "deconvnet", "deep_image_prior", "deep_image_prior_curves",
+           "deepdream", "deepfool", "efros_leung", "embeddings", "fgsm", "filters", "fooling_image", "grad_cam",
+           "gram_matrix", "guided_backprop", "hog", "hog_inversion", "integrated_gradients", "invert", "kmeans",
+           "lbfgs_attack", "logistic_example", "maximally_activating_patches", "neighbours", "occlusion", "pgd",
+           "robustness", "saliency", "smoothgrad", "soft_hog", "style_transfer", "texture_synthesis",
+           "total_variation", "tsne", "tsne_embedding", "universal_approximation", "visualize_unit"]

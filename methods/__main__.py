@@ -14,7 +14,6 @@ output folder is checked before any work: a folder holding files is refused unle
 import argparse
 import sys
 
-import methods
 from methods.lib.options import TECHNIQUES
 
 MESSAGE_LIMIT = 600
@@ -85,11 +84,9 @@ def _port(text):
 
 
 def list_techniques():
-    rows = [(name, "ready", spec.title, spec.paper) for name, spec in TECHNIQUES.items()]
-    rows += [(name, "not yet", title, paper) for name, title, paper in methods.PLANNED if name not in TECHNIQUES]
-    width = max(len(r[0]) for r in rows)
-    for name, status, title, paper in rows:
-        print(f"{name:<{width}}  {status:<8} {title} ({paper})")
+    width = max(len(name) for name in TECHNIQUES)
+    for name, spec in TECHNIQUES.items():
+        print(f"{name:<{width}}  {spec.title} ({spec.paper})")
 
 
 def _shorten(text):

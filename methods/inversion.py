@@ -32,7 +32,7 @@ import minigrad
 from methods.lib.figures import Panel, curves, figure
 from methods.lib.inputs import frozen, to_host
 from methods.lib.objectives import activations, blocks
-from methods.lib.optimize import Momentum, OptimizedResult, optimize
+from methods.lib.optimize import Momentum, OptimizedResult, optimize, reduced_size
 from methods.lib.options import Option, technique
 from methods.lib.regularizers import alpha_norm, pixel_scale, resize, total_variation
 from minigrad import nn
@@ -71,13 +71,8 @@ def tv_weight_by_depth(model, layer, size, beta):
 
 def _resize_to(model, x, max_size):
     """The batch brought down to at most ``max_size`` pixels per side, when the model takes other sizes."""
-    h, w = x.shape[2:]
-    if max_size is None or max(h, w) <= max_size:
-        return x
-    if model.fixed_size and model.input_shape is not None:
-        raise ValueError(f"max_size {max_size} is smaller than {model.describe()}'s input size {h}x{w}, "
-                         "the only size it takes")
-    return resize(x, (max(1, round(h * max_size / max(h, w))), max(1, round(w * max_size / max(h, w)))))
+    size = reduced_size(model, x.shape[2:], max_size)
+    return x if size == tuple(x.shape[2:]) else resize(x, size)
 
 
 class InversionResult(OptimizedResult):
@@ -134,7 +129,7 @@ class InversionResult(OptimizedResult):
     Option("steps", "int", 400, "gradient descent steps (the authors' 400)", low=1, high=100_000, gallery=80),
     Option("learning_rate", "float", 0.004, "the authors' first learning rate, divided by 10 after a quarter and "
                                             "again after three quarters of the steps", low=0, open_low=True,
-           gallery=0.02),
+           gallery=0.01),
     Option("momentum", "float", 0.9, "momentum of the gradient descent", low=0, high=1),
     Option("alpha", "float", 6.0, "the alpha of the alpha-norm regularizer", low=1),
     Option("alpha_weight", "float", 8e-10, "lambda_alpha, on pixel levels (the authors' 8e-10)", low=0),

@@ -3,17 +3,19 @@ import it (never each other's private helpers).
 
 ==============  ===============================================================================
 options         one declaration per technique: options, defaults, ranges, help; the registry
-inputs          the model interface, batch checks, class targets, host arrays, frozen weights
+inputs          the model interface, batch and picture checks, class targets, host arrays, frozen
+                weights
 gradients       backprop-to-image of a class score or a unit under a ReLU rule
 features        a layer's activations for a batch or a dataset
 receptive       receptive fields from the model's layer geometry
 datasets        the shipped sample datasets and image folders
-images          uint8 scaling, grey to RGB, enlargement, grids with indices
-figures         labelled figures: colour bars with real ranges, class names, legends, curves
+images          uint8 scaling, grey to RGB, enlargement, resizing, grids with indices
+figures         labelled figures: colour bars with real ranges, class names, legends, curves, bars
 result          the Result base class: figures, native maps, JSON, save, plot
 output          safe writing: folders checked first, atomic files, no links followed, valid JSON
 progress        progress lines on stderr
-training        minibatches, translations, class-stratified splits, the optimization loop with
-                Ctrl-C, single-threaded BLAS: what the learning techniques and training/ share
+training        minibatches, translations, class-stratified splits, training steps and the optimization
+                loop with progress and Ctrl-C, single-threaded BLAS, the linear-probe classifier: what
+                the learning techniques and training/ share
 ==============  ===============================================================================
 """

@@ -12,7 +12,7 @@ import numpy as np
 
 from methods.lib.images import require
 
-__all__ = ["Panel", "curves", "figure", "scatter", "table", "value_range"]
+__all__ = ["Panel", "bars", "curves", "figure", "scatter", "table", "value_range"]
 
 #: One panel: ``title``; ``image`` (uint8 H x W x 3 or H x W) shown as it is; ``values`` (a 2-D
 #: map) drawn with ``cmap`` and a colour bar from ``low`` to ``high`` (default: the map's own
@@ -213,6 +213,29 @@ def table(header, rows, title=None, width=None):
     for (row, _), cell in drawn.get_celld().items():
         if row == 0:
             cell.set_text_props(weight="bold")
+    if title:
+        axis.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _pixels(fig)
+
+
+def bars(series, categories, title=None, ylabel="value", size=(6.0, 3.4), low=None, high=None):
+    """Grouped bars: ``series`` ({label: one value per category}) side by side over each of the
+    ``categories``, each value written on its bar, with a legend. uint8 (H, W, 3)."""
+    fig = _canvas(*size)
+    axis = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(len(series), 1)
+    positions = np.arange(len(categories))
+    for i, (label, values) in enumerate(series.items()):
+        drawn = axis.bar(positions + (i - (len(series) - 1) / 2) * width, np.asarray(values, np.float64), width,
+                         label=label)
+        axis.bar_label(drawn, fmt="%.2g", fontsize=6)
+    axis.set_xticks(positions, [str(c) for c in categories], fontsize=7, rotation=20 if len(categories) > 5 else 0)
+    axis.set_ylim(low, high)
+    axis.set_ylabel(ylabel, fontsize=8)
+    axis.tick_params(axis="y", labelsize=7)
+    if len(series) > 1:
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(series), frameon=False)
     if title:
         axis.set_title(title, fontsize=9)
     fig.tight_layout()

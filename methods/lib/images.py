@@ -1,15 +1,15 @@
 """Pixel helpers every technique's pictures share: scaling to uint8, grey to RGB, nearest-neighbour
-enlargement, and grids of tiles with their indices written on them.
+enlargement, resizing, and grids of tiles with their indices written on them.
 
-Pillow is imported only where text is drawn.
+Pillow is imported only where pictures are resized or text is drawn.
 """
 
 import importlib
 
 import numpy as np
 
-__all__ = ["chw_to_hwc", "colorize", "colormap", "enlarge", "grid", "require", "rgb", "shrink", "tile_vector",
-           "to_uint8", "upscale_factor"]
+__all__ = ["chw_to_hwc", "colorize", "colormap", "enlarge", "grid", "require", "resize", "rgb", "shrink",
+           "tile_vector", "to_uint8", "upscale_factor"]
 
 
 def require(package, purpose):
@@ -83,6 +83,25 @@ def enlarge(image, factor):
     if factor == 1:
         return image
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def resize(image, side):
+    """A picture (H, W) or (H, W, C), uint8 or float in [0, 1], scaled with Pillow's Lanczos filter
+    so that its longer side is ``side`` pixels, in its own dtype and range."""
+    Image = require("PIL.Image", "resizing pictures")
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size == (w, h):
+        return image
+    planes = image.reshape(h, w, -1)
+    if image.dtype == np.uint8:
+        out = [np.asarray(Image.fromarray(planes[..., c]).resize(size, Image.LANCZOS)) for c in range(planes.shape[2])]
+    else:
+        out = [np.clip(np.asarray(Image.fromarray(planes[..., c].astype(np.float32), "F").resize(size, Image.LANCZOS)),
+                       0, 1).astype(image.dtype) for c in range(planes.shape[2])]
+    return np.stack(out, axis=2).reshape((size[1], size[0]) + image.shape[2:])
 
 
 def _label_strip(text, width, height, fill):

@@ -17,10 +17,11 @@ the option and its valid range, before any work), the ``--size`` / ``--fill`` ar
 The decorated function also takes care of what every technique needs first: the model goes
 through :func:`minigrad.models.as_model` (any ``nn.Module`` works), and for ``inputs="images"``
 the batch is checked against the model. A technique that works on an image itself, with no
-network (HOG inversion, Efros-Leung texture synthesis), declares ``inputs="image"`` and is
-written ``def f(image="sample:NAME", *, ...)``: the default names the image the command line and
-the gallery use, and the image (a file, ``sample:NAME`` or an array) arrives checked by
-:func:`methods.lib.inputs.check_image`.
+network to read (HOG inversion, Efros-Leung texture synthesis, Deep Image Prior), declares
+``inputs="image"`` and is written ``def f(image="sample:NAME", *, ...)``: the default names the
+image the command line and the gallery use, and the image (a file, ``sample:NAME`` or an array)
+arrives checked by :func:`methods.lib.inputs.check_image`. One that takes nothing (it trains a
+network on data of its own: colorization) declares ``inputs="none"`` and is ``def f(*, ...)``.
 """
 
 import functools

@@ -12,7 +12,9 @@ all positions (flatten, linear) every unit sees the whole image. For VGG16 this 
 196 px and pool5: 212 px, the known values. Used by occlusion and maximally activating patches.
 """
 
-__all__ = ["ReceptiveField", "receptive_field", "receptive_fields"]
+from minigrad.models.base import layer_geometry
+
+__all__ = ["ReceptiveField", "receptive_field", "receptive_fields", "smallest_input"]
 
 
 class ReceptiveField:
@@ -65,3 +67,24 @@ def receptive_field(model, layer, size=None):
     """The :class:`ReceptiveField` of ``layer``'s units (see :func:`receptive_fields`)."""
     model.check_layers([layer])
     return receptive_fields(model, size)[layer]
+
+
+def smallest_input(model):
+    """The smallest (H, W) on which every windowed layer of ``model`` before its first layer that
+    mixes all positions (flatten, linear, adaptive pooling) still has an output, from the same
+    window arithmetic run backwards: in = (out - 1) * s + d (k - 1) + 1 - 2 p. AlexNet: 63 x 63;
+    VGG16: 32 x 32. (1, 1) for a model whose layers do not run in sequence."""
+    if not model.sequential:
+        return 1, 1
+    windows = []
+    for name, module in model.layers():
+        layer = layer_geometry(name, module, None)
+        if layer.kind == "global":
+            break
+        if layer.kind == "window":
+            windows.append(layer.window)
+    need = (1, 1)
+    for w in reversed(windows):
+        need = tuple(max(1, (need[a] - 1) * w.stride[a] + w.dilation[a] * (w.kernel[a] - 1) + 1 - 2 * w.padding[a])
+                     for a in range(2))
+    return need

@@ -1,10 +1,11 @@
 """What every piece of code that trains a network with minigrad shares: minibatches, augmentation
-by translation and flips, one optimization loop with progress and Ctrl-C, and a single-threaded
-BLAS for loops of small products.
+by translation and flips, one step loop with progress and Ctrl-C (:func:`run_steps`) and the
+optimization loop on it (:func:`optimize`), a single-threaded BLAS for loops of small products,
+and the linear probe (:class:`LinearClassifier`) that measures what features know.
 
-The techniques that learn (bag of visual words, Siamese embeddings, universal approximation) and
-the scripts that train the shipped models (``training/``) all draw their batches and augment their
-images here, so each idea is written once.
+The techniques that learn (bag of visual words, Siamese embeddings, universal approximation,
+Deep Image Prior, colorization) and the scripts that train the shipped models (``training/``) all
+draw their batches and augment their images here, so each idea is written once.
 """
 
 import contextlib
@@ -12,10 +13,11 @@ import math
 
 import numpy as np
 
+import minigrad
 from methods.lib.progress import Progress
 
-__all__ = ["Training", "augment", "batch_schedule", "minibatches", "optimize", "single_threaded_blas", "split_by_class",
-           "translate"]
+__all__ = ["LinearClassifier", "Training", "augment", "batch_schedule", "minibatches", "optimize", "run_steps",
+           "single_threaded_blas", "split_by_class", "translate"]
 
 
 def single_threaded_blas():
@@ -105,6 +107,26 @@ def augment(images, rng, flip=True, shift=0):
     return out
 
 
+def run_steps(step, steps, description, verbose=None):
+    """Call ``step(i)`` for ``i`` in 0 .. ``steps`` - 1 under a progress line; ``step`` returns a
+    dict of numbers to show on it (or None). Ctrl-C (KeyboardInterrupt) ends the loop early: the
+    step it interrupted is not counted. Returns the number of steps finished.
+
+    A step should record its results only once it has them all, so that an interrupted step
+    leaves no half-written record behind."""
+    progress = Progress(range(steps), description, verbose=verbose)
+    done = 0
+    try:
+        for i in progress:
+            shown = step(i)
+            if shown:
+                progress.set(**shown)
+            done = i + 1
+    except KeyboardInterrupt:
+        pass
+    return done
+
+
 class Training:
     """What :func:`optimize` did: ``losses`` (one per step run), ``steps`` run, ``interrupted``
     (True when Ctrl-C stopped it early; the parameters hold the last completed step)."""
@@ -126,30 +148,74 @@ def optimize(loss, params, steps, lr, description, verbose=None, schedule="cosin
     keeps what was learnt. Runs on one BLAS thread (:func:`single_threaded_blas`): the networks
     the techniques train are small, and on a shared machine BLAS's waiting threads made a step of
     the embedding network ten times slower. Returns a :class:`Training`."""
-    from minigrad import optim
-
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
     params = list(params)
-    opt = optim.Adam(params, lr=lr) if optimizer == "adam" else optim.SGD(params, lr=lr)
-    losses, interrupted = [], False
-    progress = Progress(range(steps), description, verbose=verbose)
-    try:
-        with single_threaded_blas():
-            for step in progress:
-                if schedule == "cosine":
-                    opt.param_groups[0]["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
-                value = loss(step)
-                for p in params:
-                    p.grad = None
-                value.backward()
-                number = float(value.item())
-                if not math.isfinite(number):
-                    raise FloatingPointError(f"{description}: the loss became {number} at step {step}; lower the "
-                                             "learning rate")
-                opt.step()
-                losses.append(number)
-                progress.set(loss=number)
-    except KeyboardInterrupt:
-        interrupted = True
-    return Training(losses, len(losses), interrupted)
+    opt = minigrad.optim.Adam(params, lr=lr) if optimizer == "adam" else minigrad.optim.SGD(params, lr=lr)
+    losses = []
+
+    def step(i):
+        if schedule == "cosine":
+            opt.param_groups[0]["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * i / steps))
+        value = loss(i)
+        for p in params:
+            p.grad = None
+        value.backward()
+        number = float(value.item())
+        if not math.isfinite(number):
+            raise FloatingPointError(f"{description}: the loss became {number} at step {i}; lower the learning rate")
+        opt.step()
+        losses.append(number)
+        return {"loss": number}
+
+    with single_threaded_blas():
+        done = run_steps(step, steps, description, verbose)
+    return Training(losses, len(losses), done < steps)
+
+
+class LinearClassifier:
+    """Multinomial logistic regression on standardized features, fitted by L-BFGS: the linear
+    probe of representation learning (how much of a task a linear map of the features solves).
+
+    ``fit(x, y)``: features (N, D) and labels (N,) in 0 .. ``classes`` - 1; each feature is
+    standardized with the training mean and standard deviation, then W (D, K) and b (K,)
+    minimize the mean cross-entropy plus ``weight_decay`` / 2 * |W|^2, in float64, with
+    minigrad's L-BFGS and a strong-Wolfe line search (``iterations`` at most). ``predict(x)``:
+    the class of each row; ``accuracy(x, y)``: the fraction right."""
+
+    def __init__(self, classes, weight_decay=1e-3, iterations=200):
+        self.classes, self.weight_decay, self.iterations = classes, weight_decay, iterations
+
+    def _standard(self, x):
+        return (np.asarray(x, np.float64) - self.mean) / self.scale
+
+    def fit(self, x, y):
+        x = np.asarray(x, np.float64)
+        y = np.asarray(y, np.int64)
+        if x.ndim != 2 or y.shape != (len(x),) or not len(x):
+            raise ValueError(f"fit needs features (N, D) and N labels, got {x.shape} and {y.shape}")
+        if y.min() < 0 or y.max() >= self.classes:
+            raise ValueError(f"labels must lie in 0..{self.classes - 1}, got {y.min()}..{y.max()}")
+        self.mean, self.scale = x.mean(axis=0), x.std(axis=0) + 1e-8
+        features = minigrad.tensor(self._standard(x))
+        onehot = minigrad.tensor(np.eye(self.classes)[y])
+        w = minigrad.tensor(np.zeros((x.shape[1], self.classes)), requires_grad=True)
+        b = minigrad.tensor(np.zeros(self.classes), requires_grad=True)
+        optimizer = minigrad.optim.LBFGS([w, b], max_iter=self.iterations, line_search_fn="strong_wolfe")
+
+        def closure():
+            optimizer.zero_grad()
+            logits = minigrad.functional.log_softmax(features @ w + b, axis=1)
+            loss = -(logits * onehot).sum() / len(x) + (w * w).sum() * (self.weight_decay / 2)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        self.weight, self.bias = w.numpy(), b.numpy()
+        return self
+
+    def predict(self, x):
+        return np.argmax(self._standard(x) @ self.weight + self.bias, axis=1)
+
+    def accuracy(self, x, y):
+        return float(np.mean(self.predict(x) == np.asarray(y)))

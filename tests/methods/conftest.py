@@ -10,3 +10,37 @@ def reference_kernels():
     does not include Numba's compilation and thread-pool start-up."""
     with minigrad.backend.using_backend("reference"):
         yield
+
+
+@pytest.fixture(scope="module")
+def compiled_kernels(reference_kernels):
+    """For modules that train networks for hundreds of steps (Deep Image Prior, colorization):
+    the compiled kernels when Numba is installed, several times faster there than the reference.
+    Use with ``pytestmark = pytest.mark.usefixtures("compiled_kernels")``."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        yield
+        return
+    with minigrad.backend.using_backend("numba"):
+        yield
+
+
+@pytest.fixture
+def ctrl_c_at_step(monkeypatch):
+    """``ctrl_c_at_step(n)``: the n-th Adam update from now on raises KeyboardInterrupt instead
+    (Ctrl-C in the middle of a training loop)."""
+
+    def arm(n):
+        original = minigrad.optim.Adam.step
+        calls = []
+
+        def step(self, closure=None):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return original(self, closure)
+
+        monkeypatch.setattr(minigrad.optim.Adam, "step", step)
+
+    return arm

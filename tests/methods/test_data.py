@@ -182,3 +182,16 @@ def test_as_dataset_and_load_images_bring_images_to_the_model():
     assert x.shape == (2, 1, 28, 28) and x.dtype == np.float32
     assert notes == ["sample:chelsea: 451x300 resized to 42x28 and centre-cropped to 28x28, the model's input size"]
     np.testing.assert_array_equal(x[0], model.preprocess(data.fashion_sample()[0][3])[0])
+
+
+def test_resize_brings_the_longer_side_to_the_size_asked_in_its_own_range():
+    from methods.lib.images import resize
+
+    pixels = data.sample_image("chelsea")
+    values = pixels.astype(np.float32) / 255
+    small_pixels, small_values = resize(pixels, 45), resize(values, 45)
+    assert small_pixels.shape == small_values.shape == (30, 45, 3)
+    assert small_pixels.dtype == np.uint8 and small_values.dtype == np.float32
+    assert 0 <= small_values.min() and small_values.max() <= 1
+    assert np.abs(small_pixels / 255 - small_values).max() < 0.01  # the same filter on bytes and on floats
+    assert resize(pixels[..., 0], 45).shape == (30, 45) and resize(pixels, 451) is pixels

@@ -5,7 +5,8 @@ recomputation), and vgg16-random / alexnet-random (every technique: marked slow,
 on two cores; one technique each on a 64 x 64 input: always). Each result draws non-constant uint8
 figures and writes valid JSON. A technique that needs its own kind of model (BagNet evidence) runs
 on that one and refuses the others with an error naming it; one that takes no model (universal
-approximation) runs once."""
+approximation) runs once. Techniques that train a network of their own for hundreds of steps (Deep Image Prior and its
+learning curves, colorization) run their gallery values in their own test modules."""
 
 import json
 import warnings
@@ -58,7 +59,12 @@ def fashion():
     return models.load("fashion-vgg")
 
 
-@pytest.mark.parametrize("name", list(TECHNIQUES))
+#: Techniques that train a network for hundreds of steps: their gallery runs are tested in their own
+#: modules (test_deep_image_prior.py, test_colorization.py), on the compiled kernels.
+TRAIN_A_NETWORK = ("deep-image-prior", "dip-learning-curves", "colorization")
+
+
+@pytest.mark.parametrize("name", [name for name in TECHNIQUES if name not in TRAIN_A_NETWORK])
 def test_every_technique_on_fashion_vgg(fashion, tmp_path, name):
     """A technique that needs its own kind of model (``Technique.model``: BagNet evidence) refuses
     fashion-vgg with an error naming that model, and runs on it instead."""

@@ -26,7 +26,8 @@ def test_every_technique_is_registered_with_its_function():
                                 "class-model", "visualize-unit", "inversion", "deepdream", "texture", "style-transfer",
                                 "hog-inversion", "efros-leung", "fgsm", "pgd", "deepfool", "carlini-wagner", "lbfgs",
                                 "adversarial", "fooling", "robustness", "bag-of-words", "bagnet-evidence", "embeddings",
-                                "universal-approximation"]
+                                "universal-approximation", "deep-image-prior", "dip-learning-curves",
+                                "colorization"]
     for name, function in [("filters", methods.filters), ("activations", methods.activations),
                            ("patches", methods.maximally_activating_patches), ("neighbours", methods.neighbours),
                            ("tsne", methods.tsne_embedding), ("occlusion", methods.occlusion),
@@ -45,7 +46,10 @@ def test_every_technique_is_registered_with_its_function():
                            ("robustness", methods.robustness),
                            ("bag-of-words", methods.bag_of_words), ("bagnet-evidence", methods.bagnet_evidence),
                            ("embeddings", methods.embeddings),
-                           ("universal-approximation", methods.universal_approximation)]:
+                           ("universal-approximation", methods.universal_approximation),
+                           ("deep-image-prior", methods.deep_image_prior),
+                           ("dip-learning-curves", methods.deep_image_prior_curves),
+                           ("colorization", methods.colorization)]:
         assert TECHNIQUES[name].function is function and function.technique is TECHNIQUES[name]
 
 
@@ -59,6 +63,17 @@ def test_signature_defaults_and_command_line_defaults_come_from_the_declaration(
     parsed = vars(build_parser().parse_args([name]))
     assert {o.name: parsed[o.name] for o in spec.options} == spec.defaults()
     assert set(spec.gallery_values()) == set(spec.defaults())
+
+
+@pytest.mark.parametrize("name", list(TECHNIQUES))
+def test_help_lists_every_option_with_its_default(name, capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args([name, "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option in TECHNIQUES[name].options:
+        assert option.flag in text
+    assert text.count("(default: ") >= len(TECHNIQUES[name].options)
 
 
 def test_documented_paper_defaults():
@@ -139,6 +154,11 @@ BAD = [  # technique, option, bad value, the message (the option named, with its
     ("tsne", "theta", 1.5, "theta must be a number from 0 to 1, got 1.5"),
     ("tsne", "method", "fast", "method must be one of auto, exact, barnes-hut, fft, got 'fast'"),
     ("filters", "max_filters", 0, "max_filters must be an integer >= 1 or None, got 0"),
+    ("deep-image-prior", "task", "deblur", "task must be one of denoise, inpaint, jpeg, got 'deblur'"),
+    ("deep-image-prior", "average", 1.0, "average must be a number from 0 to 0.9999, got 1.0"),
+    ("deep-image-prior", "lr", 0, r"lr must be a number from 0 to 1 \(exclusive of the lower bound\), got 0"),
+    ("dip-learning-curves", "scales", 9, "scales must be an integer from 1 to 8, got 9"),
+    ("colorization", "patch", 4, "patch must be an integer from 8 to 256, got 4"),
     ("hog-inversion", "start", "", r"start must be an image: a file, sample:NAME, or an \(H, W\) or \(H, W, 3\) array"),
     ("hog-inversion", "start", [1, 2], "start must be an image"),
     ("hog-inversion", "sharpness", 0, "sharpness must be a number > 0 or None, got 0"),
@@ -305,3 +325,34 @@ def test_params_are_the_values_used():
     result = methods.tsne_embedding(model, images(), iterations=20, seed=3)
     assert result.params["layer"] == "relu3" and result.params["iterations"] == 20 and result.params["seed"] == 3
     assert result.params["perplexity"] == pytest.approx(11 / 3)  # lowered for 12 images: (N - 1) / 3
+
+
+# ----------------------------------------------------------------------------- a technique that takes nothing
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """A scratch registry, so the toy techniques below leave the real one alone."""
+    from methods.lib import options
+
+    monkeypatch.setattr(options, "TECHNIQUES", {})
+    return options
+
+
+def test_a_technique_without_input_takes_options_only(registry):
+    from methods.lib.result import Result
+
+    from methods.lib.runner import run_technique
+
+    @registry.technique("toy-none", "t", "p", [Option("k", "int", 2, "h")], inputs="none")
+    def toy(*, k):
+        return Result(k=k)
+
+    assert toy(k=5).summary == {"k": 5} and toy().params == {"k": 2} and toy().technique == "toy-none"
+    assert list(registry.TECHNIQUES) == ["toy-none"]
+    result, notes = run_technique(registry.TECHNIQUES["toy-none"], None, {"k": 3})
+    assert result.summary["k"] == 3 and notes == [] and result.inputs is None
+    with pytest.raises(TypeError, match=r"toy-none\(\) takes no model or images, only options by name"):
+        toy(tiny_vgg())
+    with pytest.raises(ValueError, match="k must be an integer, got 'a'"):
+        toy(k="a")
