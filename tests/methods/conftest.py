@@ -10,3 +10,18 @@ def reference_kernels():
     does not include Numba's compilation and thread-pool start-up."""
     with minigrad.backend.using_backend("reference"):
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def scan_cache(tmp_path_factory):
+    """Folder scans keep their shards in a cache (methods.lib.scan.cache_root): the tests' go to a
+    temporary folder, never to the user's ~/.cache."""
+    import os
+
+    previous = os.environ.get("MINIGRAD_SCAN_CACHE")
+    os.environ["MINIGRAD_SCAN_CACHE"] = str(tmp_path_factory.mktemp("scan-cache"))
+    yield os.environ["MINIGRAD_SCAN_CACHE"]
+    if previous is None:
+        del os.environ["MINIGRAD_SCAN_CACHE"]
+    else:
+        os.environ["MINIGRAD_SCAN_CACHE"] = previous
