@@ -27,7 +27,7 @@ from methods import data
 from minigrad.models import PreprocessingNote
 
 __all__ = ["Dataset", "FolderImages", "IMAGE_SUFFIXES", "as_dataset", "default_image", "image_files", "load_dataset",
-           "load_images", "photo_crops", "read_pixels"]
+           "load_images", "photo_crops", "read_pixels", "sample_specs"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -67,6 +67,15 @@ def default_image(model):
     """The image a command shows when none is named: a Fashion-MNIST test image for fashion-vgg
     (``sample:0``, a sneaker), the cat photograph (``sample:chelsea``) for any other model."""
     return "sample:0" if _is_fashion(model) else "sample:chelsea"
+
+
+def sample_specs(model, limit=None):
+    """The specs of the sample images, one by one (what a sweep over the images of the "sample"
+    dataset runs on): ``sample:0``, ``sample:1``, ... for fashion-vgg, the shipped photos by name
+    for any other model."""
+    if _is_fashion(model):
+        return [f"sample:{i}" for i in range(len(data.fashion_sample()[0]))][:limit]
+    return [f"sample:{name}" for name in sorted(data.SAMPLE_IMAGES)][:limit]
 
 
 def load_images(model, specs):

@@ -8,7 +8,7 @@ import importlib
 
 import numpy as np
 
-__all__ = ["chw_to_hwc", "enlarge", "grid", "require", "rgb", "to_uint8", "upscale_factor"]
+__all__ = ["chw_to_hwc", "contact_sheet", "enlarge", "grid", "require", "rgb", "to_uint8", "upscale_factor"]
 
 
 def require(package, purpose):
@@ -101,3 +101,20 @@ def grid(images, columns=None, pad=1, fill=255, labels=None):
         r, c = divmod(i, columns)
         canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = image
     return canvas
+
+
+def contact_sheet(paths, labels, cell=(420, 600), columns=3, pad=6):
+    """The pictures in ``paths`` (image files) side by side: each scaled to fit a ``cell`` (height,
+    width), centred on white, under its label, ``columns`` to a row (fewer when there are fewer)."""
+    Image = require("PIL.Image", "drawing a contact sheet")
+    tiles = []
+    for path in paths:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            scale = min(cell[0] / im.height, cell[1] / im.width)
+            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
+            tile = np.full(tuple(cell) + (3,), 255, np.uint8)
+            top, left = (cell[0] - im.height) // 2, (cell[1] - im.width) // 2
+            tile[top:top + im.height, left:left + im.width] = np.asarray(im)
+            tiles.append(tile)
+    return grid(tiles, columns=min(columns, len(tiles)), pad=pad, labels=labels)
