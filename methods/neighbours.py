@@ -31,8 +31,8 @@ __all__ = ["NeighboursResult", "distances", "neighbours"]
 
 METRICS = ("l2", "cosine")
 PRECISIONS = ("float32", "float16")
-#: Pixels compared per chunk, in float64 bytes.
-PIXEL_CHUNK = 64 * 2**20
+#: Rows of pixels or features compared at a time, in float64 bytes.
+CHUNK = 16 * 2**20
 
 
 def distances(queries, items, metric="l2"):
@@ -49,6 +49,14 @@ def distances(queries, items, metric="l2"):
         dn = np.linalg.norm(d, axis=1, keepdims=True)
         return 1.0 - (q / np.where(qn > 0, qn, 1)) @ (d / np.where(dn > 0, dn, 1)).T
     raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+
+
+def _blocks(read, count, width):
+    """(start, rows) in blocks of at most :data:`CHUNK` bytes in float64 (what :func:`distances` makes
+    of them), each read by ``read(start, stop)`` and flattened to ``width`` columns."""
+    step = max(1, CHUNK // (8 * width))
+    for start in range(0, count, step):
+        yield start, read(start, start + step).reshape(-1, width)
 
 
 def _push(top, dist, start, exclude):
@@ -103,18 +111,16 @@ def neighbours(model, dataset, query_x=None, *, layer, metric, k, queries, batch
         query_features = store.take("features", queries)
     else:
         query_features = layer_features(model, query_x, layer, batch_size=batch_size).astype(precision)
-    pixels = TopK(k, len(query_images))
-    chunk = max(1, PIXEL_CHUNK // (8 * int(np.prod(images.shape[1:]))))
+    pixels, features = TopK(k, len(query_images)), TopK(k, len(query_images))
     flat_queries = query_images.reshape(len(query_images), -1)
-    for start in range(0, len(images), chunk):
-        block = images[start: start + chunk].reshape(-1, flat_queries.shape[1])
+    for start, block in _blocks(lambda a, b: images[a:b], len(images), flat_queries.shape[1]):
         if queries is None:  # an outside query that is pixel for pixel a dataset image is that image: leave it out
             exclude = [np.concatenate([e, start + np.flatnonzero((block == q).all(1))])
                        for e, q in zip(exclude, flat_queries)]
         _push(pixels, distances(flat_queries, block, metric), start, exclude)
-    features = TopK(k, len(query_images))
-    for start, rows in store.chunks("features"):
-        _push(features, distances(query_features, rows, metric), start, exclude)
+    for first, rows in store.chunks("features"):
+        for start, block in _blocks(lambda a, b: rows[a:b], len(rows), rows.shape[1]):
+            _push(features, distances(query_features, block, metric), first + start, exclude)
     result = NeighboursResult(layer, metric, query_images, dataset, features.index, features.keys, pixels.index,
                               pixels.keys, queries)
     result.params.update(layer=layer, queries=queries, batch_size=batch_size)

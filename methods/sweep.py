@@ -21,7 +21,11 @@ every technique, the techniques stay plain functions of one input, and a sweep h
 Every item is one run of the technique, exactly as ``python -m methods TECHNIQUE`` would make it
 on that item, with ``minigrad.manual_seed(seed)`` just before (the technique's own ``seed`` when it
 has one), so a run's result depends on its item alone: a sweep on any number of workers is bit
-for bit the serial sweep, which ``sweep.json`` shows (a SHA-256 of every array of each result).
+for bit the serial sweep, which ``sweep.json`` shows (a SHA-256 of every array of each result,
+and the thread settings it ran with: BLAS splits some products by thread, so the last bits match
+when the threads do; a local cluster gives each worker cores // N threads, and a serial sweep
+run with ``NUMBA_NUM_THREADS``, ``OMP_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` set to that
+matches it to the bit).
 Each item's result is saved, as it completes, into its own folder under ``--out`` by
 :meth:`~methods.lib.result.Result.save` (into a scratch folder first, then renamed into place, so a
 folder under ``--out`` is a complete result); a failed run is retried ``--retries`` times, and a
@@ -118,7 +122,7 @@ def run_items(tasks, model=None):
 
 def _run_item(task, model):
     import minigrad
-    from methods.lib.cluster import worker_model
+    from methods.lib.cluster import THREAD_VARIABLES, worker_model
 
     final = os.path.join(task["out"], task["folder"])
     if os.path.isdir(final):  # done by an earlier attempt or sweep
@@ -138,7 +142,8 @@ def _run_item(task, model):
     files = [os.path.basename(path) for path in result.save(partial)]
     record = {"item": task["item"], "label": task["label"], "folder": task["folder"], "status": "ok",
               "files": files, "fingerprint": fingerprint(result), "notes": notes,
-              "worker": f"{socket.gethostname()}-{os.getpid()}", "seconds": round(time.perf_counter() - start, 3)}
+              "worker": f"{socket.gethostname()}-{os.getpid()}", "threads": {v: os.environ.get(v) for v in THREAD_VARIABLES},
+              "seconds": round(time.perf_counter() - start, 3)}
     write_json(partial, "sweep_item.json", record)
     try:
         os.rename(partial, final)

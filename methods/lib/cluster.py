@@ -5,8 +5,8 @@ imported only here and only when a cluster is asked for, so ``import minigrad``,
 methods`` and every serial path run without it.
 
 * :func:`connect` gives a ``distributed.Client``: on a ``LocalCluster`` of N worker processes
-  (one task at a time each, its kernels given ``cores // N`` threads, listening on 127.0.0.1
-  only), or on an existing cluster's scheduler;
+  (one task at a time each, its kernels and BLAS given ``cores // N`` threads through
+  :data:`THREAD_VARIABLES`, listening on 127.0.0.1 only), or on an existing cluster's scheduler;
 * :func:`worker_model` loads a model once per worker process, by name: from its memory-mapped
   safetensors (``fashion-vgg``, converted checkpoints, files), or rebuilt from
   ``minigrad.manual_seed(seed)`` for the ``-random`` models, so every worker holds the model the
@@ -18,7 +18,12 @@ methods`` and every serial path run without it.
 import contextlib
 import os
 
-__all__ = ["as_completed", "connect", "require_distributed", "worker_model"]
+__all__ = ["THREAD_VARIABLES", "as_completed", "connect", "local_threads", "require_distributed", "worker_model"]
+
+#: The environment variables that set the kernels' and BLAS's thread counts. A result's last bits
+#: can depend on them (BLAS splits some products by thread), so a run on a worker is bit for bit
+#: the serial run made with the same values.
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 _MODELS = {}
 
@@ -44,12 +49,15 @@ def connect(workers=None, scheduler=None):
         return
     if not workers or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    env = {name: threads for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                       "MKL_NUM_THREADS")}
+    env = dict.fromkeys(THREAD_VARIABLES, str(local_threads(workers)))
     with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None, env=env) as cluster, distributed.Client(cluster) as client:
         yield client
+
+
+def local_threads(workers):
+    """Threads per worker of a local cluster of ``workers`` processes: this machine's cores shared out."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def as_completed(futures):

@@ -271,15 +271,18 @@ def _run_shard(model, read, works, stores, i, batch):
     and store it after its last batch."""
     start, stop = stores[0].bounds(i)
     lacking = [(work, store) for work, store in zip(works, stores) if not store.done(i)]
-    parts = [[] for _ in lacking]
+    shards = [{} for _ in lacking]
     for first in range(start, stop, batch):
         last = min(first + batch, stop)
         pixels = read(first, last)
-        for part, (work, _) in zip(parts, lacking):
-            part.append(work(model, pixels))
+        for shard, (work, _) in zip(shards, lacking):
+            for name, rows in work(model, pixels).items():
+                if name not in shard:
+                    shard[name] = np.empty((stop - start,) + rows.shape[1:], rows.dtype)
+                shard[name][first - start: last - start] = rows
         yield last - first
-    for part, (_, store) in zip(parts, lacking):
-        store.put(i, {name: np.concatenate([p[name] for p in part]) for name in store.names})
+    for shard, (_, store) in zip(shards, lacking):
+        store.put(i, shard)
 
 
 def scan(model, dataset, works, batch_size, description="scan", verbose=None):
