@@ -14,8 +14,8 @@ dataset-wide evaluation such as a robustness curve):
   size, so the batches, and hence the bits, of a shard never depend on what was cached). For a
   folder it lies on disk, one ``.npy`` per shard and output, each written whole or not at all,
   in a cache folder keyed by the work, the model (the bytes of its layers up to the one read),
-  the files (paths, sizes, times), the batch size and the kernel backend; images in memory
-  keep their rows in memory;
+  the files (paths, sizes, times), the batch and shard sizes and the kernel backend; images in
+  memory keep their rows in memory;
 * :func:`scan`, which computes only the shards a store lacks (an interrupted scan resumes where
   it stopped), with progress in images/s and an ETA, in this process or, inside
   :func:`distributed`, one Dask task per shard;
@@ -54,7 +54,8 @@ __all__ = ["MAX_BATCH", "MEMORY", "SHARD_IMAGES", "ChannelPeaks", "LayerFeatures
 MEMORY = 512 * 2**20
 #: The largest batch :func:`batch_size_for` chooses.
 MAX_BATCH = 64
-#: About this many images per shard (rounded to whole batches): what an interruption can lose.
+#: About this many images per shard (rounded to whole batches): what an interruption can lose, and
+#: one Dask task's work.
 SHARD_IMAGES = 256
 #: Changes when the stored format does, so old caches are not read.
 FORMAT = 1
@@ -255,7 +256,7 @@ def _store_for(model, images, work, batch, shard, fingerprint, keys):
     if layer is not None and layer not in keys:
         keys[layer] = model_key(model, layer)
     key = {"format": FORMAT, "work": work.key(), "model": keys.get(layer), "images": fingerprint,
-           "batch": batch, "backend": minigrad.get_backend()}
+           "batch": batch, "shard": shard, "backend": minigrad.get_backend()}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     name = f"{work.key()['work']}-{digest}"
     if images.cache is False:
