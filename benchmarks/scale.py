@@ -144,8 +144,8 @@ def torch_forward(args, x, batch):
 def run_child(kind, args, extra=()):
     command = [sys.executable, "-m", "benchmarks.scale", "--child", kind, "--folder", args.folder, "--model",
                args.model, "--layer", args.layer, "--images", str(args.images), "--throughput-images",
-               str(args.throughput_images), "--cache", args.cache, *(["--shard", str(args.shard)] if args.shard and kind == "throughput" else []),
-               *extra]
+               str(args.throughput_images), "--cache", args.cache,
+               *(["--shard", str(args.shard)] if args.shard and kind == "throughput" else []), *extra]
     result = subprocess.run(command, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
     if result.returncode:

@@ -4,12 +4,13 @@ batch, keeping per image only what a technique needs, in shards that outlive an 
 What the scanning techniques share (maximally activating patches, neighbours, t-SNE, and any
 dataset-wide evaluation such as a robustness curve):
 
-* a *work*: a picklable callable ``work(model, pixels) -> {name: rows}`` that turns a batch of
-  uint8 pixels (n, H, W, C) into one row per image under each of its ``names``:
-  :class:`LayerFeatures` (a layer's activations, as float32 or float16), :class:`ChannelPeaks`
-  (each channel's strongest positions), :class:`Thumbnails`. A robustness curve's work would
-  return, per image, whether it is still classified correctly at each epsilon, and the curve is
-  the mean of that column over the store;
+* a *work*: a picklable callable ``work(model, pixels, labels) -> {name: rows}`` that turns a
+  batch of uint8 pixels (n, H, W, C) and their labels (n,) (None for an unlabelled dataset) into
+  one row per image under each of its ``names``: :class:`LayerFeatures` (a layer's activations,
+  as float32 or float16), :class:`ChannelPeaks` (each channel's strongest positions),
+  :class:`Thumbnails`. A robustness curve's work returns, per image, whether the attacked image
+  is still classified as its label at each epsilon; the curve is the mean of those rows over the
+  store, and an interrupted evaluation resumes like any scan;
 * a :class:`Store` of the rows, in shards of a fixed number of images (a multiple of the batch
   size, so the batches, and hence the bits, of a shard never depend on what was cached). For a
   folder it lies on disk, one ``.npy`` per shard and output, each written whole or not at all,
@@ -92,7 +93,7 @@ class LayerFeatures:
     def key(self):
         return {"work": "features", "layer": self.layer, "dtype": self.dtype}
 
-    def __call__(self, model, pixels):
+    def __call__(self, model, pixels, labels=None):
         acts = layer_activations(model, model.preprocessing.normalize(pixels), self.layer)
         return {"features": acts.reshape(len(acts), -1).astype(self.dtype)}
 
@@ -110,7 +111,7 @@ class ChannelPeaks:
     def key(self):
         return {"work": "channel-peaks", "layer": self.layer, "m": self.m, "channels": self.channels}
 
-    def __call__(self, model, pixels):
+    def __call__(self, model, pixels, labels=None):
         acts = layer_activations(model, model.preprocessing.normalize(pixels), self.layer)
         acts = acts.reshape(acts.shape[0], acts.shape[1], -1)
         if self.channels is not None:
@@ -132,7 +133,7 @@ class Thumbnails:
     def key(self):
         return {"work": "thumbnails", "side": self.side}
 
-    def __call__(self, model, pixels):
+    def __call__(self, model, pixels, labels=None):
         h, w = pixels.shape[1:3]
         rows, cols = (np.arange(self.side) * h) // self.side, (np.arange(self.side) * w) // self.side
         return {"thumbnails": pixels[:, rows][:, :, cols]}
@@ -170,9 +171,9 @@ class Store:
         if self._memory is not None:
             self._memory[i] = rows
             return
+        if os.path.islink(self.folder):
+            raise ValueError(f"{self.folder} is a symbolic link; refusing to write a scan cache through it")
         if not os.path.isdir(self.folder):
-            if os.path.islink(self.folder):
-                raise ValueError(f"{self.folder} is a symbolic link; refusing to write a scan cache through it")
             os.makedirs(self.folder, exist_ok=True)
             record = {"count": self.count, "shard": self.shard, "names": list(self.names), "key": self.key}
             atomic_write(os.path.join(self.folder, "scan.json"),
@@ -267,9 +268,10 @@ def _store_for(model, images, work, batch, shard, fingerprint, keys):
     return Store(len(images), shard, names, os.path.join(cache_root(images.cache), name), key)
 
 
-def _run_shard(model, read, works, stores, i, batch):
+def _run_shard(model, read, labels, works, stores, i, batch):
     """Compute shard ``i`` of each store that lacks it, batch by batch (yielding each batch's size),
-    and store it after its last batch."""
+    and store it after its last batch. ``read(a, b)``: the pixels of images a..b-1; ``labels``:
+    the shard's labels, or None."""
     start, stop = stores[0].bounds(i)
     lacking = [(work, store) for work, store in zip(works, stores) if not store.done(i)]
     shards = [{} for _ in lacking]
@@ -277,7 +279,8 @@ def _run_shard(model, read, works, stores, i, batch):
         last = min(first + batch, stop)
         pixels = read(first, last)
         for shard, (work, _) in zip(shards, lacking):
-            for name, rows in work(model, pixels).items():
+            part = None if labels is None else labels[first - start: last - start]
+            for name, rows in work(model, pixels, part).items():
                 if name not in shard:
                     shard[name] = np.empty((stop - start,) + rows.shape[1:], rows.dtype)
                 shard[name][first - start: last - start] = rows
@@ -309,10 +312,11 @@ def scan(model, dataset, works, batch_size, description="scan", verbose=None):
               file=sys.stderr)
     executor = _EXECUTOR.get()
     if executor is not None and isinstance(images, FolderImages):
-        sizes = executor.shards(images, works, stores, missing, batch_size)
+        sizes = executor.shards(dataset, works, stores, missing, batch_size)
     else:
         sizes = (size for i in missing
-                 for size in _run_shard(model, lambda a, b: images[a:b], works, stores, i, batch_size))
+                 for size in _run_shard(model, lambda a, b: images[a:b], _labels(dataset, stores[0], i), works,
+                                        stores, i, batch_size))
     try:
         with contextlib.closing(sizes):
             for _ in Progress(sizes, description, total=total, verbose=verbose, unit="images", size=int):
@@ -333,7 +337,7 @@ class _Distributed:
     def __init__(self, client, model_name, seed, retries):
         self.client, self.model_name, self.seed, self.retries = client, model_name, seed, retries
 
-    def shards(self, images, works, stores, missing, batch):
+    def shards(self, dataset, works, stores, missing, batch):
         """Submit one task per missing shard; yield each one's image count as it completes (Dask
         retries failed tasks; any still failing raises here, and the rest are cancelled)."""
         from methods.lib.cluster import as_completed
@@ -342,8 +346,9 @@ class _Distributed:
         futures = []
         for i in missing:
             start, stop = stores[0].bounds(i)
-            futures.append(self.client.submit(_shard_task, self.model_name, self.seed, backend, images.files[start:stop],
-                                              start, works, stores, i, batch, pure=False, retries=self.retries))
+            futures.append(self.client.submit(_shard_task, self.model_name, self.seed, backend,
+                                              dataset.images.files[start:stop], _labels(dataset, stores[0], i), start,
+                                              works, stores, i, batch, pure=False, retries=self.retries))
         try:
             for future in as_completed(futures):
                 yield future.result()
@@ -351,17 +356,23 @@ class _Distributed:
             self.client.cancel(futures)
 
 
-def _shard_task(model_name, seed, backend, files, start, works, stores, i, batch):
+def _shard_task(model_name, seed, backend, files, labels, start, works, stores, i, batch):
     """One shard, on a worker: the model loaded once per worker process, the shard's files read
     there, the rows written to the shared store. Returns how many images it scanned."""
     from methods.lib.cluster import worker_model
 
     model = worker_model(model_name, seed)
     with minigrad.backend.using_backend(backend):
-        for _ in _run_shard(model, lambda a, b: read_pixels(model, files[a - start: b - start]), works, stores, i,
-                            batch):
+        for _ in _run_shard(model, lambda a, b: read_pixels(model, files[a - start: b - start]), labels, works,
+                            stores, i, batch):
             pass
     return len(files)
+
+
+def _labels(dataset, store, i):
+    """The labels of shard ``i``, or None."""
+    start, stop = store.bounds(i)
+    return None if dataset.labels is None else np.asarray(dataset.labels[start:stop])
 
 
 @contextlib.contextmanager

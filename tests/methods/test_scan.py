@@ -226,3 +226,41 @@ def test_peak_memory_of_a_folder_scan_does_not_grow_with_the_folder(tmp_path):
         assert result.returncode == 0, result.stderr
         grown[mode] = float(result.stdout.split()[-1])
     assert grown["stream"] < BOUND_MIB < grown["eager"], grown
+
+
+def test_a_cache_folder_planted_as_a_link_is_refused(folder, tmp_path):
+    import shutil
+
+    model = tiny_vgg(channels=1, size=16)
+    cache = tmp_path / "cache"
+    methods.neighbours(model, load_dataset(model, folder, cache=str(cache)), layer="fc3", k=2)
+    [store] = os.listdir(cache)
+    shutil.rmtree(cache / store)
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", cache / store)
+    with pytest.raises(ValueError, match="is a symbolic link; refusing to write a scan cache through it"):
+        methods.neighbours(model, load_dataset(model, folder, cache=str(cache)), layer="fc3", k=2)
+    assert os.listdir(tmp_path / "elsewhere") == []
+
+
+class CorrectAtZero:
+    """A dataset-wide evaluation as a work (what a robustness curve does at each epsilon): per image,
+    whether the model's top class is its label."""
+
+    layer = "fc4"
+    names = ("correct",)
+
+    def key(self):
+        return {"work": "correct"}
+
+    def __call__(self, model, pixels, labels):
+        return {"correct": scan.layer_activations(model, model.preprocessing.normalize(pixels), "fc4").argmax(1)
+                == labels}
+
+
+def test_a_work_gets_each_batch_with_its_labels(folder, tmp_path):
+    model = tiny_vgg(channels=1, size=16, classes=2)
+    data = load_dataset(model, folder, cache=str(tmp_path))
+    store, = scan.scan(model, data, [CorrectAtZero()], batch_size=3)
+    scores = scan.layer_activations(model, model.preprocessing.normalize(np.asarray(data.images)), "fc4")
+    np.testing.assert_array_equal(store.array("correct"), scores.argmax(1) == data.labels)
