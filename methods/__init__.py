@@ -2,7 +2,8 @@
 
 Every technique is a function registered with its options (``methods.lib.options``): call it on
 a model (anything ``minigrad.models.load`` gives, or any ``nn.Module``) and a preprocessed batch,
-a dataset or nothing, and read the arrays of the result it returns::
+a dataset or nothing (HOG inversion and Efros-Leung synthesis take an image alone, no network),
+and read the arrays of the result it returns::
 
     from minigrad import models
     import methods
@@ -29,10 +30,12 @@ from methods.backprop import deconvnet, guided_backprop
 from methods.gradcam import grad_cam
 from methods.smoothgrad import smoothgrad
 from methods.integrated_gradients import integrated_gradients
+from methods.hog import hog, hog_inversion, soft_hog
+from methods.efros_leung import efros_leung
 
-__all__ = ["PLANNED", "TECHNIQUES", "activations", "deconvnet", "filters", "grad_cam", "guided_backprop",
-           "integrated_gradients", "maximally_activating_patches", "neighbours", "occlusion", "saliency",
-           "smoothgrad", "tsne", "tsne_embedding"]
+__all__ = ["PLANNED", "TECHNIQUES", "activations", "deconvnet", "efros_leung", "filters", "grad_cam", "guided_backprop", "hog",
+           "hog_inversion", "integrated_gradients", "maximally_activating_patches", "neighbours", "occlusion",
+           "saliency", "smoothgrad", "soft_hog", "tsne", "tsne_embedding"]
 
 #: The lecture notes' techniques still to come (name, title, paper); ``python -m methods`` lists them.
 PLANNED = (
@@ -44,7 +47,6 @@ PLANNED = (
     ("style-transfer", "Neural style transfer", "Gatys et al. 2016"),
     ("adversarial", "Adversarial examples (L-BFGS, FGSM)", "Szegedy et al. 2014; Goodfellow et al. 2015"),
     ("fooling", "Fooling images", "Nguyen et al. 2015"),
-    ("hog-inversion", "HOG inversion", "Vondrick et al. 2013"),
     ("deep-image-prior", "Deep Image Prior", "Ulyanov et al. 2018"),
     ("bagnet", "Bag-of-features and BagNet evidence maps", "Brendel & Bethge 2019"),
     ("embeddings", "Siamese / triplet embeddings", "Hadsell et al. 2006; Schroff et al. 2015"),

@@ -51,9 +51,13 @@ def build_parser():
 def _technique_arguments(sub, spec, sweeping):
     """The arguments of ``python -m methods NAME`` (and of ``python -m methods sweep NAME``)."""
     name = spec.name
-    sub.add_argument("--model", default="fashion-vgg",
-                     help="model name for minigrad.models.load, or a weights file (default: fashion-vgg)")
-    if spec.inputs == "images" or spec.queries:
+    if spec.inputs == "image" and not sweeping:
+        sub.add_argument("--image", default=spec.image,
+                         help=f"the image: a file, or sample:NAME (a shipped photo or texture) (default: {spec.image})")
+    elif spec.inputs != "image":
+        sub.add_argument("--model", default="fashion-vgg",
+                         help="model name for minigrad.models.load, or a weights file (default: fashion-vgg)")
+    if spec.inputs == "images" or spec.queries or (spec.inputs == "image" and sweeping):
         what = "query image" if spec.queries else "image"
         default = "dataset indices" if spec.queries else "sample:0 for fashion-vgg, sample:chelsea otherwise"
         sub.add_argument("--image", action="append", default=None,
@@ -134,12 +138,12 @@ def run(args):
     check_folder(args.out, args.force)
     seed = getattr(args, "seed", 0)
     minigrad.manual_seed(seed)
-    model = models.load(args.model)
+    model = models.load(args.model) if spec.inputs != "image" else None
     values = {o.name: getattr(args, o.name) for o in spec.options}
+    images = [args.image] if spec.inputs == "image" else getattr(args, "image", None)
     with _scan_cluster(args, seed):
-        result, notes = run_technique(spec, model, values, images=getattr(args, "image", None),
-                                      dataset=getattr(args, "dataset", "sample"), limit=getattr(args, "limit", None),
-                                      cache=_cache(args))
+        result, notes = run_technique(spec, model, values, images=images, dataset=getattr(args, "dataset", "sample"),
+                                      limit=getattr(args, "limit", None), cache=_cache(args))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     for path in result.save(args.out, force=True):
@@ -168,7 +172,7 @@ def _scan_cluster(args, seed):
 def _sweep(args):
     spec = TECHNIQUES[args.swept]
     record = methods.sweep.sweep(
-        args.swept, args.out, args.over, model=args.model, options={o.name: getattr(args, o.name) for o in spec.options},
+        args.swept, args.out, args.over, model=getattr(args, "model", None), options={o.name: getattr(args, o.name) for o in spec.options},
         units=None if args.units is None else methods.sweep.parse_units(args.units),
         values=None if args.values is None else [v for v in args.values.split(",") if v.strip()],
         images=getattr(args, "image", None), dataset=args.dataset, limit=args.limit, seed=getattr(args, "seed", 0),

@@ -38,7 +38,8 @@ def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=
     for spec in progress:
         progress.set(technique=spec.name)
         minigrad.manual_seed(0)
-        entry = {"technique": spec.name, "title": spec.title, "paper": spec.paper, "model": model_name}
+        entry = {"technique": spec.name, "title": spec.title, "paper": spec.paper,
+                 "model": model_name if spec.inputs != "image" else None}
         start = time.perf_counter()
         try:
             result, _ = run_technique(spec, model, spec.gallery_values(), limit=_gallery_limit(spec, model))
@@ -79,9 +80,10 @@ def _gallery_limit(spec, model):
 def _page(model_name, entries, overview):
     sections = []
     for entry in entries:
+        model = f" --model {html.escape(model_name)}" if entry["model"] else ""  # None: no network
         head = (f'<h2 id="{html.escape(entry["technique"])}">{html.escape(entry["title"])}</h2>'
                 f'<p>{html.escape(entry["paper"])} &middot; <code>python -m methods {html.escape(entry["technique"])}'
-                f' --model {html.escape(model_name)}</code> &middot; {entry["seconds"]:.2f} s</p>')
+                f'{model}</code> &middot; {entry["seconds"]:.2f} s</p>')
         if entry.get("error"):
             sections.append(f'<section>{head}<p class="error">failed: {html.escape(entry["error"])}</p></section>')
             continue

@@ -133,7 +133,8 @@ def _run_item(task, model):
     with open(os.path.join(scratch, "attempts", attempt), "x", encoding="utf-8"):
         pass
     start = time.perf_counter()
-    model = model if model is not None else worker_model(task["model"], task["seed"])
+    if model is None and task["needs_model"]:
+        model = worker_model(task["model"], task["seed"])
     minigrad.manual_seed(task["seed"])
     with minigrad.backend.using_backend(task["backend"]):
         result, notes = run_technique(TECHNIQUES[task["technique"]], model, task["values"], images=task["images"],
@@ -158,11 +159,11 @@ def _run_item(task, model):
 def _items(spec, over, model, values, units, sweep_values, images, dataset, limit):
     """[(item, label, folder name, option values)] for the sweep."""
     if over == "images":
-        if spec.inputs != "images":
+        if spec.inputs not in ("images", "image"):
             raise ValueError(f"a sweep over images needs a technique that takes images; {spec.name} takes "
                              f"{'a dataset' if spec.inputs == 'dataset' else 'no image'}")
-        specs = list(images) if images else sample_specs(model(), limit) if dataset == "sample" else \
-            image_files(dataset, limit)
+        specs = list(images) if images else image_files(dataset, limit) if dataset != "sample" else \
+            sample_specs(model() if spec.inputs == "images" else None, limit)
         return [(s, s if s.startswith("sample:") else os.path.basename(s),
                  f"{i:05d}_{safe_name(os.path.splitext(os.path.basename(s))[0])}", values) for i, s in enumerate(specs)]
     if over == "units":
@@ -191,8 +192,9 @@ def sweep(technique, out, over, *, model="fashion-vgg", options=None, units=None
           dataset="sample", limit=None, seed=0, workers=None, scheduler=None, retries=2, chunk=1, cache=None,
           resume=False, verbose=None):
     """Run ``technique`` (a registered name) once per item of ``over`` ("images", "units" or one of
-    its option names, see the module docstring) on ``model`` (a name, as every worker loads it),
-    with the other ``options`` fixed; each result saved in its own folder under ``out``.
+    its option names, see the module docstring) on ``model`` (a name, as every worker loads it;
+    None for a technique that takes an image alone), with the other ``options`` fixed; each result
+    saved in its own folder under ``out``.
 
     ``units``: the channels of a unit sweep (default: all of ``options["layer"]``); ``values``: the
     option values of an option sweep; ``images`` / ``dataset`` / ``limit`` / ``cache``: the inputs,
@@ -229,7 +231,8 @@ def sweep(technique, out, over, *, model="fashion-vgg", options=None, units=None
             "items": [item for item, *_ in items], "images": list(images) if images else None, "dataset": dataset,
             "limit": limit, "backend": minigrad.get_backend()}
     _start(out, plan, resume)
-    tasks = [{"technique": technique, "model": model, "seed": seed, "backend": plan["backend"], "values": item_values,
+    tasks = [{"technique": technique, "model": model, "needs_model": spec.inputs != "image", "seed": seed,
+              "backend": plan["backend"], "values": item_values,
               "images": [item] if over == "images" else images, "dataset": dataset, "limit": limit, "cache": cache,
               "out": out, "item": item, "label": label, "folder": folder}
              for item, label, folder, item_values in items]
@@ -238,7 +241,8 @@ def sweep(technique, out, over, *, model="fashion-vgg", options=None, units=None
     if workers or scheduler:
         parts = _on_cluster(chunks, load, model, seed, spec, dataset, workers, scheduler, retries, records)
     else:
-        parts = (_attempt(lambda part=part: run_items(part, load()), part, retries, records) for part in chunks)
+        here = load if spec.inputs != "image" else lambda: None
+        parts = (_attempt(lambda part=part: run_items(part, here()), part, retries, records) for part in chunks)
     try:
         with contextlib.closing(parts):
             for _ in Progress(parts, f"sweep {technique} over {over}", total=len(tasks), verbose=verbose,

@@ -25,9 +25,10 @@ import numpy as np
 
 from methods import data
 from minigrad.models import PreprocessingNote
+from minigrad.models.preprocessing import read_image
 
 __all__ = ["Dataset", "FolderImages", "IMAGE_SUFFIXES", "as_dataset", "default_image", "image_files", "load_dataset",
-           "load_images", "photo_crops", "read_pixels", "sample_specs"]
+           "load_images", "load_pixels", "photo_crops", "read_pixels", "sample_specs"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -73,7 +74,7 @@ def sample_specs(model, limit=None):
     """The specs of the sample images, one by one (what a sweep over the images of the "sample"
     dataset runs on): ``sample:0``, ``sample:1``, ... for fashion-vgg, the shipped photos by name
     for any other model."""
-    if _is_fashion(model):
+    if model is not None and _is_fashion(model):
         return [f"sample:{i}" for i in range(len(data.fashion_sample()[0]))][:limit]
     return [f"sample:{name}" for name in sorted(data.SAMPLE_IMAGES)][:limit]
 
@@ -82,22 +83,7 @@ def load_images(model, specs):
     """Images named on a command line, preprocessed for ``model``: image files, ``sample:NAME``
     (a shipped photograph) or ``sample:INDEX`` (an image of the shipped Fashion-MNIST sample).
     Returns (x, notes): the (N, C, H, W) batch and the resize notes, one string each."""
-    images = []
-    for spec in specs:
-        if not isinstance(spec, str) or not spec.startswith("sample:"):
-            images.append(spec)
-            continue
-        key = spec.split(":", 1)[1]
-        if key.isdigit():
-            sample = data.fashion_sample()[0]
-            if int(key) >= len(sample):
-                raise ValueError(f"{spec}: the Fashion-MNIST sample has images 0..{len(sample) - 1}")
-            images.append(sample[int(key)])
-        elif key in data.SAMPLE_IMAGES:
-            images.append(data.sample_image(key))
-        else:
-            raise ValueError(f"{spec}: no such sample; use sample:0..1999 (Fashion-MNIST) or sample:NAME with NAME "
-                             f"one of {', '.join(sorted(data.SAMPLE_IMAGES))}")
+    images = [_sample(spec) if isinstance(spec, str) and spec.startswith("sample:") else spec for spec in specs]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PreprocessingNote)
         x = model.preprocessing.normalize(model.prepare_images(images, names=[str(spec) for spec in specs]))
@@ -106,6 +92,30 @@ def load_images(model, specs):
         if not issubclass(w.category, PreprocessingNote):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return x, notes
+
+
+def _sample(spec):
+    """The shipped image ``sample:NAME`` (a photograph or texture) or ``sample:INDEX`` (Fashion-MNIST)."""
+    key = spec.split(":", 1)[1]
+    if key.isdigit():
+        sample = data.fashion_sample()[0]
+        if int(key) >= len(sample):
+            raise ValueError(f"{spec}: the Fashion-MNIST sample has images 0..{len(sample) - 1}")
+        return sample[int(key)]
+    if key in data.SAMPLE_IMAGES:
+        return data.sample_image(key)
+    raise ValueError(f"{spec}: no such sample; use sample:0..1999 (Fashion-MNIST) or sample:NAME with NAME "
+                     f"one of {', '.join(sorted(data.SAMPLE_IMAGES))}")
+
+
+def load_pixels(spec):
+    """The pixels of one image named as on a command line (a file, ``sample:NAME`` or
+    ``sample:INDEX``), at its own size and mode: uint8 (H, W) grey or (H, W, 3) colour. For the
+    techniques that work on an image itself, with no network (``inputs="image"``)."""
+    if spec.startswith("sample:"):
+        return _sample(spec)
+    pixels = read_image(spec)
+    return pixels[..., 0] if pixels.shape[2] == 1 else pixels
 
 
 def image_files(folder, limit=None):

@@ -9,7 +9,7 @@ import numpy as np
 import minigrad
 from minigrad import models
 
-__all__ = ["as_model", "check_batch", "frozen", "probabilities", "resolve_targets", "to_host"]
+__all__ = ["as_model", "check_batch", "check_image", "frozen", "probabilities", "resolve_targets", "to_host"]
 
 
 def to_host(array):
@@ -46,6 +46,32 @@ def check_batch(model, x):
     if not bool(xp.isfinite(data).all()):
         raise ValueError("the image batch contains NaN or infinite values")
     return data
+
+
+def check_image(image, name="image"):
+    """One image for a technique that works on the image itself (``inputs="image"``): a file or
+    ``sample:NAME`` (read by :func:`methods.lib.datasets.load_pixels`), or an array (H, W) or
+    (H, W, 1) grey, (H, W, 3) colour (an alpha channel is dropped), uint8 or float in [0, 1].
+    Returns uint8 or float64 (H, W) or (H, W, 3), or a ValueError naming what is wrong."""
+    if isinstance(image, str):
+        from methods.lib.datasets import load_pixels
+
+        return load_pixels(image)
+    array = to_host(image)
+    if array.ndim == 3 and array.shape[2] in (1, 4):
+        array = array[..., 0] if array.shape[2] == 1 else array[..., :3]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) or 0 in array.shape:
+        raise ValueError(f"{name} must be an (H, W) grey or (H, W, 3) colour image, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind != "f":
+        raise ValueError(f"{name} must be uint8 (0..255) or float in [0, 1], got dtype {array.dtype}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if array.min() < 0 or array.max() > 1:
+        raise ValueError(f"{name}: a float image must hold values in [0, 1], got [{array.min():g}, {array.max():g}] "
+                         "(pass uint8 for 0..255)")
+    return array.astype(np.float64)
 
 
 @contextlib.contextmanager

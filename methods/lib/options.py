@@ -16,7 +16,11 @@ the option and its valid range, before any work), the ``--size`` / ``--fill`` ar
 
 The decorated function also takes care of what every technique needs first: the model goes
 through :func:`minigrad.models.as_model` (any ``nn.Module`` works), and for ``inputs="images"``
-the batch is checked against the model.
+the batch is checked against the model. A technique that works on an image itself, with no
+network (HOG inversion, Efros-Leung texture synthesis), declares ``inputs="image"`` and is
+written ``def f(image="sample:NAME", *, ...)``: the default names the image the command line and
+the gallery use, and the image (a file, ``sample:NAME`` or an array) arrives checked by
+:func:`methods.lib.inputs.check_image`.
 """
 
 import functools
@@ -28,7 +32,7 @@ import numpy as np
 __all__ = ["KINDS", "Option", "Technique", "TECHNIQUES", "technique"]
 
 #: What an option can hold; each kind has a check and a command-line parser.
-KINDS = ("int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path")
+KINDS = ("int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path", "image")
 
 #: name -> :class:`Technique`, in the order the modules register them.
 TECHNIQUES = {}
@@ -74,7 +78,8 @@ class Option:
         return {"bool": "True or False", "str": "a string", "layer": "a layer name of the model",
                 "unit": "a channel c or a neuron (c, i, j) of non-negative integers",
                 "target": "a class index >= 0 or a class name (or one per image)",
-                "path": "a file or folder path"}[self.kind]
+                "path": "a file or folder path",
+                "image": "an image: a file, sample:NAME, or an (H, W) or (H, W, 3) array"}[self.kind]
 
     def _bad(self, value):
         return ValueError(f"{self.name} must be {self.range_text()}" + ("" if self.default is not None else " or None")
@@ -113,6 +118,10 @@ class Option:
             if not isinstance(value, str) or not value:
                 raise self._bad(value)
             return value
+        if kind == "image":
+            if (isinstance(value, str) and value) or np.ndim(value) in (2, 3) and not isinstance(value, str):
+                return value
+            raise self._bad(value)
         if kind == "unit":
             if _is_int(value) and value >= 0:
                 return int(value)
@@ -184,12 +193,14 @@ class Option:
 class Technique:
     """A registered technique: its name, title, paper, options, what it takes (``inputs``:
     "images" -- a preprocessed batch; "dataset" -- a :class:`~methods.lib.datasets.Dataset`;
-    "model" -- nothing more), and the decorated function."""
+    "model" -- nothing more; "image" -- one image and no model, by default ``image``), and the
+    decorated function."""
 
-    def __init__(self, name, title, paper, options, inputs, function, queries=False):
+    def __init__(self, name, title, paper, options, inputs, function, queries=False, image=None):
         self.name, self.title, self.paper, self.inputs, self.function = name, title, paper, inputs, function
         self.options = list(options)
         self.queries = queries  # a dataset technique that also takes query images (neighbours)
+        self.image = image  # the default image of an inputs="image" technique
 
     def defaults(self):
         return {o.name: o.default for o in self.options}
@@ -212,12 +223,13 @@ def technique(name, title, paper, options, inputs="images"):
     """Register the decorated function as technique ``name`` with these :class:`Option` s.
 
     The function is written ``def f(model, x, *, opt1, opt2)`` (``f(model, dataset, ..., *, ...)``
-    for ``inputs="dataset"``, ``f(model, *, ...)`` for "model") with keyword-only options and no
-    defaults: the defaults come from the declaration. The returned function checks every option,
-    adapts the model and the input batch, and sets ``result.params`` to the values it ran with.
+    for ``inputs="dataset"``, ``f(model, *, ...)`` for "model", ``f(image="sample:NAME", *, ...)``
+    for "image") with keyword-only options and no defaults: the defaults come from the
+    declaration. The returned function checks every option, adapts the model and the input batch
+    (or checks the image), and sets ``result.params`` to the values it ran with.
     """
-    if inputs not in ("images", "dataset", "model"):
-        raise ValueError(f"inputs must be 'images', 'dataset' or 'model', got {inputs!r}")
+    if inputs not in ("images", "dataset", "model", "image"):
+        raise ValueError(f"inputs must be 'images', 'dataset', 'model' or 'image', got {inputs!r}")
 
     def decorate(function):
         signature = inspect.signature(function)
@@ -227,8 +239,25 @@ def technique(name, title, paper, options, inputs="images"):
             raise TypeError(f"{function.__name__}: keyword-only parameters {[p.name for p in keyword]} "
                             f"must be the declared options {declared}, in order")
         positional = [p for p in signature.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
-        spec = Technique(name, title, paper, options, inputs, None, queries=inputs == "dataset" and len(positional) > 2)
+        image = positional[0].default if inputs == "image" and positional else None
+        if inputs == "image" and (len(positional) != 1 or not isinstance(image, str)):
+            raise TypeError(f"{function.__name__}: an inputs='image' technique takes one image parameter whose "
+                            "default names an image (a file or sample:NAME), then its options")
+        spec = Technique(name, title, paper, options, inputs, None, queries=inputs == "dataset" and len(positional) > 2,
+                         image=image)
         function.__kwdefaults__ = spec.defaults()
+
+        @functools.wraps(function)
+        def run_on_image(*args, **values):
+            from methods.lib.inputs import check_image
+
+            if len(args) > 1 or (args and positional[0].name in values):
+                raise TypeError(f"{name}() takes one image, then options by name")
+            source = args[0] if args else values.pop(positional[0].name, image)
+            values = spec.check(values)
+            result = function(check_image(source, positional[0].name), **values)
+            result.technique, result.params = name, {**values, **result.params}
+            return result
 
         @functools.wraps(function)
         def run(model, *args, **values):
@@ -247,6 +276,8 @@ def technique(name, title, paper, options, inputs="images"):
             result.technique, result.params = name, {**values, **result.params}
             return result
 
+        if inputs == "image":
+            run = run_on_image
         run.__signature__ = signature.replace(parameters=[
             p.replace(default=spec.defaults()[p.name]) if p.kind is p.KEYWORD_ONLY else p
             for p in signature.parameters.values()])

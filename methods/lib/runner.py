@@ -13,7 +13,9 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
     ``values``. ``images``: image specs (files, ``sample:NAME``, ``sample:INDEX``; default: the
     model's :func:`~methods.lib.datasets.default_image`) for techniques that take images, or the
     queries of one that takes a dataset; ``dataset`` / ``limit`` for dataset techniques, and
-    ``cache`` for a folder's scans (:func:`~methods.lib.datasets.load_dataset`).
+    ``cache`` for a folder's scans (:func:`~methods.lib.datasets.load_dataset`). A technique on
+    one image and no network (``inputs="image"``) takes the first spec (default: its own) and
+    ignores ``model``.
     Returns (result, notes): ``result.inputs`` records what it ran on, ``notes`` the resizes made."""
     start = time.perf_counter()
     notes = []
@@ -31,6 +33,12 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
         result = spec.function(model, *args, **values)
         result.inputs = {"dataset": dataset, "limit": limit, "images": len(data.images),
                          "queries": list(images) if images and spec.queries else None}
+    elif spec.inputs == "image":  # no network: the model is not used
+        if images and len(images) > 1:
+            raise ValueError(f"{spec.name} works on one image, got {len(images)}")
+        image = images[0] if images else spec.image
+        result = spec.function(image, **values)
+        result.inputs = {"image": image}
     else:
         result = spec.function(model, **values)
     result.summary.setdefault("seconds", round(time.perf_counter() - start, 3))

@@ -1,4 +1,5 @@
-"""Every registered technique on every kind of model (issue 11): the shipped fashion-vgg, a plain
+"""Every registered technique on every kind of model (issue 11): the shipped fashion-vgg (there
+also the techniques that work on an image alone, with no network), a plain
 ``nn.Sequential`` built here, a functional-style ``nn.Module`` (occlusion falls back to full
 recomputation), and vgg16-random / alexnet-random (every technique: marked slow, about two minutes
 on two cores; one technique each on a 64 x 64 input: always). Each result draws non-constant uint8
@@ -66,6 +67,8 @@ def test_every_technique_on_fashion_vgg(fashion, tmp_path, name):
         assert record["inputs"] == {"images": ["sample:0"]}
     if spec.inputs == "dataset":
         assert record["inputs"]["images"] == LIMIT["fashion-vgg"]
+    if spec.inputs == "image":  # no network: its own default image
+        assert record["inputs"] == {"image": spec.image}
     if name == "occlusion":
         assert result.summary["used_incremental"]
 
@@ -101,7 +104,11 @@ class Functional(nn.Module):
 NETWORKS = {"sequential": sequential, "functional": lambda: Functional().eval()}
 
 
-@pytest.mark.parametrize("name", list(TECHNIQUES))
+#: The techniques that use a network (those with inputs="image" work on an image alone).
+ON_NETWORKS = [name for name, spec in TECHNIQUES.items() if spec.inputs != "image"]
+
+
+@pytest.mark.parametrize("name", ON_NETWORKS)
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_every_technique_on_a_users_network(tmp_path, network, name):
     """Image techniques take the raw network and a preprocessed-like float batch; dataset
@@ -159,7 +166,7 @@ def test_one_fast_representative_per_convnet(convnets, tmp_path, model_name, nam
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(TECHNIQUES))
+@pytest.mark.parametrize("name", ON_NETWORKS)
 @pytest.mark.parametrize("model_name", ["alexnet-random", "vgg16-random"])
 def test_every_technique_on_vgg16_and_alexnet(convnets, tmp_path, model_name, name):
     """As ``python -m methods NAME --model MODEL`` runs it (the cat at 224 x 224, the photo crops),
@@ -172,7 +179,7 @@ def test_every_technique_on_vgg16_and_alexnet(convnets, tmp_path, model_name, na
         warnings.simplefilter("ignore", models.PreprocessingNote)
         result, notes = run_technique(spec, model, spec.gallery_values(), limit=LIMIT[model_name])
     if spec.inputs == "images":
-        assert notes == ["image 0: 451x300 resized to 384x256 and centre-cropped to 224x224, the model's input size"]
+        assert notes == ["sample:chelsea: 451x300 resized to 384x256 and centre-cropped to 224x224, the model's input size"]
     check_outputs(result, tmp_path / name)
 
 

@@ -22,14 +22,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_every_technique_is_registered_with_its_function():
     assert list(TECHNIQUES) == ["filters", "activations", "patches", "neighbours", "tsne", "occlusion", "saliency",
-                                "deconvnet", "guided-backprop", "grad-cam", "smoothgrad", "integrated-gradients"]
+                                "deconvnet", "guided-backprop", "grad-cam", "smoothgrad", "integrated-gradients",
+                                "hog-inversion", "efros-leung"]
     for name, function in [("filters", methods.filters), ("activations", methods.activations),
                            ("patches", methods.maximally_activating_patches), ("neighbours", methods.neighbours),
                            ("tsne", methods.tsne_embedding), ("occlusion", methods.occlusion),
                            ("saliency", methods.saliency), ("deconvnet", methods.deconvnet),
                            ("guided-backprop", methods.guided_backprop), ("grad-cam", methods.grad_cam),
                            ("smoothgrad", methods.smoothgrad),
-                           ("integrated-gradients", methods.integrated_gradients)]:
+                           ("integrated-gradients", methods.integrated_gradients),
+                           ("hog-inversion", methods.hog_inversion), ("efros-leung", methods.efros_leung)]:
         assert TECHNIQUES[name].function is function and function.technique is TECHNIQUES[name]
 
 
@@ -106,16 +108,28 @@ BAD = [  # technique, option, bad value, the message (the option named, with its
     ("tsne", "theta", 1.5, "theta must be a number from 0 to 1, got 1.5"),
     ("tsne", "method", "fast", "method must be one of auto, exact, barnes-hut, got 'fast'"),
     ("filters", "max_filters", 0, "max_filters must be an integer >= 1 or None, got 0"),
+    ("hog-inversion", "start", "", r"start must be an image: a file, sample:NAME, or an \(H, W\) or \(H, W, 3\) array"),
+    ("hog-inversion", "start", [1, 2], "start must be an image"),
+    ("hog-inversion", "sharpness", 0, "sharpness must be a number > 0 or None, got 0"),
+    ("efros-leung", "size", [2], r"size must be an integer from 3 to 4096, got \[2\]"),
 ]
+
+
+def call(spec, model, **values):
+    """Run a technique on a model and an input of the kind it takes (an image alone for
+    inputs="image": those use no network)."""
+    if spec.inputs == "image":
+        return spec.function(np.zeros((8, 8), np.uint8), **values)
+    args = {"images": (np.zeros((1, 3, 16, 16), np.float32),), "dataset": (images(),), "model": ()}[spec.inputs]
+    return spec.function(model, *args, **values)
 
 
 @pytest.mark.parametrize("name, option, value, message", BAD)
 def test_a_bad_value_is_named_with_its_range_before_any_work(name, option, value, message):
     spec = TECHNIQUES[name]
     counting = Counting(tiny_vgg())
-    args = {"images": (np.zeros((1, 3, 16, 16), np.float32),), "dataset": (images(),), "model": ()}[spec.inputs]
     with pytest.raises(ValueError, match=message):
-        spec.function(counting.model, *args, **{option: value})
+        call(spec, counting.model, **{option: value})
     assert counting.calls == 0
 
 
@@ -153,25 +167,28 @@ def test_declarations_are_checked_when_made():
         Option("n", "integer", 1, "help")
     with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
         Option("n", "int", 0, "help", low=1)  # a default outside its own range
-    assert set(KINDS) == {"int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path"}
+    assert set(KINDS) == {"int", "float", "bool", "choice", "str", "layer", "unit", "target", "ints", "path", "image"}
     before = dict(TECHNIQUES)
     with pytest.raises(TypeError, match=r"keyword-only parameters \['b', 'a'\] must be the declared options "
                                         r"\['a', 'b'\], in order"):
         @technique("mismatch", "t", "p", [Option("a", "int", 1, "h"), Option("b", "int", 1, "h")])
         def mismatch(model, x, *, b, a):
             pass
-    with pytest.raises(ValueError, match="inputs must be 'images', 'dataset' or 'model'"):
+    with pytest.raises(ValueError, match="inputs must be 'images', 'dataset', 'model' or 'image'"):
         technique("bad", "t", "p", [], inputs="video")
+    with pytest.raises(TypeError, match="an inputs='image' technique takes one image parameter whose default names"):
+        @technique("no-default", "t", "p", [], inputs="image")
+        def no_default(image):
+            pass
     assert TECHNIQUES == before
 
 
 @pytest.mark.parametrize("name", list(TECHNIQUES))
 def test_an_unknown_option_is_a_type_error_listing_the_options(name):
     spec = TECHNIQUES[name]
-    args = {"images": (np.zeros((1, 3, 16, 16), np.float32),), "dataset": (images(),), "model": ()}[spec.inputs]
     known = ", ".join(o.name for o in spec.options)
     with pytest.raises(TypeError, match=f"{name}\\(\\) got unknown option\\(s\\) colour; its options are: {known}"):
-        spec.function(tiny_vgg(), *args, colour=1)
+        call(spec, tiny_vgg(), colour=1)
 
 
 CLI_BAD = [
