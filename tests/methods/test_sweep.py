@@ -212,3 +212,10 @@ def test_workers_without_dask_say_how_to_install_it_and_serial_paths_never_impor
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
     assert 'pip install "dask[distributed]"' in result.stderr
+
+
+def test_a_technique_on_an_image_alone_sweeps_without_a_model(tmp_path):
+    record = sweep("efros-leung", str(tmp_path / "el"), "images", model=None, images=["sample:brick", "sample:grass"],
+                   options={"size": [16, 16], "crop": 24})
+    assert record["ok"] == 2 and [row["label"] for row in record["items"]] == ["sample:brick", "sample:grass"]
+    assert record["items"][0]["fingerprint"] != record["items"][1]["fingerprint"]
