@@ -8,9 +8,10 @@ dataset-wide evaluation such as a robustness curve):
   batch of uint8 pixels (n, H, W, C) and their labels (n,) (None for an unlabelled dataset) into
   one row per image under each of its ``names``: :class:`LayerFeatures` (a layer's activations,
   as float32 or float16), :class:`ChannelPeaks` (each channel's strongest positions),
-  :class:`Thumbnails`. A robustness curve's work returns, per image, whether the attacked image
-  is still classified as its label at each epsilon; the curve is the mean of those rows over the
-  store, and an interrupted evaluation resumes like any scan;
+  :class:`Thumbnails`; it also has ``layer`` (the deepest layer it reads, or None) and ``key()``
+  (what else its rows depend on, for the cache). A robustness curve's work returns, per image,
+  whether the attacked image is still classified as its label at each epsilon; the curve is the
+  mean of those rows over the store, and an interrupted evaluation resumes like any scan;
 * a :class:`Store` of the rows, in shards of a fixed number of images (a multiple of the batch
   size, so the batches, and hence the bits, of a shard never depend on what was cached). For a
   folder it lies on disk, one ``.npy`` per shard and output, each written whole or not at all,
@@ -253,7 +254,7 @@ def _store_for(model, images, work, batch, shard, fingerprint, keys):
     names = work.names
     if not isinstance(images, FolderImages):
         return Store(len(images), shard, names)
-    layer = getattr(work, "layer", None)
+    layer = work.layer
     if layer is not None and layer not in keys:
         keys[layer] = model_key(model, layer)
     key = {"format": FORMAT, "work": work.key(), "model": keys.get(layer), "images": fingerprint,

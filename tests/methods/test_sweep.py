@@ -219,3 +219,19 @@ def test_a_technique_on_an_image_alone_sweeps_without_a_model(tmp_path):
                    options={"size": [16, 16], "crop": 24})
     assert record["ok"] == 2 and [row["label"] for row in record["items"]] == ["sample:brick", "sample:grass"]
     assert record["items"][0]["fingerprint"] != record["items"][1]["fingerprint"]
+
+
+def test_a_failing_item_is_retried_then_reported_and_the_rest_complete(tmp_path, capsys):
+    from methods.__main__ import main
+
+    out = str(tmp_path / "sweep")
+    missing = str(tmp_path / "missing.png")
+    record = sweep("grad-cam", out, "images", images=["sample:0", missing, "sample:1"], retries=1)
+    assert record["ok"] == 2 and record["failed"] == ["00001_missing"]
+    row = record["items"][1]
+    assert row["status"] == "failed" and "no such image file" in row["error"] and row["attempts"] == 2
+    assert sorted(os.listdir(out)) == ["00000_sample_0", "00002_sample_1",
+                                       "contact_sheet.png", "sweep.json"]
+    assert main(["sweep", "grad-cam", "--over", "images", "--image", missing, "--retries", "0",
+                 "--out", str(tmp_path / "cli")]) == 1
+    assert "error: 00000_missing" in capsys.readouterr().err
