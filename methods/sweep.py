@@ -280,7 +280,8 @@ def _on_cluster(chunks, load, model, seed, spec, dataset, workers, scheduler, re
     with connect(workers, scheduler) as client:
         if spec.inputs == "dataset" and dataset != "sample" and chunks:
             with scan.distributed(client, model, seed, retries):
-                yield _attempt(lambda: run_items(chunks[0], load()), chunks[0], retries, records)
+                first = _attempt(lambda: run_items(chunks[0], load()), chunks[0], retries, records)
+            yield first
             chunks = chunks[1:]
         futures = {client.submit(run_items, part, pure=False, retries=retries): part for part in chunks}
         try:

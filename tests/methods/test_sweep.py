@@ -235,3 +235,20 @@ def test_a_failing_item_is_retried_then_reported_and_the_rest_complete(tmp_path,
     assert main(["sweep", "grad-cam", "--over", "images", "--image", missing, "--retries", "0",
                  "--out", str(tmp_path / "cli")]) == 1
     assert "error: 00000_missing" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_unit_sweep_over_a_folder_scans_it_once_on_the_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    from benchmarks.scale import make_folder
+
+    folder = make_folder(str(tmp_path / "images"), 24, sizes=((30, 30), (40, 40)), suffix=".png")
+    options = {"layer": "pool3", "k": 3}
+    cache = tmp_path / "cache"
+    record = sweep("patches", str(tmp_path / "cluster"), "units", units=[0, 1, 2, 3], options=options,
+                   dataset=folder, cache=str(cache), workers=2)
+    assert record["ok"] == 4
+    assert len(os.listdir(cache)) == 1  # one scan (every channel's peaks), made by the first item on the workers
+    serial = sweep("patches", str(tmp_path / "serial"), "units", units=[0, 1, 2, 3], options=options, dataset=folder,
+                   cache=str(cache))
+    assert [row["fingerprint"] for row in serial["items"]] == [row["fingerprint"] for row in record["items"]]
