@@ -38,7 +38,7 @@ def build_parser():
                          metavar="NAME", help="render only this technique (repeatable)")
     gallery.add_argument("--force", action="store_true", help="replace an existing gallery")
     sweep = commands.add_parser("sweep", help="run a technique over many images, units or option values, on a Dask "
-                                "cluster with --workers", description=methods.sweep.__doc__.split("\n\n")[1],
+                                "cluster with --workers", description="\n\n".join(methods.sweep.__doc__.split("\n\n")[:4]).replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     swept = sweep.add_subparsers(dest="swept", metavar="TECHNIQUE", required=True)
     for name, spec in TECHNIQUES.items():

@@ -9,7 +9,9 @@ over many images, units or option values, in this process or on a Dask cluster.
 One sweep command, built on the technique registry, rather than ``--workers`` on each technique:
 the sweep's own options (what to sweep over, the cluster, retries, chunking) are stated once for
 every technique, the techniques stay plain functions of one input, and a sweep has its own output
-(one folder per item, an index and a contact sheet) that a single run does not. What is swept:
+(one folder per item, an index and a contact sheet) that a single run does not. (The techniques
+that scan a folder also take ``--workers``: that spreads the one run's scan, not many runs.)
+What is swept:
 
 * ``images``: each image of ``--image`` (repeated) or of ``--dataset`` (a folder, or the sample)
   through a technique that takes images, one image per run;
