@@ -222,8 +222,8 @@ def test_peak_memory_of_a_folder_scan_does_not_grow_with_the_folder(tmp_path):
     grown = {}
     for mode in ("stream", "eager"):
         result = subprocess.run([sys.executable, "-c", MEMORY, folder, str(tmp_path / "cache"), mode], cwd=ROOT,
-                                capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr
+                                capture_output=True, text=True, timeout=1800)
+        assert result.returncode == 0, (mode, result.stdout, result.stderr[-3000:])
         grown[mode] = float(result.stdout.split()[-1])
     assert grown["stream"] < BOUND_MIB < grown["eager"], grown
 
