@@ -73,7 +73,7 @@ def default_image(model):
 def sample_specs(model, limit=None):
     """The specs of the sample images, one by one (what a sweep over the images of the "sample"
     dataset runs on): ``sample:0``, ``sample:1``, ... for fashion-vgg, the shipped photos by name
-    for any other model."""
+    for any other model, and for None (a technique that takes no model)."""
     if model is not None and _is_fashion(model):
         return [f"sample:{i}" for i in range(len(data.fashion_sample()[0]))][:limit]
     return [f"sample:{name}" for name in sorted(data.SAMPLE_IMAGES)][:limit]
