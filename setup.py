@@ -20,5 +20,6 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6.80", "selenium>=4.11"],
         "oracle": ["torch", "scipy", "scikit-image", "scikit-learn", "opencv-python-headless", "openTSNE"],
         "gpu": ["cupy-cuda12x"],
+        "distributed": ["dask[distributed]"],
     },
 )

@@ -12,9 +12,7 @@ import json
 import os
 import time
 
-import numpy as np
-
-from methods.lib.images import grid, require
+from methods.lib.images import contact_sheet
 from methods.lib.options import TECHNIQUES
 from methods.lib.output import check_folder, jsonable, prepare_folder, write_file, write_png
 from methods.lib.progress import Progress
@@ -69,22 +67,11 @@ def render(out, model_name="fashion-vgg", techniques=None, force=False, verbose=
 def _overview(out, model_name, entries, cell=(420, 600), columns=3):
     """One picture of the whole gallery: each technique's first figure fitted into a ``cell``
     (height, width) under its name (README shows it)."""
-    Image = require("PIL.Image", "drawing the overview")
-    tiles, labels = [], []
-    for entry in entries:
-        if entry.get("figures"):
-            with Image.open(os.path.join(out, entry["figures"][0])) as im:
-                im = im.convert("RGB")
-                scale = min(cell[0] / im.height, cell[1] / im.width)
-                im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
-                tile = np.full(cell + (3,), 255, np.uint8)
-                top, left = (cell[0] - im.height) // 2, (cell[1] - im.width) // 2
-                tile[top:top + im.height, left:left + im.width] = np.asarray(im)
-                tiles.append(tile)
-                labels.append(f"{entry['technique']} ({entry['paper']})")
-    if not tiles:
+    shown = [entry for entry in entries if entry.get("figures")]
+    if not shown:
         return None
-    return grid(tiles, columns=min(columns, len(tiles)), pad=6, labels=labels)
+    return contact_sheet([os.path.join(out, entry["figures"][0]) for entry in shown],
+                         [f"{entry['technique']} ({entry['paper']})" for entry in shown], cell, columns)
 
 
 #: Images of the 2,000-image Fashion-MNIST sample the gallery gives a dataset technique (the rest

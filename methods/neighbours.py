@@ -9,6 +9,11 @@ neighbours drawn next to them show is *not* true of raw pixels.
 Distances: "l2" (Euclidean, as in the paper) or "cosine" (1 - cosine similarity). Pixel space
 uses the same metric on the raw uint8 pixels. A query taken from the dataset itself (given by
 index, or as an outside image identical to a dataset image) is never returned as its own neighbour.
+
+The dataset is streamed (:mod:`methods.lib.scan`): its features are computed once in batches into
+a store (on disk for a folder, cached and resumable; float16 on request), then read back one
+shard at a time, and the pixels are read in chunks, each pass keeping only the k nearest so far,
+so memory does not grow with the dataset.
 """
 
 import numpy as np
@@ -20,10 +25,14 @@ from methods.lib.images import enlarge, grid, rgb
 from methods.lib.inputs import check_batch
 from methods.lib.options import Option, technique
 from methods.lib.result import Result
+from methods.lib.scan import LayerFeatures, TopK, batch_size_for, scan
 
 __all__ = ["NeighboursResult", "distances", "neighbours"]
 
 METRICS = ("l2", "cosine")
+PRECISIONS = ("float32", "float16")
+#: Rows of pixels or features compared at a time, in float64 bytes.
+CHUNK = 16 * 2**20
 
 
 def distances(queries, items, metric="l2"):
@@ -42,13 +51,20 @@ def distances(queries, items, metric="l2"):
     raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
 
 
-def _nearest(dist, k, exclude):
-    dist = dist.copy()
+def _blocks(read, count, width):
+    """(start, rows) in blocks of at most :data:`CHUNK` bytes in float64 (what :func:`distances` makes
+    of them), each read by ``read(start, stop)`` and flattened to ``width`` columns."""
+    step = max(1, CHUNK // (8 * width))
+    for start in range(0, count, step):
+        yield start, read(start, start + step).reshape(-1, width)
+
+
+def _push(top, dist, start, exclude):
+    """Add the (Q, n) distances to items start.. to ``top``, items in a query's ``exclude`` left out."""
     for row, index in enumerate(exclude):
-        if index is not None:
-            dist[row, index] = np.inf
-    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(dist, order, 1)
+        here = index[(index >= start) & (index < start + dist.shape[1])]
+        dist[row, here - start] = np.inf
+    top.push(dist, start + np.arange(dist.shape[1]))
 
 
 @technique("neighbours", "Nearest neighbours in feature space", "Krizhevsky et al. 2012", [
@@ -57,15 +73,19 @@ def _nearest(dist, k, exclude):
     Option("metric", "choice", "l2", "distance: Euclidean (the paper's) or 1 - cosine similarity", choices=METRICS),
     Option("k", "int", 8, "neighbours per query", low=1),
     Option("queries", "ints", None, "dataset indices to query (default: the given query images, else 0..4)", low=0),
-    Option("batch_size", "int", 64, "images per forward pass", low=1),
+    Option("batch_size", "int", None, "images per forward pass (default: as many as fit 512 MB of activations, "
+                                      "at most 64)", low=1),
+    Option("precision", "choice", "float32", "how the features are stored; float16 halves a folder scan's disk "
+                                             "and memory (distances then come from rounded features)",
+           choices=PRECISIONS),
 ], inputs="dataset")
-def neighbours(model, dataset, query_x=None, *, layer, metric, k, queries, batch_size):
+def neighbours(model, dataset, query_x=None, *, layer, metric, k, queries, batch_size, precision):
     """The ``k`` nearest dataset images to each query in ``layer``'s feature space and in pixel space.
 
-    ``dataset``: a :class:`~methods.lib.datasets.Dataset` (or images). Queries are dataset
-    indices (``queries``, default 0..4, each left out of its own list) or outside images
-    ``query_x`` (a preprocessed batch; a dataset image identical to one is left out of its list).
-    Returns a :class:`NeighboursResult`.
+    ``dataset``: a :class:`~methods.lib.datasets.Dataset`, images, or a folder path (streamed).
+    Queries are dataset indices (``queries``, default 0..4, each left out of its own list) or
+    outside images ``query_x`` (a preprocessed batch; a dataset image identical to one is left
+    out of its list). Returns a :class:`NeighboursResult`.
     """
     dataset = as_dataset(model, dataset)
     images = dataset.images
@@ -75,27 +95,35 @@ def neighbours(model, dataset, query_x=None, *, layer, metric, k, queries, batch
         raise ValueError(f"the dataset needs at least 2 images, got {len(images)}")
     if k >= len(images):
         raise ValueError(f"k must be below the dataset size ({len(images)}), got {k}")
-    features = layer_features(model, model.preprocessing.normalize(images), layer, batch_size=batch_size)
     if query_x is None:
         queries = list(range(min(5, len(images)))) if queries is None else queries
         bad = [q for q in queries if q >= len(images)]
         if bad:
             raise ValueError(f"query index(es) {bad} out of range for a dataset of {len(images)} images")
-        query_images, query_features, exclude = images[queries], features[queries], queries
+        query_images, exclude = images[queries], [np.array([q]) for q in queries]
     else:
         query_x = check_batch(model, query_x)
         query_images = model.deprocess(query_x)[..., :images.shape[3]]
-        query_features = layer_features(model, query_x, layer, batch_size=batch_size)
-        queries = None
-        # an outside query that is pixel for pixel a dataset image is that image: leave it out
-        flat = images.reshape(len(images), -1)
-        same = [np.flatnonzero((flat == q.ravel()).all(1)) for q in query_images]
-        exclude = [s if s.size else None for s in same]
-    feature_index, feature_distance = _nearest(distances(query_features, features, metric), k, exclude)
-    pixel_index, pixel_distance = _nearest(distances(query_images, images, metric), k, exclude)
-    result = NeighboursResult(layer, metric, query_images, dataset, feature_index, feature_distance, pixel_index,
-                              pixel_distance, queries)
-    result.params.update(layer=layer, queries=queries)
+        queries, exclude = None, [np.empty(0, np.int64) for _ in query_x]
+    batch_size = batch_size or batch_size_for(model, images, layer)
+    store, = scan(model, dataset, [LayerFeatures(layer, precision)], batch_size, f"neighbours {layer}")
+    if query_x is None:
+        query_features = store.take("features", queries)
+    else:
+        query_features = layer_features(model, query_x, layer, batch_size=batch_size).astype(precision)
+    pixels, features = TopK(k, len(query_images)), TopK(k, len(query_images))
+    flat_queries = query_images.reshape(len(query_images), -1)
+    for start, block in _blocks(lambda a, b: images[a:b], len(images), flat_queries.shape[1]):
+        if queries is None:  # an outside query that is pixel for pixel a dataset image is that image: leave it out
+            exclude = [np.concatenate([e, start + np.flatnonzero((block == q).all(1))])
+                       for e, q in zip(exclude, flat_queries)]
+        _push(pixels, distances(flat_queries, block, metric), start, exclude)
+    for first, rows in store.chunks("features"):
+        for start, block in _blocks(lambda a, b: rows[a:b], len(rows), rows.shape[1]):
+            _push(features, distances(query_features, block, metric), first + start, exclude)
+    result = NeighboursResult(layer, metric, query_images, dataset, features.index, features.keys, pixels.index,
+                              pixels.keys, queries)
+    result.params.update(layer=layer, queries=queries, batch_size=batch_size)
     return result
 
 

@@ -14,21 +14,30 @@ its full window with the outside grey. Layers after a flatten / linear layer see
 their "patch" is the whole image.
 
 By default at most one patch per image is kept (its strongest position), as Girshick et al. and
-the toolbox do, so the top k are k different images; ``per_image=None`` allows several.
+the toolbox do, so the top k are k different images; ``per_image=0`` allows several.
+
+The dataset is scanned once in batches (:mod:`methods.lib.scan`), keeping per image only the
+min(per_image, k) strongest positions of each channel; a running top-k over those gives the
+result, so memory does not grow with the dataset. For a folder the per-image peaks are cached on
+disk (of every channel when that is small, 512 x 8 bytes per image for VGG16's pool5: another
+channel of the same layer then costs no forward pass), and an interrupted scan resumes.
 """
 
 import numpy as np
 
-from methods.lib.datasets import as_dataset
+from methods.lib.datasets import FolderImages, as_dataset
 from methods.lib.features import last_pooling, layer_activations
 from methods.lib.figures import Panel, figure
 from methods.lib.images import enlarge, grid, rgb, upscale_factor
 from methods.lib.options import Option, technique
-from methods.lib.progress import Progress
 from methods.lib.receptive import ReceptiveField, receptive_field
 from methods.lib.result import Result
+from methods.lib.scan import ChannelPeaks, TopK, batch_size_for, scan
 
 __all__ = ["PatchesResult", "maximally_activating_patches"]
+
+#: A folder scan keeps the peaks of every channel when they take at most this many values per image.
+ALL_CHANNELS_UP_TO = 1024
 
 
 class PatchesResult(Result):
@@ -77,12 +86,13 @@ class PatchesResult(Result):
     Option("channel", "int", 0, "channel (unit) of that layer", low=0),
     Option("k", "int", 9, "how many patches (the toolbox's 9)", low=1, high=10_000),
     Option("per_image", "int", 1, "at most this many patches per image; 0 = no limit", low=0),
-    Option("batch_size", "int", 64, "images per forward pass", low=1),
+    Option("batch_size", "int", None, "images per forward pass (default: as many as fit 512 MB of activations, "
+                                      "at most 64)", low=1),
 ], inputs="dataset")
 def maximally_activating_patches(model, dataset, *, layer, channel, k, per_image, batch_size):
     """The top-``k`` units of ``channel`` in ``layer`` over a dataset (a
-    :class:`~methods.lib.datasets.Dataset`, or images), with their image patches, as a
-    :class:`PatchesResult`."""
+    :class:`~methods.lib.datasets.Dataset`, images, or a folder path, streamed), with their image
+    patches, as a :class:`PatchesResult`."""
     dataset = as_dataset(model, dataset)
     images = dataset.images
     layer = layer or last_pooling(model)
@@ -93,30 +103,25 @@ def maximally_activating_patches(model, dataset, *, layer, channel, k, per_image
     else:  # the layers' order is not the forward's: no receptive field to cut out
         field = ReceptiveField(whole_image=True)
         note = f"{model.describe()} does not run its layers in sequence, so patches are whole images"
-    values = np.empty(0)
-    keys = np.empty((0, 3), np.int64)  # (image, row, col)
-    for first in Progress(range(0, len(images), batch_size), f"patches {layer}:{channel}"):
-        x = model.preprocessing.normalize(images[first: first + batch_size])
-        acts = layer_activations(model, x, layer)
-        if acts.ndim == 2:
-            acts = acts[:, :, None, None]
-        if channel >= acts.shape[1]:
-            raise ValueError(f"channel {channel} out of range: layer {layer!r} has {acts.shape[1]} channels "
-                             f"(0..{acts.shape[1] - 1})")
-        a = acts[:, channel].astype(np.float64)
-        n, h, w = a.shape
-        flat = a.reshape(n, -1)
-        if per_image:
-            m = min(per_image, h * w)
-            part = np.argpartition(-flat, m - 1, axis=1)[:, :m] if m < h * w else np.tile(np.arange(h * w), (n, 1))
-            cand_img, cand_pos = np.repeat(np.arange(n), part.shape[1]), part.ravel()
-        else:
-            cand_img, cand_pos = np.divmod(np.arange(n * h * w), h * w)
-        values = np.concatenate([values, flat[cand_img, cand_pos]])
-        keys = np.concatenate([keys, np.stack([cand_img + first, cand_pos // w, cand_pos % w], 1)])
-        # stable order: higher activation first, then earlier image, row, column
-        order = np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0], -values))[:k]
-        values, keys = values[order], keys[order]
+    first = layer_activations(model, model.preprocessing.normalize(images[:1]), layer)
+    channels, positions = first.shape[1], int(np.prod(first.shape[2:]))
+    if channel >= channels:
+        raise ValueError(f"channel {channel} out of range: layer {layer!r} has {channels} channels "
+                         f"(0..{channels - 1})")
+    m = min(per_image or k, k, positions)
+    every = isinstance(images, FolderImages) and channels * m <= ALL_CHANNELS_UP_TO
+    work = ChannelPeaks(layer, m, None if every else [channel])
+    batch_size = batch_size or batch_size_for(model, images, layer)
+    store, = scan(model, dataset, [work], batch_size, f"patches {layer}:{channel}")
+    column = channel if every else 0
+    cols = first.shape[3] if first.ndim == 4 else 1
+    top = TopK(k)
+    for start, values, where in store.chunks("values", "positions"):
+        # one key per (image, position), increasing in (image, row, col): ties go to the earliest
+        top.push(-values[:, column].astype(np.float64), (start + np.arange(len(where)))[:, None] * positions
+                 + where[:, column])
+    values, (index, place) = -top.keys[0], np.divmod(top.index[0], positions)
+    keys = np.stack([index, place // cols, place % cols], 1)
     height, width = images.shape[1:3]
     records, crops = [], []
     for value, (index, row, col) in zip(values, keys):
@@ -129,5 +134,5 @@ def maximally_activating_patches(model, dataset, *, layer, channel, k, per_image
         crops.append(images[index, clipped_box[0]: clipped_box[2], clipped_box[1]: clipped_box[3]].copy())
     result = PatchesResult(layer, channel, records, crops, field, dataset.names, dataset_size=len(images),
                            **({"note": note} if note else {}))
-    result.params["layer"] = layer
+    result.params.update(layer=layer, batch_size=batch_size)
     return result

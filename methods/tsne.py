@@ -35,13 +35,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from methods.lib.datasets import as_dataset
-from methods.lib.features import feature_layer, layer_features
+from methods.lib.datasets import FolderImages, as_dataset
+from methods.lib.features import feature_layer
 from methods.lib.figures import scatter
 from methods.lib.images import rgb
 from methods.lib.options import Option, technique
 from methods.lib.progress import Progress
 from methods.lib.result import Result
+from methods.lib.scan import LayerFeatures, Thumbnails, batch_size_for, scan
 
 #: N below which ``method="auto"`` uses the exact O(N^2) gradient, and from which it uses FFT
 #: interpolation rather than Barnes-Hut. Measured on this project's 2-core machine, 1000
@@ -51,6 +52,8 @@ from methods.lib.result import Result
 #: thread, the FFT on two. The FFT's grid costs the same at any N.
 EXACT_BELOW = 500
 FFT_FROM = 2500
+#: Side of the thumbnails kept for a folder's pictures (the 2000 px canvas // 25).
+THUMBNAIL = 80
 
 
 # ----- affinities -----
@@ -507,20 +510,31 @@ class TSNEResult(Result):
     Option("theta", "float", 0.5, "Barnes-Hut opening angle", low=0, high=1),
     Option("init", "choice", "pca", "initialisation", choices=("pca", "random")),
     Option("seed", "int", 0, "seed of the random initialisation", low=0),
+    Option("precision", "choice", "float32", "how the features are stored; float16 halves a folder scan's disk "
+                                             "and memory", choices=("float32", "float16")),
 ], inputs="dataset")
 def tsne_embedding(model, dataset, *, layer, perplexity, iterations, early_exaggeration, exaggeration_iterations,
-                   learning_rate, method, theta, init, seed):
-    """t-SNE of ``layer``'s activations over a dataset (the lecture notes' picture: each image placed
-    at its coordinate), as a :class:`TSNEResult`."""
+                   learning_rate, method, theta, init, seed, precision):
+    """t-SNE of ``layer``'s activations over a dataset (a Dataset, images, or a folder path, whose
+    features and thumbnails are streamed into the scan cache: :mod:`methods.lib.scan`), as a
+    :class:`TSNEResult` (the lecture notes' picture: each image placed at its coordinate)."""
     dataset = as_dataset(model, dataset)
     layer = layer or feature_layer(model)
-    features = layer_features(model, model.preprocessing.normalize(dataset.images), layer)
+    model.check_layers([layer])
+    images = dataset.images
+    works = [LayerFeatures(layer, precision)]
+    if isinstance(images, FolderImages):  # the pictures draw thumbnails of at most a 25th of the 2000 px canvas
+        works.append(Thumbnails(min(THUMBNAIL, max(images.shape[1:3]))))
+    stores = scan(model, dataset, works, batch_size_for(model, images, layer), f"t-SNE features {layer}")
+    features = stores[0].array("features")
+    if len(stores) > 1:
+        images = stores[1].array("thumbnails")
     if 3 * perplexity > len(features) - 1:  # a small dataset (e.g. the photo sample for VGG): lower it
         perplexity = max(1.0, (len(features) - 1) / 3)
     exaggeration_iterations = min(exaggeration_iterations, iterations)
     result = tsne(features, perplexity=perplexity, n_iter=iterations, early_exaggeration=early_exaggeration,
                   early_exaggeration_iter=exaggeration_iterations, learning_rate=learning_rate or "auto",
-                  method=method, theta=theta, init=init, seed=seed, images=dataset.images, labels=dataset.labels)
+                  method=method, theta=theta, init=init, seed=seed, images=images, labels=dataset.labels)
     result.label_names = dataset.names
     result.params = {"layer": layer, "perplexity": perplexity, "exaggeration_iterations": exaggeration_iterations,
                      "learning_rate": learning_rate or "max(N / exaggeration, 50)", "method": result.params["method"]}

@@ -8,8 +8,10 @@ inputs          the model interface, batch and picture checks, class targets, ho
 gradients       backprop-to-image of a class score or a unit under a ReLU rule
 features        a layer's activations for a batch or a dataset
 receptive       receptive fields from the model's layer geometry
-datasets        the shipped sample datasets and image folders
-images          uint8 scaling, grey to RGB, enlargement, resizing, grids with indices
+datasets        the shipped sample datasets and image folders (read as they are used)
+scan            dataset-wide scans in bounded memory: sharded stores cached on disk, top-k, resume
+cluster         Dask (optional): local or remote clusters, a model loaded once per worker
+images          uint8 scaling, grey to RGB, enlargement, resizing, grids with indices, contact sheets
 figures         labelled figures: colour bars with real ranges, class names, legends, curves, bars
 result          the Result base class: figures, native maps, JSON, save, plot
 output          safe writing: folders checked first, atomic files, no links followed, valid JSON

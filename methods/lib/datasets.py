@@ -10,9 +10,13 @@ sources, chosen by :func:`load_dataset`'s ``spec``:
 * ``"sample"`` for any other model: the shipped photographs and textures, ten distinct crops of
   each (the central square and a 3 x 3 grid of 60% squares), labelled by photograph;
 * a folder of image files (sorted; sub-folders become labels), each read safely (size checked
-  from the header) and brought to the model's input size as ``model.preprocess`` would.
+  from the header) and brought to the model's input size as ``model.preprocess`` would. A folder's
+  images are read only when used (:class:`FolderImages`), so a folder of any size is a Dataset
+  (ImageNet's 50,000 validation images are the reference case): the dataset-wide techniques
+  stream it in batches (:mod:`methods.lib.scan`).
 """
 
+import hashlib
 import os
 import warnings
 from collections import namedtuple
@@ -23,13 +27,14 @@ from methods import data
 from minigrad.models import PreprocessingNote
 from minigrad.models.preprocessing import read_image
 
-__all__ = ["Dataset", "IMAGE_SUFFIXES", "as_dataset", "default_image", "image_source", "load_dataset", "load_images",
-           "load_picture", "load_pixels", "photo_crops"]
+__all__ = ["Dataset", "FolderImages", "IMAGE_SUFFIXES", "as_dataset", "default_image", "image_files", "image_source",
+           "load_dataset", "load_images", "load_picture", "load_pixels", "photo_crops", "read_pixels", "sample_specs"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
-#: ``images`` uint8 (N, H, W, C); ``labels`` int64 (N,) or None; ``names`` the label names;
-#: ``sources`` one string per image (file, or sample name and crop).
+#: ``images`` uint8 (N, H, W, C) (an array, or a :class:`FolderImages` that reads its files when
+#: indexed); ``labels`` int64 (N,) or None; ``names`` the label names; ``sources`` one string per
+#: image (file, or sample name and crop).
 Dataset = namedtuple("Dataset", ["images", "labels", "names", "sources"])
 
 
@@ -63,6 +68,15 @@ def default_image(model):
     """The image a command shows when none is named: a Fashion-MNIST test image for fashion-vgg
     (``sample:0``, a sneaker), the cat photograph (``sample:chelsea``) for any other model."""
     return "sample:0" if _is_fashion(model) else "sample:chelsea"
+
+
+def sample_specs(model, limit=None):
+    """The specs of the sample images, one by one (what a sweep over the images of the "sample"
+    dataset runs on): ``sample:0``, ``sample:1``, ... for fashion-vgg, the shipped photos by name
+    for any other model, and for None (a technique that takes no model)."""
+    if model is not None and _is_fashion(model):
+        return [f"sample:{i}" for i in range(len(data.fashion_sample()[0]))][:limit]
+    return [f"sample:{name}" for name in sorted(data.SAMPLE_IMAGES)][:limit]
 
 
 def image_source(spec):
@@ -127,9 +141,22 @@ def load_pixels(spec):
     return pixels[..., 0] if pixels.shape[2] == 1 else pixels
 
 
-def load_dataset(model, spec="sample", limit=None):
+def image_files(folder, limit=None):
+    """The image files under ``folder`` (any depth), sorted, the first ``limit`` of them (None: all)."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"dataset {folder!r} is neither 'sample' nor a folder of images")
+    files = sorted(os.path.join(root, f) for root, _, names in os.walk(folder) for f in names
+                   if f.lower().endswith(IMAGE_SUFFIXES))
+    if not files:
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+    return files[:limit]
+
+
+def load_dataset(model, spec="sample", limit=None, cache=None):
     """The :class:`Dataset` named by ``spec`` ("sample" or a folder), at ``model``'s input size;
-    ``limit``: only the first N images (None: all)."""
+    ``limit``: only the first N images (None: all). A folder's images are read when used
+    (:class:`FolderImages`); ``cache`` is where scans of it keep their shards (see
+    :func:`methods.lib.scan.cache_root`; False: a temporary folder, removed after use)."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None (all images), got {limit!r}")
     if model.input_shape is None:
@@ -143,20 +170,15 @@ def load_dataset(model, spec="sample", limit=None):
             return Dataset(images[..., None], labels, data.FASHION_CLASSES, sources)
         crops, labels, names, sources = photo_crops()
         crops, labels, sources = crops[:limit], labels[:limit], sources[:limit]
-        return Dataset(_fit(model, crops), labels, names, sources)
-    if not os.path.isdir(spec):
-        raise FileNotFoundError(f"dataset {spec!r} is neither 'sample' nor a folder of images")
-    files = sorted(os.path.join(root, f) for root, _, names in os.walk(spec) for f in names
-                   if f.lower().endswith(IMAGE_SUFFIXES))
-    if not files:
-        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {spec}")
-    files = files[:limit]
+        return Dataset(read_pixels(model, crops), labels, names, sources)
+    files = image_files(spec, limit)
     folders = [os.path.relpath(os.path.dirname(f), spec) for f in files]
     labels, names = None, ()
     if any(f != "." for f in folders):
         names = tuple(sorted(set(folders)))
-        labels = np.array([names.index(f) for f in folders], np.int64)
-    return Dataset(_fit(model, files), labels, names, files)
+        index = {name: i for i, name in enumerate(names)}
+        labels = np.array([index[f] for f in folders], np.int64)
+    return Dataset(FolderImages(model, files, cache), labels, names, files)
 
 
 def _uint8(pixels):
@@ -164,19 +186,72 @@ def _uint8(pixels):
     return pixels if pixels.dtype == np.uint8 else np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8)
 
 
-def _fit(model, images):
-    """Images of any size and mode at the model's input size, uint8, without per-image notes."""
+class FolderImages:
+    """The images of a list of files as one read-only uint8 (N, H, W, C) array at the model's input
+    size, each file read (safely, see ``model.prepare_images``) only when indexed: ``images[i]``,
+    ``images[a:b]``, ``images[[i, j]]``, ``images[i, top:bottom, left:right]``, ``len``, ``shape``.
+    Nothing is kept between reads, so memory does not grow with the folder. ``np.asarray(images)``
+    reads them all (for small folders). ``cache``: where scans keep their shards (None: the default
+    cache; False: a temporary folder)."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, model, files, cache=None):
+        self.model, self.files, self.cache = model, list(files), cache
+        self.shape = (len(self.files),) + tuple(model.input_shape[1:]) + (model.input_shape[0],)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        rest = ()
+        if isinstance(index, tuple):
+            index, rest = index[0], index[1:]
+        if isinstance(index, (int, np.integer)):
+            if not -len(self) <= index < len(self):
+                raise IndexError(f"image {index} out of range for {len(self)} images")
+            return read_pixels(self.model, [self.files[index]])[0][rest]
+        if isinstance(index, slice):
+            files = self.files[index]
+        else:
+            files = [self.files[i] for i in np.arange(len(self))[np.asarray(index)]]
+        pixels = read_pixels(self.model, files) if files else np.empty((0,) + self.shape[1:], np.uint8)
+        return pixels[(slice(None),) + rest]
+
+    def __array__(self, dtype=None, copy=None):
+        pixels = self[:]
+        return pixels if dtype is None else pixels.astype(dtype)
+
+    def fingerprint(self):
+        """A digest of what the images are: each file's path, size and modification time, and the
+        model's input size and preprocessing (which make the pixels). Changes when any does."""
+        digest = hashlib.sha256(repr((self.shape[1:], sorted(self.model.preprocessing.to_dict().items()))).encode())
+        for path in self.files:
+            stat = os.stat(path)
+            digest.update(f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "replace"))
+        return digest.hexdigest()
+
+
+def read_pixels(model, images):
+    """Images (files, arrays, PIL images) at the model's input size as uint8 (N, H, W, C), without
+    per-image resize notes."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PreprocessingNote)
         return _uint8(model.prepare_images(images))
 
 
 def as_dataset(model, data, labels=None):
-    """``data`` as a :class:`Dataset`: a Dataset as it is, or images (an (N, H, W[, C]) array or a
-    list of images of any kind) brought to the model's input size, with optional ``labels``."""
+    """``data`` as a :class:`Dataset`: a Dataset as it is, a folder path (read as it is used, see
+    :func:`load_dataset`), or images (an (N, H, W[, C]) array or a list of images of any kind)
+    brought to the model's input size, with optional ``labels``."""
     if isinstance(data, Dataset):
         return data
-    images = _fit(model, data)
+    if isinstance(data, (str, os.PathLike)):
+        if labels is not None:
+            raise ValueError("labels come from a folder's sub-folders; do not pass labels with a folder")
+        return load_dataset(model, os.fspath(data))
+    images = read_pixels(model, data)
     if labels is not None:
         labels = np.asarray(labels, np.int64)
         if labels.shape != (len(images),):

@@ -8,8 +8,8 @@ import importlib
 
 import numpy as np
 
-__all__ = ["chw_to_hwc", "colorize", "colormap", "enlarge", "grid", "require", "resize", "rgb", "shrink",
-           "tile_vector", "to_uint8", "upscale_factor"]
+__all__ = ["chw_to_hwc", "colorize", "colormap", "contact_sheet", "enlarge", "grid", "require", "resize", "rgb",
+           "shrink", "tile_vector", "to_uint8", "upscale_factor"]
 
 
 def require(package, purpose):
@@ -160,3 +160,20 @@ def shrink(images, largest, side):
         return x
     pooled = F.adaptive_avg_pool2d(tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), (side, side))
     return np.ascontiguousarray(pooled.numpy().transpose(0, 2, 3, 1))
+
+
+def contact_sheet(paths, labels, cell=(420, 600), columns=3, pad=6):
+    """The pictures in ``paths`` (image files) side by side: each scaled to fit a ``cell`` (height,
+    width), centred on white, under its label, ``columns`` to a row (fewer when there are fewer)."""
+    Image = require("PIL.Image", "drawing a contact sheet")
+    tiles = []
+    for path in paths:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            scale = min(cell[0] / im.height, cell[1] / im.width)
+            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
+            tile = np.full(tuple(cell) + (3,), 255, np.uint8)
+            top, left = (cell[0] - im.height) // 2, (cell[1] - im.width) // 2
+            tile[top:top + im.height, left:left + im.width] = np.asarray(im)
+            tiles.append(tile)
+    return grid(tiles, columns=min(columns, len(tiles)), pad=pad, labels=labels)

@@ -25,14 +25,17 @@ class Progress:
     """``for step in Progress(range(n), "deepdream"): ...`` prints step, rate and extra values.
 
     ``set(loss=...)`` adds values to the line. Output goes to stderr only when it is a
-    terminal or ``verbose=True``, so tests and pipes stay quiet.
+    terminal or ``verbose=True``, so tests and pipes stay quiet. ``size(item)``: how many units
+    (``unit``, e.g. images) each item stands for, when the rate and ``total`` count those.
     """
 
-    def __init__(self, iterable, description, total=None, verbose=None):
+    def __init__(self, iterable, description, total=None, verbose=None, unit="", size=None):
         self.iterable = iterable
         self.description = description
         self.total = total if total is not None else getattr(iterable, "__len__", lambda: None)()
         self.verbose = sys.stderr.isatty() if verbose is None else verbose
+        self.unit = f" {unit}" if unit else ""
+        self.size = size
         self.values = {}
 
     def set(self, **values):
@@ -44,8 +47,9 @@ class Progress:
         listener = getattr(_local, "callback", None)
         if listener is not None:
             listener(self.description, 0, self.total)
-        for count, item in enumerate(self.iterable, 1):
+        for item in self.iterable:
             yield item
+            count += 1 if self.size is None else self.size(item)
             if listener is not None:
                 listener(self.description, count, self.total)
             now = time.perf_counter()
@@ -55,7 +59,8 @@ class Progress:
                 rate = count / (now - start)
                 of = f"/{self.total}" if self.total else ""
                 eta = f", {(self.total - count) / rate:.0f} s left" if self.total and count < self.total else ""
-                sys.stderr.write(f"\r{self.description}: {count}{of} ({rate:.1f}/s{eta}) {shown}\033[K")
+                sys.stderr.write(f"\r{self.description}: {count}{of}{self.unit} ({rate:.1f}{self.unit}/s{eta}) "
+                                 f"{shown}\033[K")
                 sys.stderr.flush()
         if self.verbose and count:
             sys.stderr.write("\n")

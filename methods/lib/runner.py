@@ -8,13 +8,14 @@ from methods.lib.datasets import default_image, load_dataset, load_images
 __all__ = ["run_technique"]
 
 
-def run_technique(spec, model, values, images=None, dataset="sample", limit=None):
+def run_technique(spec, model, values, images=None, dataset="sample", limit=None, cache=None):
     """Run technique ``spec`` (a :class:`~methods.lib.options.Technique`) on ``model`` with option
     ``values``. ``images``: image specs (files, ``sample:NAME``, ``sample:INDEX``; default: the
     model's :func:`~methods.lib.datasets.default_image`, or the technique's own) for techniques
     that take images, or the queries of one that takes a dataset; ``dataset`` / ``limit`` for
-    dataset techniques. A technique on one image and no network (``inputs="image"``) takes the
-    first spec (default: its own) and ignores ``model``.
+    dataset techniques, and ``cache`` for a folder's scans
+    (:func:`~methods.lib.datasets.load_dataset`). A technique on one image and no network
+    (``inputs="image"``) takes the first spec (default: its own) and ignores ``model``.
     Returns (result, notes): ``result.inputs`` records what it ran on, ``notes`` the resizes made."""
     start = time.perf_counter()
     notes = []
@@ -30,7 +31,7 @@ def run_technique(spec, model, values, images=None, dataset="sample", limit=None
         result = spec.function(model, images[0], **values)
         result.inputs = {"images": list(images)}
     elif spec.inputs == "dataset":
-        data = load_dataset(model, dataset, limit)
+        data = load_dataset(model, dataset, limit, cache)
         args = [data]
         if images and spec.queries:
             x, notes = load_images(model, images)

@@ -44,3 +44,18 @@ def ctrl_c_at_step(monkeypatch):
         monkeypatch.setattr(minigrad.optim.Adam, "step", step)
 
     return arm
+
+
+@pytest.fixture(autouse=True, scope="session")
+def scan_cache(tmp_path_factory):
+    """Folder scans keep their shards in a cache (methods.lib.scan.cache_root): the tests' go to a
+    temporary folder, never to the user's ~/.cache."""
+    import os
+
+    previous = os.environ.get("MINIGRAD_SCAN_CACHE")
+    os.environ["MINIGRAD_SCAN_CACHE"] = str(tmp_path_factory.mktemp("scan-cache"))
+    yield os.environ["MINIGRAD_SCAN_CACHE"]
+    if previous is None:
+        del os.environ["MINIGRAD_SCAN_CACHE"]
+    else:
+        os.environ["MINIGRAD_SCAN_CACHE"] = previous

@@ -321,7 +321,8 @@ def test_params_are_the_values_used():
     assert methods.maximally_activating_patches(model, images(), k=2).params == {
         "layer": "pool2", "channel": 0, "k": 2, "per_image": 1, "batch_size": 64}
     assert methods.neighbours(model, images(), k=2).params == {
-        "layer": "relu3", "metric": "l2", "k": 2, "queries": [0, 1, 2, 3, 4], "batch_size": 64}
+        "layer": "relu3", "metric": "l2", "k": 2, "queries": [0, 1, 2, 3, 4], "batch_size": 64,
+        "precision": "float32"}  # batch_size: the one chosen for 512 MB of activations (at most 64)
     result = methods.tsne_embedding(model, images(), iterations=20, seed=3)
     assert result.params["layer"] == "relu3" and result.params["iterations"] == 20 and result.params["seed"] == 3
     assert result.params["perplexity"] == pytest.approx(11 / 3)  # lowered for 12 images: (N - 1) / 3
