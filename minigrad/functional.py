@@ -207,17 +207,24 @@ def relu(x):
 
 
 class LeakyReLU(Function):
+    """x where x > 0, else slope * x, as PyTorch's leaky_relu (so NaN, which is not > 0, gets
+    the slope's gradient). Written as x times a factor that is 1 or slope, each exact in x's
+    dtype: NumPy's ``where`` on a data-dependent mask is about ten times slower than these
+    arithmetic passes, and the factor is what backward multiplies by."""
+
     @staticmethod
     def forward(ctx, x, slope):
-        xp = backend.get_array_module(x)
-        ctx.save_for_backward(x)
-        ctx.slope = slope
-        return xp.where(x > 0, x, x * x.dtype.type(slope))
+        positive = x > 0
+        factor = (~positive).astype(x.dtype)
+        factor *= x.dtype.type(slope)
+        factor += positive
+        ctx.save_for_backward(factor if config.is_grad_enabled() and any(ctx.needs_input_grad) else None)
+        return x * factor
 
     @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * backend.get_array_module(x).where(x > 0, 1, ctx.slope).astype(grad.dtype)
+        (factor,) = ctx.saved_tensors
+        return grad * factor
 
 
 def leaky_relu(x, negative_slope=0.01):

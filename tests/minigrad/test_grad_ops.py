@@ -372,7 +372,7 @@ def test_relu(shape, seed):
     gradcheck(lambda t: t.relu(), [x])
 
 
-@given(shape=shapes(max_dims=4, max_side=3), slope=st.sampled_from([0.01, 0.2, 0.5, 1.5]), seed=seeds)
+@given(shape=shapes(max_dims=4, max_side=3), slope=st.sampled_from([0.01, 0.2, 0.5, 1.5, 0.0, -0.5]), seed=seeds)
 def test_leaky_relu(shape, slope, seed):
     x = signed_away_from_zero(seed, shape, 0.05, 2.0)
     gradcheck(lambda t: F.leaky_relu(t, slope), [x])

@@ -267,12 +267,31 @@ def test_linear(batch, fin, fout, bias, seed):
     compare(lambda x, w, b=None: F.linear(x, w, b), lambda x, w, b=None: TF.linear(x, w, b), arrays)
 
 
-@given(shape=shapes(max_dims=4, max_side=3), slope=st.sampled_from([0.01, 0.2, 1.5]), seed=seeds)
+@given(shape=shapes(max_dims=4, max_side=3), slope=st.sampled_from([0.01, 0.2, 1.5, 0.0, -0.5]), seed=seeds)
 def test_relu_leaky_relu(shape, slope, seed):
     x = signed_away_from_zero(seed, shape, 0.05, 2.0)
     compare(F.relu, TF.relu, [x])
     compare(lambda t: F.leaky_relu(t, slope), lambda t: TF.leaky_relu(t, slope), [x])
     compare(F.leaky_relu, TF.leaky_relu, [x])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("slope", [0.2, 0.0, 1.5])
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_leaky_relu_nan_inf_and_signed_zero(dtype, slope):
+    """NaN is not > 0, so it takes the slope's side (its gradient is slope * grad, not grad);
+    +-0 go to the slope's side too, keeping their sign; -inf * 0 is NaN; a NaN or inf in the
+    incoming gradient passes through. The outputs and gradients must be torch's bit for bit."""
+    x = np.array([np.nan, 0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, 3.0], dtype)
+    gy = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, np.nan, np.inf], dtype)
+    xm, xt = minigrad.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y, yt = F.leaky_relu(xm, slope), TF.leaky_relu(xt, slope)
+    y.backward(gy)
+    yt.backward(torch.tensor(gy))
+    for got, want in ((y.numpy(), yt.detach().numpy()), (xm.grad, xt.grad.numpy())):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
 
 
 @given(data=st.data(), shape=shapes(max_dims=3, max_side=4), seed=seeds)
