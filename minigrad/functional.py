@@ -206,25 +206,36 @@ def relu(x):
     return ReLU.apply(x)
 
 
+def _leaky_factor(positive, slope, dtype):
+    """1 where ``positive``, slope elsewhere, each exact in ``dtype``. (NumPy's ``where`` on a
+    data-dependent mask is about ten times slower than these arithmetic passes.)"""
+    factor = (~positive).astype(dtype)
+    factor *= dtype.type(slope)
+    factor += positive
+    return factor
+
+
 class LeakyReLU(Function):
     """x where x > 0, else slope * x, as PyTorch's leaky_relu (so NaN, which is not > 0, gets
-    the slope's gradient). Written as x times a factor that is 1 or slope, each exact in x's
-    dtype: NumPy's ``where`` on a data-dependent mask is about ten times slower than these
-    arithmetic passes, and the factor is what backward multiplies by."""
+    the slope's gradient). Both ways multiply by a factor that is 1 or slope, made from the
+    mask x > 0 (one byte per element is all backward keeps) into a new array that the product
+    then overwrites: one large allocation each way, as fresh pages cost more than the passes."""
 
     @staticmethod
     def forward(ctx, x, slope):
         positive = x > 0
-        factor = (~positive).astype(x.dtype)
-        factor *= x.dtype.type(slope)
-        factor += positive
-        ctx.save_for_backward(factor if config.is_grad_enabled() and any(ctx.needs_input_grad) else None)
-        return x * factor
+        ctx.save_for_backward(positive if config.is_grad_enabled() and any(ctx.needs_input_grad) else None)
+        ctx.slope = slope
+        y = _leaky_factor(positive, slope, x.dtype)
+        y *= x
+        return y
 
     @staticmethod
     def backward(ctx, grad):
-        (factor,) = ctx.saved_tensors
-        return grad * factor
+        (positive,) = ctx.saved_tensors
+        dx = _leaky_factor(positive, ctx.slope, grad.dtype)
+        dx *= grad
+        return dx
 
 
 def leaky_relu(x, negative_slope=0.01):
@@ -548,36 +559,66 @@ class ConstantPad(Function):
         return grad[ctx.region]
 
 
-def _source_index(n, before, after, mode):
-    """Which input position each padded position reads, for "reflect" and "replicate"."""
-    index = np.arange(-before, n + after)
-    if mode == "replicate":
-        return np.clip(index, 0, n - 1)
-    index = np.abs(index)
-    return np.where(index > n - 1, 2 * (n - 1) - index, index)
+class EdgePad(Function):
+    """Pad with the input's own values: "reflect" (mirror without repeating the edge) or
+    "replicate" (repeat the edge), the forward by ``pad`` of the array module. The backward
+    folds each padded border back onto the values it copied, axis by axis (the padding is one
+    per axis, composed): a mirrored block is added flipped, a replicated one summed into the
+    edge."""
+
+    @staticmethod
+    def forward(ctx, x, widths, mode):
+        ctx.widths, ctx.mode = widths, mode
+        return backend.get_array_module(x).pad(x, widths, mode="reflect" if mode == "reflect" else "edge")
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = backend.get_array_module(grad)
+        for axis, (before, after) in enumerate(ctx.widths):
+            if before or after:
+                grad = _fold_border(xp, grad, axis, before, after, ctx.mode)
+        return grad
+
+
+def _fold_border(xp, grad, axis, before, after, mode):
+    """The gradient of the unpadded span of ``axis``, with its padded borders added back."""
+    n = grad.shape[axis] - before - after
+
+    def along(start, stop):
+        return (slice(None),) * axis + (slice(start, stop),)
+
+    inner = grad[along(before, before + n)].copy()
+    left, right = grad[along(0, before)], grad[along(before + n, None)]
+    if mode == "reflect":  # padded position before - k reads k, before + n - 1 + k reads n - 1 - k
+        inner[along(1, before + 1)] += xp.flip(left, axis)
+        inner[along(n - 1 - after, n - 1)] += xp.flip(right, axis)
+    else:
+        inner[along(0, 1)] += left.sum(axis=axis, keepdims=True)
+        inner[along(n - 1, n)] += right.sum(axis=axis, keepdims=True)
+    return inner
 
 
 def pad(x, pad, mode="constant", value=0.0):
     """Pad the last dimensions, torch-style: ``pad=(left, right, top, bottom, ...)``.
 
     Modes: "constant" (with ``value``), "reflect" (mirror without repeating the edge; each
-    width must be smaller than its dimension) and "replicate" (repeat the edge).
+    width must be smaller than its dimension) and "replicate" (repeat the edge; the dimension
+    must not be empty).
     """
     x = as_tensor(x)
     _require("pad", len(pad) % 2 == 0 and len(pad) // 2 <= x.ndim,
              f"pad must hold (before, after) pairs for at most {x.ndim} dimensions, got {pad}")
     _require("pad", all(_is_int(p) and p >= 0 for p in pad), f"pad widths must be non-negative ints, got {pad}")
     pairs = [(int(pad[i]), int(pad[i + 1])) for i in range(0, len(pad), 2)]
-    widths = [(0, 0)] * (x.ndim - len(pairs)) + pairs[::-1]
+    widths = tuple([(0, 0)] * (x.ndim - len(pairs)) + pairs[::-1])
     if mode == "constant":
-        return ConstantPad.apply(x, widths=tuple(widths), value=value)
+        return ConstantPad.apply(x, widths=widths, value=value)
     _require("pad", mode in ("reflect", "replicate"), f"unknown mode {mode!r}; use constant, reflect or replicate")
-    xp = backend.get_array_module(x.data)
     for axis, (before, after) in enumerate(widths):
-        if before or after:
-            n = x.shape[axis]
-            _require("pad", mode != "reflect" or max(before, after) < n,
+        n = x.shape[axis]
+        if (before or after) and mode == "reflect":
+            _require("pad", max(before, after) < n,
                      f"reflect padding ({before}, {after}) must be smaller than dimension {axis} of size {n}")
-            index = (slice(None),) * axis + (xp.asarray(_source_index(n, before, after, mode)),)
-            x = GetItem.apply(x, index=index)
-    return x
+        elif before or after:
+            _require("pad", n > 0, f"replicate padding ({before}, {after}) needs dimension {axis} to be non-empty")
+    return EdgePad.apply(x, widths=widths, mode=mode)

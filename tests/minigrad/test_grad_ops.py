@@ -801,6 +801,9 @@ def test_error_unknown_interpolate_and_pad_modes():
         F.pad(x, (1, 1), mode="circular")
     with pytest.raises(ValueError, match=r"reflect padding \(3, 0\) must be smaller than dimension 3 of size 3"):
         F.pad(x, (3, 0), mode="reflect")
+    with pytest.raises(ValueError, match=r"replicate padding \(0, 1\) needs dimension 2 to be non-empty"):
+        F.pad(np.zeros((1, 1, 0, 3)), (1, 1, 0, 1), mode="replicate")
+    assert F.pad(np.zeros((1, 0, 2, 3)), (1, 1, 1, 1), mode="reflect").shape == (1, 0, 4, 5)
     with pytest.raises(ValueError, match=r"exactly one of size and scale_factor"):
         F.interpolate(x, size=(4, 4), scale_factor=2.0)
 
