@@ -482,16 +482,20 @@ def test_local_response_norm(shape, size, alpha, beta, k, seed):
 
 @given(
     shape=st.sampled_from([(4, 3), (2, 3, 2), (2, 2, 2, 3), (1, 2, 2, 2), (3, 1, 1, 2)]),
-    affine=st.booleans(),
+    affine=st.sampled_from(["weight and bias", "weight", "bias", "none"]),
     seed=seeds,
 )
 def test_batch_norm_training(shape, affine, seed):
     x = uniform(seed, shape, -2.0, 2.0)
     c = shape[1]
     weight, bias = uniform(seed + 1, (c,), 0.5, 1.5), uniform(seed + 2, (c,))
-    if affine:
+    if affine == "weight and bias":
         f = lambda x_, w_, b_: F.batch_norm(x_, np.zeros(c), np.ones(c), w_, b_, training=True)  # noqa: E731
         gradcheck(f, [x, weight, bias], directions=4)
+    elif affine == "weight":
+        gradcheck(lambda x_, w_: F.batch_norm(x_, None, None, w_, training=True), [x, weight], directions=4)
+    elif affine == "bias":
+        gradcheck(lambda x_, b_: F.batch_norm(x_, None, None, bias=b_, training=True), [x, bias], directions=4)
     else:
         gradcheck(lambda x_: F.batch_norm(x_, None, None, training=True), [x], directions=4)
 

@@ -402,6 +402,15 @@ def test_batch_norm_training_and_running_stats(shape, momentum, seed):
     np.testing.assert_array_equal(stats["mg"][1], before[1])
 
 
+@pytest.mark.parametrize("grad_inputs", [[0], [1], [2], [1, 2]])
+def test_batch_norm_training_gradient_of_some_inputs(grad_inputs):
+    """Only the inputs that need a gradient get one (a frozen weight, a frozen input)."""
+    x, weight, bias = uniform(1, (2, 3, 4, 2), -2.0, 2.0), uniform(2, (3,), 0.5, 1.5), uniform(3, (3,))
+    compare(lambda x_, w_, b_: F.batch_norm(x_, None, None, w_, b_, training=True),
+            lambda x_, w_, b_: TF.batch_norm(x_, None, None, w_, b_, training=True), [x, weight, bias],
+            grad_inputs=grad_inputs)
+
+
 def test_batch_norm_without_affine_or_running_stats():
     x = uniform(2, (3, 2, 2, 2))
     compare(lambda t: F.batch_norm(t, None, None, training=True), lambda t: TF.batch_norm(t, None, None, training=True),
@@ -539,6 +548,8 @@ FLOAT32_CASES = {
                       lambda x: TF.cross_entropy(x, torch.tensor([1, 0, 3])), [(3, 5)]),
     "batch_norm": (lambda x: F.batch_norm(x, None, None, training=True),
                    lambda x: TF.batch_norm(x, None, None, training=True), [(3, 2, 2, 2)]),
+    "batch_norm_affine": (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+                          lambda x, w, b: TF.batch_norm(x, None, None, w, b, training=True), [(2, 3, 5, 4), (3,), (3,)]),
     "bilinear": (lambda x: F.interpolate(x, scale_factor=2.0, mode="bilinear"),
                  lambda x: TF.interpolate(x, scale_factor=2.0, mode="bilinear"), [(1, 2, 3, 4)]),
     "reflect": (lambda x: F.pad(x, (2, 1, 1, 2), mode="reflect"), lambda x: TF.pad(x, (2, 1, 1, 2), mode="reflect"),
