@@ -458,8 +458,9 @@ class BatchNormTraining(Function):
     """Batch norm on the batch's statistics, one Function with the closed-form backward of
     Ioffe & Szegedy 2015 (section 3): with x_hat = (x - mean) / sigma and g the gradient of
     x_hat (the output's times the weight), dx = (g - mean(g) - x_hat * mean(g * x_hat)) / sigma,
-    means per channel; dweight = sum(grad * x_hat), dbias = sum(grad). Three passes over the
-    data backward where the composed Tensor ops took a dozen. The running statistics (plain
+    means per channel; dweight = sum(grad * x_hat), dbias = sum(grad). Backward is two
+    reductions and four in-place passes, where the composed Tensor ops (mean, variance,
+    subtract, divide, power, multiply, add) each made their own. The running statistics (plain
     arrays, or None) are updated in place by forward, as PyTorch does."""
 
     @staticmethod
