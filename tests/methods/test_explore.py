@@ -236,7 +236,7 @@ def test_slow_views_report_progress_and_are_cached(served, model, monkeypatch):
             seen.append(body["progress"])
         status, _, body = request(served, f"/api/jobs/{body['job']}?wait=0.05")
     assert status == 200, body
-    assert len(seen) > 1 and all(p["total"] == LIMIT // 8 and 0 <= p["count"] <= LIMIT // 8 for p in seen)
+    assert len(seen) > 1 and all(p["total"] == LIMIT and 0 <= p["count"] <= LIMIT for p in seen)
     assert seen[-1]["step"] == "patches relu1_1:3"
     result = methods.maximally_activating_patches(model, methods.lib.datasets.load_dataset(model, "sample", LIMIT),
                                                   layer="relu1_1", channel=3, k=4, batch_size=8)

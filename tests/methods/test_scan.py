@@ -1,7 +1,8 @@
 """Dataset scans (issue 16): a folder streams to exactly the results of the same images in memory
 (patches, neighbours, t-SNE), a second run reads the cache, an interrupted scan resumes to the
 uninterrupted result bit for bit, float16 stores, the top-k accumulator, a 2-worker scan the serial
-one, and peak memory that does not grow with the folder (measured with ``resource``)."""
+one, and peak memory that does not grow with the folder (a subprocess's own peak: VmHWM, or
+``resource`` where /proc is missing)."""
 
 import os
 import subprocess
@@ -184,7 +185,7 @@ def test_a_two_worker_scan_writes_the_serial_shards_bit_for_bit(folder, tmp_path
 
 
 MEMORY = textwrap.dedent("""
-    import resource, sys
+    import sys
     import numpy as np
     import minigrad
     from minigrad import models, nn
@@ -192,20 +193,21 @@ MEMORY = textwrap.dedent("""
     from methods.lib.datasets import load_dataset
     from methods.lib.features import layer_features
     from methods.neighbours import distances
+    from benchmarks.env import peak_rss_mb
 
     minigrad.set_backend("reference")
     minigrad.manual_seed(0)
     model = models.as_model(nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
                             input_shape=(3, 64, 64))
     data = load_dataset(model, sys.argv[1], cache=sys.argv[2])
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_rss_mb()
     if sys.argv[3] == "stream":
         methods.neighbours(model, data, layer="2", k=3, batch_size=16)
     else:  # what neighbours did before: every image, then every feature vector, in memory
         x = model.preprocessing.normalize(np.asarray(data.images))
         features = layer_features(model, x, "2")
         distances(features[:5], features)
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+    print(peak_rss_mb() - base)
 """)
 
 #: Growth of peak memory (MiB) a streamed scan of 2,000 64 x 64 images stays within: a batch of 16
