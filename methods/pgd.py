@@ -46,7 +46,7 @@ def random_start_delta(shape, eps, norm, seed, dtype=np.float32):
 @technique("pgd", "Iterative FGSM and projected gradient descent (PGD)", "Kurakin et al. 2017; Madry et al. 2018", [
     LABEL, TARGET,
     Option("eps", "float", None, f"radius of the ball, {EPS_UNITS} (default: 8/255 for linf, 1.0 for l2)", low=0,
-           gallery=0.05),
+           gallery=0.1),
     Option("alpha", "float", None, "step size, in eps's units (default: 2.5 eps / steps, Madry et al.)", low=0,
            open_low=True),
     Option("steps", "int", 10, "gradient steps", low=1, high=100_000),

@@ -6,6 +6,7 @@ uint8 RGB arrays, which results save as PNG and ``Result.plot()`` shows. matplot
 only here, when a figure is drawn.
 """
 
+import textwrap
 from collections import namedtuple
 
 import numpy as np
@@ -98,6 +99,13 @@ def _draw(axis, panel):
     axis.set_title(panel.title, fontsize=9)
 
 
+def _wrap(title, width):
+    """``title`` broken into lines that fit ``width`` inches at 10 points (about 13 characters
+    per inch), keeping the line breaks it has."""
+    chars = max(20, int(width * 13))
+    return "\n".join(textwrap.fill(line, chars) for line in str(title).split("\n"))
+
+
 def figure(panels, columns=None, title=None, size=2.8):
     """Draw :class:`Panel` s in a grid (``columns`` per row) under ``title``: uint8 (H, W, 3).
 
@@ -114,8 +122,10 @@ def figure(panels, columns=None, title=None, size=2.8):
     if size == "native":
         size = min(max(max(w for _, w in shapes) / 100 + 0.3, 5.0), 16.0)
     legend = 0.4 if any(p.legend for p in panels) else 0.0
-    fig = _canvas(columns * size * (1.25 if bars else 1.0),
-                  rows * (size * aspect + 0.45 + legend) + (0.35 if title else 0))
+    width = columns * size * (1.25 if bars else 1.0)
+    title = _wrap(title, width) if title else title
+    lines = title.count("\n") + 1 if title else 0
+    fig = _canvas(width, rows * (size * aspect + 0.45 + legend) + (0.35 + 0.18 * (lines - 1) if title else 0))
     axes = fig.subplots(rows, columns, squeeze=False)
     for axis in axes.flat[len(panels):]:
         axis.axis("off")
