@@ -44,8 +44,9 @@ def build_parser():
                                                              "machine only)")
     explore.add_argument("--limit", type=_positive, default=None,
                          help="scan only the first N images of the sample dataset for top patches (default: all)")
+    about = "\n\n".join(methods.sweep.__doc__.split("\n\n")[:4]).replace("``", "")
     sweep = commands.add_parser("sweep", help="run a technique over many images, units or option values, on a Dask "
-                                "cluster with --workers", description="\n\n".join(methods.sweep.__doc__.split("\n\n")[:4]).replace("``", ""),
+                                "cluster with --workers", description=about,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     swept = sweep.add_subparsers(dest="swept", metavar="TECHNIQUE", required=True)
     for name, spec in TECHNIQUES.items():
@@ -67,7 +68,8 @@ def _technique_arguments(sub, spec, sweeping):
                               f"(default: {spec.model or 'fashion-vgg'})")
     if spec.inputs in ("images", "pictures") or spec.queries or (spec.inputs == "image" and sweeping):
         what = "query image" if spec.queries else "image"
-        default = "dataset indices" if spec.queries else spec.image or "sample:0 for fashion-vgg, sample:chelsea otherwise"
+        default = ("dataset indices" if spec.queries else
+                   spec.image or "sample:0 for fashion-vgg, sample:chelsea otherwise")
         more = "" if spec.inputs == "pictures" and not sweeping else "; repeat for a batch"
         sub.add_argument("--image", action="append", default=None,
                          help=f"{what}: a file, sample:NAME (a shipped photo) or sample:INDEX (a Fashion-MNIST "
@@ -191,7 +193,8 @@ def _scan_cluster(args, seed):
 def _sweep(args):
     spec = TECHNIQUES[args.swept]
     record = methods.sweep.sweep(
-        args.swept, args.out, args.over, model=getattr(args, "model", None), options={o.name: getattr(args, o.name) for o in spec.options},
+        args.swept, args.out, args.over, model=getattr(args, "model", None),
+        options={o.name: getattr(args, o.name) for o in spec.options},
         units=None if args.units is None else methods.sweep.parse_units(args.units),
         values=None if args.values is None else [v for v in args.values.split(",") if v.strip()],
         images=getattr(args, "image", None), dataset=args.dataset, limit=args.limit, seed=getattr(args, "seed", 0),
