@@ -94,7 +94,7 @@ def test_ctypes_nvrtc_route_compiles_too():
         pytest.skip(f"no libnvrtc loadable through ctypes: {error}")
     image, log = route.compile(SOURCES["pool.cu"], "pool.cu", (*HOST.NVRTC_OPTIONS, "-arch=compute_75"), cubin=False)
     assert "warning" not in log.lower(), log
-    assert b".entry max_pool2d_backward_f64(" in image
+    assert b".entry max_pool2d_backward_i64_f64(" in image
 
 
 def test_nvrtc_reports_errors():
