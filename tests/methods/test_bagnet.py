@@ -107,20 +107,22 @@ def test_shipped_accuracy_on_the_sample_and_order_of_patch_sizes(shipped, sample
     """The 2,000 shipped images are Fashion-MNIST test images: larger patches classify better."""
     accuracy = {q: loop.evaluate(model, *sample)[1] for q, model in shipped.items()}
     assert accuracy[5] < accuracy[9] < accuracy[13], accuracy
-    assert accuracy[13] >= 0.85, accuracy
+    assert accuracy[13] >= 0.88, accuracy
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("q", PATCH_SIZES)
 def test_recorded_test_accuracy_is_what_the_weights_score(shipped, q):
     """On the full Fashion-MNIST test set (Debian's dataset-fashion-mnist): the accuracy written in
-    the weights' metadata and log is reproduced."""
+    the weights' metadata and log is reproduced, and the largest Q reaches 88%."""
     if not os.path.exists(os.path.join(loop.DEFAULT_DATA, loop.FILES["test"][0])):
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     data = loop.load_fashion_mnist()
     accuracy = loop.evaluate(shipped[q], *data["test"])[1]
     recorded = float(shipped[q].metadata["test_accuracy"])
     assert accuracy == pytest.approx(recorded, abs=1e-4)
+    if q == max(PATCH_SIZES):  # the issue's claim: the largest patches reach 88% on the test set
+        assert accuracy >= 0.88
     with open(os.path.join(WEIGHTS_DIR, model_name(q) + ".log"), encoding="utf-8") as log:
         assert f"final test accuracy: {recorded:.4f} on 10000 test images" in log.read()
 
