@@ -169,9 +169,7 @@ def main(argv=None):
         compiled = True
     report["load_after"] = os.getloadavg()
     print(json.dumps(report, indent=2))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
+    env.write_json(report, args.json)
     return report
 
 

@@ -231,9 +231,7 @@ def main(argv=None):
             continue
         results[runner] = json.loads(lines[-1][len("RESULT "):])
     _report(results)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"results": results, "load_average": os.getloadavg()}, handle, indent=2)
+    env.write_json({"results": results, "load_average": os.getloadavg()}, args.json)
     return 0
 
 

@@ -7,6 +7,7 @@ compilation, Winograd weight transforms, page faults of first-touch buffers) and
 machine, and the median.
 """
 
+import json
 import os
 import platform
 import time
@@ -151,3 +152,10 @@ def peak_rss_mb():
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024.0 if platform.system() != "Darwin" else peak / 2**20
+
+
+def write_json(report, path):
+    """Write ``report`` to ``path`` as indented JSON when a path was given (``--json FILE``)."""
+    if path:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)

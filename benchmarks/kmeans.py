@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from benchmarks.env import write_json
+
 
 def patches(n, side=7, seed=0):
     from methods.data import fashion_sample
@@ -82,9 +84,7 @@ def main(argv=None):
         summary["inertia_ratio_ours_over_sklearn"] = (np.mean([r["ours"]["inertia"] for r in rows])
                                                       / np.mean([r["sklearn"]["inertia"] for r in rows]))
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=1))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=1)
+    write_json(summary, args.json)
     return 0
 
 

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 import minigrad
+from benchmarks.env import write_json
 
 
 def load_model(name):
@@ -64,9 +65,7 @@ def main(argv=None):
         "top_class_maps_equal": bool((a.top_class == b.top_class).all()),
     }
     print(json.dumps(report, indent=2))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
+    write_json(report, args.json)
     return report
 
 

@@ -350,9 +350,7 @@ def main(argv=None):
         print(f"{r['case']:<62} ours {r['ours']['wall_s']:8.3f} s  torch {r['torch']['wall_s']:8.3f} s  "
               f"{r['ratio']:.2f}x   CPU {r['ours']['cpu_s']:.3f} / {r['torch']['cpu_s']:.3f} s  {r['cpu_ratio']:.2f}x")
     print(f"load average before {load[0]:.2f}, after {report['load_after'][0]:.2f}")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
+    env.write_json(report, args.json)
     return report
 
 

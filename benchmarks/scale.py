@@ -32,6 +32,8 @@ import time
 
 import numpy as np
 
+from benchmarks.env import write_json
+
 
 def make_folder(folder, count, sizes=((240, 320), (375, 500)), classes=2, seed=0, suffix=".jpg", start=0):
     """Write ``count`` images into ``folder`` (one sub-folder per class): smooth random colour fields
@@ -214,9 +216,7 @@ def main(argv=None):
                 report["scaling_2_over_1"] = by[2] / by[1]
                 print(f"scaling, 2 workers / 1 worker: {by[2] / by[1]:.2f}x on {os.cpu_count()} cores "
                       "(shared: a lower bound)")
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=1)
+        write_json(report, args.json)
 
 
 if __name__ == "__main__":

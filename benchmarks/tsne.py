@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from benchmarks.env import write_json
+
 RUNS = ("ours-exact", "ours-bh", "ours-fft", "sklearn", "opentsne-fft", "opentsne-bh")
 #: ``ours-exact`` (O(N^2) memory and time per iteration) runs by default only up to this N.
 EXACT_MAX_N = 2000
@@ -186,9 +188,7 @@ def main(argv=None):
     report["runs"] = run_all(runs, args.n, args.dim, args.n_iter, args.jobs)
     report["uptime_after"] = uptime()
     print(report["uptime_after"])
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
+    write_json(report, args.json)
     return 0
 
 
