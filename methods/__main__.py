@@ -16,6 +16,7 @@ Sweeps are :mod:`methods.sweep`; folder scans, resumable and on a cluster, :mod:
 
 import argparse
 import contextlib
+import os
 import sys
 
 import methods.sweep
@@ -213,7 +214,10 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.technique is None:
-        list_techniques()
+        try:
+            list_techniques()
+        except BrokenPipeError:  # the list piped into a command that stopped reading (head)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     try:
         return run(args)
