@@ -73,8 +73,9 @@ class PatchesResult(Result):
             return {}
         values = [r["activation"] for r in self.patches]
         size = "whole image" if self.field.whole_image else f"{self.field.size[0]}x{self.field.size[1]} px"
+        beyond = "; grey: where the field leaves the image" if any(r["clipped"] for r in self.patches) else ""
         title = (f"{self.layer}, channel {self.channel}: top {len(values)} patches, labelled by image index\n"
-                 f"({size} receptive field; activation {values[-1]:.3g}..{values[0]:.3g})")
+                 f"({size} receptive field{beyond}; activation {values[-1]:.3g}..{values[0]:.3g})")
         return {f"{self.layer}_{self.channel}": figure([Panel(title, image=self.picture())], size="native")}
 
     def pictures(self):
