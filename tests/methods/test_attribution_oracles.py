@@ -9,6 +9,8 @@ from tests.methods.tiny_models import tiny_vgg
 
 torch = pytest.importorskip("torch")
 
+from tests.torch_relu import RuleReLU, relu_rule  # noqa: E402 (needs torch)
+
 
 @pytest.fixture(scope="module")
 def model():
@@ -20,26 +22,13 @@ def x():
     return np.random.default_rng(7).normal(size=(2, 3, 16, 16)).astype(np.float32)
 
 
-class GuidedReLU(torch.autograd.Function):
-    """Springenberg et al.'s rule written for torch: pass positive gradients at positive inputs."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * (x > 0) * (grad > 0)
-
-
-def twin(model, guided=False):
-    """The tiny VGG as a torch function returning (logits, {name: activation})."""
+def twin(model):
+    """The tiny VGG as a torch function returning (logits, {name: activation}); its ReLUs
+    backpropagate by the rule of ``relu_rule``."""
     params = {name: torch.tensor(module.weight.numpy()) for name, module in model.layers()
               if hasattr(module, "weight")}
     biases = {name: torch.tensor(module.bias.numpy()) for name, module in model.layers() if hasattr(module, "bias")}
-    relu = GuidedReLU.apply if guided else torch.relu
+    relu = RuleReLU.apply
 
     def forward(t):
         acts = {}
@@ -81,7 +70,8 @@ def test_grad_cam_equals_an_independent_torch_implementation(model, x):
     np.testing.assert_allclose(result.weights, alpha[:, :, 0, 0].numpy(), rtol=1e-4, atol=1e-7)
     up = torch.nn.functional.interpolate(torch.tensor(cam)[:, None], size=(16, 16), mode="bilinear",
                                          align_corners=False).numpy()
-    guided = torch_input_gradient(twin(model, guided=True), x, [1, 3]) * up
+    with relu_rule("guided"):
+        guided = torch_input_gradient(twin(model), x, [1, 3]) * up
     np.testing.assert_allclose(result.guided, guided, rtol=1e-4, atol=1e-6)
 
 

@@ -81,48 +81,28 @@ def test_gradient_images_do_not_depend_on_the_batch(fashion, backend, data):
 
 def torch_twin(torch, model):
     """The model's layers in plain torch.nn with copies of its weights
-    (``benchmarks.networks.torch_twin``), every ReLU's backward following ``rule["name"]``:
-    autograd's threshold_backward for "standard", relu() on the gradient for "deconvnet",
-    both for "guided" (Captum's hooks do the same)."""
+    (``benchmarks.networks.torch_twin``), every ReLU's backward following the rule set with
+    ``tests.torch_relu.relu_rule`` (Captum's hooks do the same)."""
     from benchmarks.networks import torch_twin as twin
-
-    rule = {"name": "standard"}
-
-    class RuleReLU(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            y = torch.relu(x)
-            ctx.save_for_backward(y)
-            return y
-
-        @staticmethod
-        def backward(ctx, grad):
-            (y,) = ctx.saved_tensors
-            if rule["name"] == "deconvnet":
-                return torch.relu(grad)
-            if rule["name"] == "guided":
-                grad = torch.relu(grad)
-            return torch.ops.aten.threshold_backward(grad, y, 0)
-
-    class ReLU(torch.nn.Module):
-        def forward(self, x):
-            return RuleReLU.apply(x)
+    from tests.torch_relu import ReLU
 
     net = twin(model, relu=ReLU).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return net, rule
+    return net
 
 
-def torch_gradient_images(torch, net, rule, x, targets):
+def torch_gradient_images(torch, net, x, targets):
+    from tests.torch_relu import relu_rule
+
     out = {}
     for name in RULES:
-        rule["name"] = name
-        xt = torch.from_numpy(x.copy()).requires_grad_(True)
-        logits = net(xt)
-        seed = torch.zeros_like(logits)
-        seed[torch.arange(len(x)), torch.as_tensor(targets)] = 1
-        logits.backward(seed)
+        with relu_rule(name):
+            xt = torch.from_numpy(x.copy()).requires_grad_(True)
+            logits = net(xt)
+            seed = torch.zeros_like(logits)
+            seed[torch.arange(len(x)), torch.as_tensor(targets)] = 1
+            logits.backward(seed)
         out[name] = xt.grad.numpy()
     return out
 
@@ -144,8 +124,8 @@ def test_fashion_vgg_gradient_images_match_torch(fashion, backend):
     now; before, up to 43% of the peak)."""
     torch = pytest.importorskip("torch")
     model, x, labels = fashion
-    net, rule = torch_twin(torch, model)
-    want = torch_gradient_images(torch, net, rule, x, labels)
+    net = torch_twin(torch, model)
+    want = torch_gradient_images(torch, net, x, labels)
     with using_backend(backend):
         got = gradient_images(model, x, labels)
     for name in RULES:
@@ -180,7 +160,7 @@ def test_vgg16_flat_border_ties_and_gradient_images_match_torch():
     minigrad.manual_seed(0)
     model = models.load("vgg16-random")
     x = model.preprocess([photo_on_white_border()])
-    net, rule = torch_twin(torch, model)
+    net = torch_twin(torch, model)
     with torch.no_grad():
         target = net(torch.from_numpy(x)).argmax(1).numpy()
     pools = [i for i, m in enumerate(net) if isinstance(m, torch.nn.MaxPool2d)]
@@ -212,6 +192,6 @@ def test_vgg16_flat_border_ties_and_gradient_images_match_torch():
         assert not mismatched.any(), f"{names[i]}: {mismatched.sum()} of {tied.sum()} tied windows pick another pixel"
     assert ties > 100_000  # the border does make ties
     got = gradient_images(model, x, target)
-    want = torch_gradient_images(torch, net, rule, x, target)
+    want = torch_gradient_images(torch, net, x, target)
     for name in RULES:
         assert_matches(got[name], want[name], 1.0, name)

@@ -29,6 +29,9 @@ from tests.strategies import (
 )
 
 torch = pytest.importorskip("torch")
+
+from tests.torch_relu import RuleReLU  # noqa: E402 (needs torch)
+
 TF = torch.nn.functional
 
 F64 = {"rtol": 1e-10, "atol": 1e-12}
@@ -463,26 +466,10 @@ def test_dropout_matches_multiplying_by_its_mask():
 # ReLU backward rules, against hooks in torch
 
 
-class _TorchRuleReLU(torch.autograd.Function):
-    rule = "standard"
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        rule = _TorchRuleReLU.rule
-        keep = {"standard": x > 0, "deconvnet": grad > 0, "guided": (x > 0) & (grad > 0)}[rule]
-        return grad * keep
-
-
 @pytest.mark.parametrize("rule", ["standard", "deconvnet", "guided"])
 def test_relu_rules_through_a_small_cnn(rule, monkeypatch):
     """conv -> relu -> max-pool -> conv -> relu -> linear, backprop to the image under each rule."""
-    monkeypatch.setattr(_TorchRuleReLU, "rule", rule)
+    monkeypatch.setattr(RuleReLU, "rule", rule)
     w1, b1 = uniform(1, (4, 2, 3, 3)), uniform(2, (4,))
     w2, b2 = uniform(3, (3, 4, 3, 3)), uniform(4, (3,))
     w3 = uniform(5, (5, 12))
@@ -494,8 +481,8 @@ def test_relu_rules_through_a_small_cnn(rule, monkeypatch):
 
     def th_net(x):
         t = [torch.from_numpy(a) for a in (w1, b1, w2, b2, w3)]
-        h = TF.max_pool2d(_TorchRuleReLU.apply(TF.conv2d(x, t[0], t[1], padding=1)), 3, 2, 1)
-        h = _TorchRuleReLU.apply(TF.conv2d(h, t[2], t[3]))
+        h = TF.max_pool2d(RuleReLU.apply(TF.conv2d(x, t[0], t[1], padding=1)), 3, 2, 1)
+        h = RuleReLU.apply(TF.conv2d(h, t[2], t[3]))
         return TF.linear(h.flatten(1), t[4])
 
     with minigrad.relu_backward(rule):
