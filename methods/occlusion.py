@@ -43,6 +43,7 @@ from methods.lib.images import require, to_uint8
 from methods.lib.inputs import frozen, probabilities, resolve_targets, to_host
 from methods.lib.options import Option, technique
 from methods.lib.progress import Progress
+from methods.lib.regularizers import gaussian_blur
 
 __all__ = ["OcclusionResult", "occlusion", "occlusion_positions"]
 
@@ -55,20 +56,6 @@ def occlusion_positions(extent, size, stride):
     if positions[-1] != extent - size:
         positions.append(extent - size)
     return positions
-
-
-def _gaussian_blur(image, sigma):
-    """Separable Gaussian blur of (C, H, W) with reflected edges (radius 3 sigma)."""
-    if sigma <= 0:
-        return image.copy()
-    radius = max(1, int(np.ceil(3 * sigma)))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps /= taps.sum()
-    out = image.astype(np.float64)
-    for axis in (1, 2):
-        padded = np.pad(out, [(0, 0)] + [(radius, radius) if a == axis else (0, 0) for a in (1, 2)], mode="reflect")
-        out = sum(t * np.take(padded, np.arange(i, i + out.shape[axis]), axis=axis) for i, t in enumerate(taps))
-    return out.astype(image.dtype)
 
 
 class _IncrementalEngine:
@@ -191,7 +178,7 @@ def _fill_patches(image, fill, size, blur_sigma):
         return np.zeros_like(image)
     if fill == "mean":
         return np.broadcast_to(image.mean(axis=(1, 2), keepdims=True), image.shape).astype(image.dtype)
-    return _gaussian_blur(image, blur_sigma if blur_sigma is not None else size / 4.0)
+    return gaussian_blur(image[None], blur_sigma if blur_sigma is not None else size / 4.0)[0]
 
 
 @technique("occlusion", "Occlusion sensitivity maps", "Zeiler & Fergus 2014", [
