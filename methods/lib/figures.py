@@ -76,7 +76,7 @@ def _draw(axis, panel):
         shown = axis.imshow(values, cmap=panel.cmap, vmin=low, vmax=high, extent=extent,
                             alpha=panel.alpha if panel.image is not None else None,
                             interpolation="bilinear" if panel.smooth else "nearest")
-        bar = axis.figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.03, format="%.3g")
+        bar = axis.figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.03, format=_bar_format(low, high))
         bar.ax.tick_params(labelsize=7)
         if panel.label:
             bar.set_label(panel.label, fontsize=8)
@@ -84,7 +84,8 @@ def _draw(axis, panel):
         colors = require("matplotlib.colors", "drawing figures")
         cm = require("matplotlib.cm", "drawing figures")
         mappable = cm.ScalarMappable(colors.Normalize(panel.low, panel.high), panel.cmap)
-        bar = axis.figure.colorbar(mappable, ax=axis, fraction=0.046, pad=0.03, format="%.3g")
+        bar = axis.figure.colorbar(mappable, ax=axis, fraction=0.046, pad=0.03,
+                                   format=_bar_format(panel.low, panel.high))
         bar.ax.tick_params(labelsize=7)
         if panel.label:
             bar.set_label(panel.label, fontsize=8)
@@ -97,6 +98,15 @@ def _draw(axis, panel):
         axis.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=7, frameon=False,
                     ncol=1 if len(handles) <= 4 else 2)
     axis.set_title(panel.title, fontsize=9)
+
+
+def _bar_format(low, high):
+    """A colour bar's tick format with enough significant digits that ticks over a narrow range
+    far from zero (0.001130 to 0.001145) read apart: 3, plus one per decade the span is below the
+    largest magnitude."""
+    top, span = max(abs(low), abs(high)), abs(high - low)
+    extra = int(np.ceil(np.log10(top / span))) if top > 0 and span > 0 else 0
+    return f"%.{3 + max(0, extra)}g"
 
 
 def _wrap(title, width):
