@@ -263,7 +263,8 @@ class AttackResult(Result):
     def figures(self):
         out = {f"{i}": figure(self.panels(i), title=self.caption(i)) for i in range(len(self.adversarial))}
         if self.history:
-            out["history"] = curves(self.history, title=f"{self.name} by step", ylabel="value")
+            ylabel = next(iter(self.history)) if len(self.history) == 1 else "value (see the legend)"
+            out["history"] = curves(self.history, title=f"{self.name} by step", ylabel=ylabel)
         return out
 
     def pictures(self):
