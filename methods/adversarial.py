@@ -162,8 +162,11 @@ class DistortionResult(Result):
         return out
 
     def pictures(self):
-        """The distortion (amplified, grey = 0) and the first two eligible images with it added."""
-        out = {"perturbation": perturbation_picture(self.distortion, self._space.channels)[0]}
+        """The distortion (amplified, grey = 0; left out when it is zero: a zero gradient at the zero
+        image, which the figure states) and the first two eligible images with it added."""
+        out = {}
+        if np.any(self.distortion):
+            out["perturbation"] = perturbation_picture(self.distortion, self._space.channels)[0]
         for i in np.flatnonzero(self.eligible)[:2]:
             out[f"{i}_distorted"] = self._model.deprocess(self.adversarial[i])
         return out
