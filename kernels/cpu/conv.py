@@ -307,9 +307,12 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     pointwise = _is_pointwise(w_shape, stride, padding, dilation)
     for n0, n1, i0, i1 in _blocks(n, c, kh, kw, out_hw, x.itemsize, False):
         length = (i1 - i0) * ow
-        gy_t = np.ascontiguousarray(gy[n0:n1].reshape(n1 - n0, o, -1)[:, :, i0 * ow:i1 * ow].transpose(1, 0, 2))
+        # copies into scratch: fresh arrays of this size would page-fault on every call
+        gy_t = scratch("gy_t", (o, n1 - n0, length), dtype)
+        np.copyto(gy_t, gy[n0:n1].reshape(n1 - n0, o, -1)[:, :, i0 * ow:i1 * ow].transpose(1, 0, 2))
         if pointwise:
-            col = np.ascontiguousarray(x[n0:n1].reshape(n1 - n0, c, -1)[:, :, i0 * ow:i1 * ow].transpose(1, 0, 2))
+            col = scratch("col", (c, n1 - n0, length), dtype)
+            np.copyto(col, x[n0:n1].reshape(n1 - n0, c, -1)[:, :, i0 * ow:i1 * ow].transpose(1, 0, 2))
         else:
             col = scratch("col", (c * kh * kw, n1 - n0, length), dtype)
             with _common.threads_for(col.size):
