@@ -225,6 +225,9 @@ def main(argv=None):
           f"numpy {report['machine']['numpy']}, numba {report['machine'].get('numba', '-')}, "
           f"torch {report['machine'].get('torch', '-')}; load average {report['load_average']}")
     print(f"BLAS: {report['machine']['blas']}; env: {report['machine']['env'] or 'no OPENBLAS_* / thread variables set'}")
+    caveat = env.blas_caveat(report["machine"])
+    if caveat:
+        print(f"note: {caveat}")
     sgemm = env.sgemm_rate(repeats=args.repeats)
     report["sgemm_gflops"] = sgemm
     print(f"sgemm (2048^3 float32 numpy.matmul): {sgemm:.1f} GFLOP/s")

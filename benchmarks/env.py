@@ -51,6 +51,23 @@ def blas_info():
     ]
 
 
+def blas_caveat(info):
+    """A warning when ``OPENBLAS_CORETYPE`` holds OpenBLAS to kernels older than the CPU's
+    (machines set it for OpenBLAS builds that crash on new CPUs): minigrad's products then run
+    at a fraction of what NumPy's own choice gives, while torch's oneDNN ignores the variable.
+    Measured on an AVX-512 machine: sgemm 1.6-2.3x slower on the convolutions' shapes with
+    ``OPENBLAS_CORETYPE=Haswell``. None when there is nothing to say."""
+    forced = info["env"].get("OPENBLAS_CORETYPE")
+    if not forced or "avx512f" not in info["cpu_flags"]:
+        return None
+    kernels = [entry.get("architecture") for entry in info["blas"] or [] if entry.get("internal_api") == "openblas"]
+    if any(k and k.lower() in ("skylakex", "cooperlake", "sapphirerapids") for k in kernels):
+        return None
+    return (f"OPENBLAS_CORETYPE={forced} holds OpenBLAS to {', '.join(map(str, kernels)) or 'its'} kernels on a CPU "
+            "with AVX-512; minigrad's GEMMs run slower than with NumPy's own choice (torch is not affected). "
+            "To compare on equal terms: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks ...")
+
+
 def describe():
     """A dict naming the machine, the library versions and the thread settings."""
     info = {
