@@ -11,6 +11,10 @@ held to it by tests/kernels/test_cpu.py). What makes them fast:
   independent planes or elements, so scatter-adds never race (``pool.py``,
   ``elementwise.py``).
 
+Memory: importing this package asks glibc's malloc to keep freed large blocks for reuse
+(``_memory.py``): fresh activation arrays otherwise page-fault on every call, 10,900 faults
+and about 30% of a VGG16 forward + backward at 2 threads here.
+
 Inputs should be C-contiguous float32 or float64 as the contract says; other layouts are
 accepted and copied with ``numpy.ascontiguousarray`` (so only C-contiguous specializations
 are ever compiled). Outputs are freshly allocated; inputs are never written.
@@ -72,6 +76,7 @@ from .conv import conv2d_backward_data, conv2d_backward_weight, conv2d_forward
 from .elementwise import RELU_RULES, bias_relu_forward, lrn_backward, lrn_forward, relu_backward, relu_forward
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 from ._gemm import matmul
+from ._memory import keep_freed_blocks
 from ._workspace import clear_weight_cache, release_scratch
 
 __all__ = list(CONTRACT)
@@ -94,6 +99,7 @@ def _start_numba_threads_passive():
 
 
 _start_numba_threads_passive()
+keep_freed_blocks()
 
 
 def set_num_threads(n):
