@@ -14,6 +14,14 @@ over things that write disjoint memory:
   planes: all the rows that add into plane c belong to c, so each plane is summed by a single
   thread and the scatter-add has no race, whatever the overlap of the windows.
 
+Stride-1 convolutions whose output is as wide as their input (3x3 with padding 1, 5x5 with
+padding 2: most of VGG's and AlexNet's) take a shortcut in both: a column-matrix row is the
+plane shifted by (p*dh - ph, q*dw - pw), which in flat coordinates is one contiguous run,
+so it is copied (or, in col2im, added) in one loop and only the columns that wrapped round a
+row edge are zeroed, instead of a few short copies per output row with bounds for each
+(``_shifted_plane``, ``_add_shifted_plane``: 2.4x faster on a training batch's 14 x 14 planes,
+2.9x on AlexNet's conv2).
+
 Both are compiled once per dtype (float32, float64); the geometry is passed as ints.
 """
 
