@@ -117,12 +117,12 @@ def im2col(x, n0, col, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, rows_first=Fa
         c = r // (kh * kw)
         p = (r // kw) % kh
         q = r % kw
-        j_lo, j_hi = _valid_range(width, ow, sw, q * dw - pw)
-        w0 = q * dw - pw
         out = col[r, s] if rows_first else col[s, r]
         if sh == 1 and sw == 1 and ow == width:
             _shifted_plane(x[n, c].reshape(height * width), out, p * dh - ph, q * dw - pw, height, width, i0, i1)
             continue
+        j_lo, j_hi = _valid_range(width, ow, sw, q * dw - pw)
+        w0 = q * dw - pw
         for i in range(i0, i1):
             h = i * sh + p * dh - ph
             dst = out[(i - i0) * ow:(i - i0 + 1) * ow]
