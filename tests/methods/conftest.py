@@ -27,23 +27,31 @@ def compiled_kernels(reference_kernels):
 
 
 @pytest.fixture
-def ctrl_c_at_step(monkeypatch):
-    """``ctrl_c_at_step(n)``: the n-th Adam update from now on raises KeyboardInterrupt instead
-    (Ctrl-C in the middle of a training loop)."""
+def ctrl_c_on_call(monkeypatch):
+    """``ctrl_c_on_call(owner, name, n)``: the n-th call from now on of ``owner.name`` (a
+    module's function or a class's method) raises KeyboardInterrupt instead of running, as a
+    Ctrl-C at that point would; the calls before it run the real thing."""
 
-    def arm(n):
-        original = minigrad.optim.Adam.step
+    def arm(owner, name, n):
+        original = getattr(owner, name)
         calls = []
 
-        def step(self, closure=None):
+        def interrupted(*args, **kwargs):
             calls.append(1)
             if len(calls) == n:
                 raise KeyboardInterrupt
-            return original(self, closure)
+            return original(*args, **kwargs)
 
-        monkeypatch.setattr(minigrad.optim.Adam, "step", step)
+        monkeypatch.setattr(owner, name, interrupted)
 
     return arm
+
+
+@pytest.fixture
+def ctrl_c_at_step(ctrl_c_on_call):
+    """``ctrl_c_at_step(n)``: the n-th Adam update from now on raises KeyboardInterrupt instead
+    (Ctrl-C in the middle of a training loop)."""
+    return lambda n: ctrl_c_on_call(minigrad.optim.Adam, "step", n)
 
 
 @pytest.fixture(autouse=True, scope="session")

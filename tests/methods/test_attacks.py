@@ -213,19 +213,8 @@ def test_pgd_is_deterministic_given_the_seed(fashion, sample):
     assert not np.array_equal(a.adversarial, c.adversarial)
 
 
-def test_interrupted_attack_returns_what_it_has(fashion, sample, monkeypatch):
-    pgd_module = sys.modules["methods.pgd"]
-
-    calls = []
-    real = pgd_module.scores_and_gradient
-
-    def interrupting(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(pgd_module, "scores_and_gradient", interrupting)
+def test_interrupted_attack_returns_what_it_has(fashion, sample, ctrl_c_on_call):
+    ctrl_c_on_call(sys.modules["methods.pgd"], "scores_and_gradient", 3)
     result = methods.pgd(fashion, sample[0][:2], eps=0.05, steps=10)
     assert result.summary["interrupted"] and result.summary["steps_run"] == 2
     assert pixel_norms(fashion, result).max() <= 0.05 + 1e-5

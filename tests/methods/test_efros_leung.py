@@ -143,18 +143,8 @@ def test_gaussian_window_follows_the_pseudo_code():
     assert g[5, 6] == pytest.approx(np.exp(-1 / (2 * sigma ** 2)))
 
 
-def test_ctrl_c_keeps_what_has_grown(monkeypatch):
-    kernel = importlib.import_module("methods._efros_leung_numba")
-    calls = []
-    real = kernel.grow_layer
-
-    def interrupted(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(kernel, "grow_layer", interrupted)
+def test_ctrl_c_keeps_what_has_grown(ctrl_c_on_call):
+    ctrl_c_on_call(importlib.import_module("methods._efros_leung_numba"), "grow_layer", 3)
     result = methods.efros_leung(crop("gravel"), size=(21, 21), window=5)
     assert result.filled.sum() == 7 * 7  # the seed and two rings
     assert result.filled[7:14, 7:14].all() and result.image[0, 0] == 0

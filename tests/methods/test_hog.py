@@ -178,18 +178,9 @@ def test_inversion_from_an_array_and_from_noise_is_deterministic():
     assert c.params["start"] == "array 20x50" and c.start.shape == (32, 32) and len(c.summary["sharpness_stages"]) == 1
 
 
-def test_ctrl_c_keeps_what_was_reached(monkeypatch):
+def test_ctrl_c_keeps_what_was_reached(ctrl_c_on_call):
     module = importlib.import_module("methods.hog")  # the module (methods.hog is the function)
-    calls = []
-    real = module.hog
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:  # the target's HOG, then the distance after each of three steps
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(module, "hog", interrupted)
+    ctrl_c_on_call(module, "hog", 4)  # the target's HOG, then the distance after each of three steps
     result = methods.hog_inversion(np.random.default_rng(5).uniform(size=(32, 32)), size=0, steps=50)
     assert result.summary["iterations"] == 2 and len(result.distances) == 2
 

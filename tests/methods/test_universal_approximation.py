@@ -50,17 +50,8 @@ def test_wider_networks_fit_better_inside_and_none_outside(tmp_path):
     assert record["mse"] == mse
 
 
-def test_ctrl_c_keeps_the_networks_done(monkeypatch):
-    calls = {"n": 0}
-    real = ua.feed_forward
-
-    def interrupt_in_the_second_network(*args):
-        calls["n"] += 1
-        if calls["n"] == 1 + 3 + 2 + 3:  # Z; network 1's 3 steps and 2 evaluations; network 2's third step
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(ua, "feed_forward", interrupt_in_the_second_network)
+def test_ctrl_c_keeps_the_networks_done(ctrl_c_on_call):
+    ctrl_c_on_call(ua, "feed_forward", 1 + 3 + 2 + 3)  # Z; network 1's 3 steps and 2 evaluations; network 2's third step
     result = methods.universal_approximation(hidden=[2, 8, 32], steps=3)
     assert result.summary["interrupted"] and list(result.fits) == [2, 8]
     assert [len(v) for v in result.losses.values()] == [3, 2]
