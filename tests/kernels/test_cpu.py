@@ -287,6 +287,23 @@ def test_max_pool_matches_reference(case, dtype, seed, ties, contiguous):
                  R.max_pool2d_backward(gy, arg, shape, ksize, stride, padding), dtype)
 
 
+@given(h=st.integers(2, 11), w=st.integers(2, 11), planes=st.integers(1, 3), dtype=dtypes, seed=seeds,
+       values=st.sampled_from(["distinct", "ties", "nan"]))
+def test_max_pool_2x2_stride_2_matches_reference(h, w, planes, dtype, seed, values):
+    """VGG's pool (2x2, stride 2, no padding) has its own loop (``_max_plane_2x2``): the same
+    winners as the reference with repeated maxima, with NaN (several in one window: the last
+    wins) and with odd sizes whose last row or column no window reads."""
+    rng = np.random.default_rng(seed)
+    shape = (1, planes, h, w)
+    x = rng.integers(-2, 3, size=shape).astype(dtype) if values != "distinct" else rng.standard_normal(shape).astype(dtype)
+    if values == "nan":
+        x[rng.random(shape) < 0.3] = np.nan
+    y, arg = R.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    y2, arg2 = K.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(y2, y)
+    np.testing.assert_array_equal(arg2, arg)
+
+
 def test_max_pool_tie_rule_by_hand():
     x = np.array([[[[1.0, 3.0, 3.0], [3.0, 0.0, 3.0], [2.0, 3.0, 1.0]]]], np.float32)
     y, arg = K.max_pool2d_forward(x, (2, 2), (1, 1), (0, 0))
