@@ -419,6 +419,24 @@ def test_row_split_matmul_matches_numpy(groups, m):
     np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("groups,m,n", [(1, 7, 3), (1, 3, 7), (2, 5, 5)])
+@pytest.mark.parametrize("terms", [9, 5000])
+def test_reduction_split_matmul_matches_numpy(monkeypatch, groups, m, n, terms):
+    """The weight gradient's a @ b^T with the summed axis cut into per-thread partials (long
+    sums only; three here, whatever this machine's core count) and the larger output side in
+    BLAS's row position, either way round."""
+    from kernels.cpu import _gemm
+
+    monkeypatch.setattr(_gemm, "_ranges", lambda extent: [(0, extent // 3), (extent // 3, extent // 2),
+                                                          (extent // 2, extent)])
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((groups, m, terms))
+    b = rng.standard_normal((groups, n, terms))
+    got = _gemm.reduction_split_matmul(a, b)
+    assert got.shape == (groups, m, n)
+    np.testing.assert_allclose(got, a @ b.transpose(0, 2, 1), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("block_bytes", [1, 2000, 16 * 2**20])
 def test_im2col_blocks_and_blas_threads(monkeypatch, block_bytes):
     """All three convolution kernels by blocks of one row, of a few samples, and of the whole
