@@ -140,6 +140,18 @@ def im2col(x, n0, col, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, rows_first=Fa
 
 
 @njit(parallel=True, cache=True)
+def rows_first(src, dst):
+    """dst[r, s, :] = src[s, r, :]: samples' (R, L) matrices laid side by side as one (R, S*L)
+    matrix, the layout of im2col's ``rows_first`` (the weight gradient's gy, and a pointwise
+    convolution's input, which is its own column matrix). A parallel copy, row by row."""
+    n_samples, n_rows = src.shape[0], src.shape[1]
+    for job in prange(n_rows * n_samples):
+        jb = np.int64(job)
+        r, s = jb // n_samples, jb % n_samples
+        dst[r, s, :] = src[s, r, :]
+
+
+@njit(parallel=True, cache=True)
 def col2im(col, gx, n0, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, accumulate):
     """gx[n0 + s, c, i*sh + p*dh - ph, j*sw + q*dw - pw] += col[s, (c*KH + p)*KW + q, (i - i0)*OW + j]
     for the output rows i0 <= i < i1; each gx[n0 + s] is zeroed first unless ``accumulate``;

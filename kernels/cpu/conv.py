@@ -202,7 +202,7 @@ def _share_equal_outputs(y, x, kernel_hw, stride, padding, dilation, groups):
     oh, ow = y.shape[2:]
     words = x.reshape(n, c, h * w).view(np.uint32 if x.itemsize == 4 else np.uint64)
     empty = _patches.has_empty_fields((h, w), kernel_hw, stride, padding, dilation, (oh, ow))
-    with _common.threads_for(x.size):
+    with _common.threads_for(n * max(c * h * w, oh * ow * kernel_hw[0] * kernel_hw[1])):  # pixels or taps hashed
         _patches.share_equal_outputs(words, y.reshape(n, y.shape[1], oh * ow), groups, h, w, *kernel_hw,
                                      *stride, *padding, *dilation, oh, ow, empty)
 
@@ -312,10 +312,12 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
         length = (i1 - i0) * ow
         # copies into scratch: fresh arrays of this size would page-fault on every call
         gy_t = scratch("gy_t", (o, n1 - n0, length), dtype)
-        np.copyto(gy_t, gy[n0:n1].reshape(n1 - n0, o, -1)[:, :, i0 * ow:i1 * ow].transpose(1, 0, 2))
+        with _common.threads_for(gy_t.size):
+            _im2col.rows_first(gy[n0:n1].reshape(n1 - n0, o, -1)[:, :, i0 * ow:i1 * ow], gy_t)
         if pointwise:
             col = scratch("col", (c, n1 - n0, length), dtype)
-            np.copyto(col, x[n0:n1].reshape(n1 - n0, c, -1)[:, :, i0 * ow:i1 * ow].transpose(1, 0, 2))
+            with _common.threads_for(col.size):
+                _im2col.rows_first(x[n0:n1].reshape(n1 - n0, c, -1)[:, :, i0 * ow:i1 * ow], col)
         else:
             col = scratch("col", (c * kh * kw, n1 - n0, length), dtype)
             with _common.threads_for(col.size):
