@@ -17,6 +17,8 @@ array version keeps it; a hash collision only costs a comparison. The images (an
 of a batch are independent iterations of one ``prange``.
 """
 
+import functools
+
 import numpy as np
 from numba import njit, prange
 
@@ -131,8 +133,10 @@ def share_equal_outputs(words, y, groups, height, width, kh, kw, sh, sw, ph, pw,
                 y[n, o, moved[t]] = y[n, o, rep[moved[t]]]
 
 
+@functools.lru_cache(maxsize=256)
 def has_empty_fields(size_hw, kernel_hw, stride, padding, dilation, out_hw):
-    """Whether some output pixel's receptive field lies wholly in the padding."""
+    """Whether some output pixel's receptive field lies wholly in the padding (arguments:
+    tuples of ints; the answer is remembered per geometry, as a network asks it every call)."""
     for size, k, s, p, d, out in zip(size_hw, kernel_hw, stride, padding, dilation, out_hw):
         taps = np.arange(out)[:, None] * s - p + np.arange(k)[None, :] * d
         if (((taps < 0) | (taps >= size)).all(axis=1)).any():

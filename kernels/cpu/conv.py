@@ -201,7 +201,8 @@ def _share_equal_outputs(y, x, kernel_hw, stride, padding, dilation, groups):
     n, c, h, w = x.shape
     oh, ow = y.shape[2:]
     words = x.reshape(n, c, h * w).view(np.uint32 if x.itemsize == 4 else np.uint64)
-    empty = _patches.has_empty_fields((h, w), kernel_hw, stride, padding, dilation, (oh, ow))
+    empty = _patches.has_empty_fields((h, w), tuple(kernel_hw), tuple(stride), tuple(padding), tuple(dilation),
+                                      (oh, ow))
     with _common.threads_for(n * max(c * h * w, oh * ow * kernel_hw[0] * kernel_hw[1])):  # pixels or taps hashed
         _patches.share_equal_outputs(words, y.reshape(n, y.shape[1], oh * ow), groups, h, w, *kernel_hw,
                                      *stride, *padding, *dilation, oh, ow, empty)
