@@ -192,8 +192,18 @@ def chart_panels(results, kernel_rows, training):
     return panels
 
 
-def chart(results, kernel_rows, training, path):
-    """One panel per suite that ran; every bar carries its time ratio to torch."""
+def caption(machine):
+    """The line under the chart: the machine and the BLAS kernels the GEMMs ran on (and the
+    warning when an environment variable held them back), since the ratios depend on both."""
+    text = (f"{machine['cpu']}, {machine['cores']} cores; {env.blas_summary(machine)}; numpy {machine['numpy']}, "
+            f"torch {machine.get('torch', '-')}")
+    warning = env.blas_caveat(machine)
+    return text + (f"\n{warning}" if warning else "")
+
+
+def chart(results, kernel_rows, training, path, note=None):
+    """One panel per suite that ran; every bar carries its time ratio to torch; ``note`` (the
+    machine, from ``caption``) is written under the panels."""
     panels = chart_panels(results, kernel_rows, training)
     if not panels:
         return None
@@ -209,7 +219,9 @@ def chart(results, kernel_rows, training, path):
                              gridspec_kw={"width_ratios": widths}, squeeze=False)
     for ax, (groups, ylabel, title) in zip(axes[0], panels):
         _bars(ax, groups, ylabel, title)
-    fig.tight_layout()
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=7, va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.07 if note else 0, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -268,7 +280,7 @@ def main(argv=None):
     json_path = os.path.join(args.out, "results.json")
     with open(json_path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1)
-    png = chart(results, kernel_rows, training, os.path.join(args.out, "results.png"))
+    png = chart(results, kernel_rows, training, os.path.join(args.out, "results.png"), caption(report["machine"]))
     print(f"\nload average after: {report['load_average_after']}")
     print(f"wrote {json_path}" + (f" and {png}" if png else " (no chart: nothing measured, or no matplotlib)"))
 

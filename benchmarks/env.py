@@ -51,6 +51,19 @@ def blas_info():
     ]
 
 
+def blas_summary(info):
+    """The BLAS that ran, in a few words: library, version, kernel architecture, and the
+    ``OPENBLAS_CORETYPE`` that chose it when one was set (e.g. "openblas 0.3.31, Haswell kernels
+    (OPENBLAS_CORETYPE=Haswell)")."""
+    entries = [e for e in info.get("blas") or [] if e.get("internal_api") in ("openblas", "mkl", "blis")]
+    if not entries:
+        return "BLAS unknown (threadpoolctl not installed)"
+    text = ", ".join(f"{e['internal_api']} {e.get('version') or ''}".rstrip()
+                     + (f", {e['architecture']} kernels" if e.get("architecture") else "") for e in entries)
+    forced = info.get("env", {}).get("OPENBLAS_CORETYPE")
+    return text + (f" (OPENBLAS_CORETYPE={forced})" if forced else "")
+
+
 def blas_caveat(info):
     """A warning when ``OPENBLAS_CORETYPE`` holds OpenBLAS to kernels older than the CPU's
     (machines set it for OpenBLAS builds that crash on new CPUs): minigrad's products then run
