@@ -140,10 +140,12 @@ def im2col(x, n0, col, kh, kw, sh, sw, ph, pw, dh, dw, i0, i1, ow, rows_first=Fa
 
 
 @njit(parallel=True, cache=True)
-def rows_first(src, dst):
+def side_by_side(src, dst):
     """dst[r, s, :] = src[s, r, :]: samples' (R, L) matrices laid side by side as one (R, S*L)
     matrix, the layout of im2col's ``rows_first`` (the weight gradient's gy, and a pointwise
-    convolution's input, which is its own column matrix). A parallel copy, row by row."""
+    convolution's input, which is its own column matrix). A parallel copy, row by row; im2col
+    with a 1x1 kernel gives the same, at 1.5-4x the time on a training batch (its per-row shift
+    bookkeeping)."""
     n_samples, n_rows = src.shape[0], src.shape[1]
     for job in prange(n_rows * n_samples):
         jb = np.int64(job)

@@ -314,11 +314,11 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
         # copies into scratch: fresh arrays of this size would page-fault on every call
         gy_t = scratch("gy_t", (o, n1 - n0, length), dtype)
         with _common.threads_for(gy_t.size):
-            _im2col.rows_first(gy[n0:n1].reshape(n1 - n0, o, -1)[:, :, i0 * ow:i1 * ow], gy_t)
+            _im2col.side_by_side(gy[n0:n1].reshape(n1 - n0, o, -1)[:, :, i0 * ow:i1 * ow], gy_t)
         if pointwise:
             col = scratch("col", (c, n1 - n0, length), dtype)
             with _common.threads_for(col.size):
-                _im2col.rows_first(x[n0:n1].reshape(n1 - n0, c, -1)[:, :, i0 * ow:i1 * ow], col)
+                _im2col.side_by_side(x[n0:n1].reshape(n1 - n0, c, -1)[:, :, i0 * ow:i1 * ow], col)
         else:
             col = scratch("col", (c * kh * kw, n1 - n0, length), dtype)
             with _common.threads_for(col.size):
