@@ -112,7 +112,7 @@ class KernelNet:
         self.saved = []
         if conv_algorithm is None:
             self.conv_forward, self.conv_backward_data = kernels.conv2d_forward, kernels.conv2d_backward_data
-        else:  # numba backend only: force "winograd" or "im2col"
+        else:  # numba backend only: force "winograd", "direct" or "im2col"
             from kernels.cpu import conv
 
             self.conv_forward = lambda *a, **k: conv.forward(*a, algorithm=conv_algorithm, **k)

@@ -1,4 +1,4 @@
-"""2-D convolution on the CPU: Winograd F(4x4, 3x3) where it applies, im2col + BLAS elsewhere.
+"""2-D convolution on the CPU: Winograd F(4x4, 3x3), a direct micro-kernel, or im2col + BLAS.
 
 Algorithm choice (``choose_algorithm``), from the geometry of *one image* only, so that an
 image's result never depends on the batch it comes in:
@@ -6,22 +6,28 @@ image's result never depends on the batch it comes in:
 * ``"winograd"`` for float32, 3x3, stride 1, dilation 1, groups 1, padding <= 2, at least
   ``WINOGRAD_MIN_CHANNELS`` input and output channels and ``WINOGRAD_MIN_TILES`` 4x4 output
   tiles per image (or 16 tiles with at least 128 channels): every 3x3 layer of VGG16 but
-  conv1_1 and AlexNet's 13x13 layers, not fashion-vgg's narrow ones. See ``_winograd.py``
-  (Lavin & Gray 2016). Its data gradient
-  is the same algorithm on gy with the flipped, channel-transposed kernel. An image holding
-  a NaN or an infinity is recomputed by im2col, which keeps them where PyTorch has them.
+  conv1_1, and AlexNet's 13x13 layers. See ``_winograd.py`` (Lavin & Gray 2016). Its data
+  gradient is the same algorithm on gy with the flipped, channel-transposed kernel. An image
+  holding a NaN or an infinity is recomputed by im2col, which keeps them where PyTorch has them.
+* ``"direct"`` for the other float32, stride-1, undilated, ungrouped, non-pointwise layers
+  whose output (forward: w's output channels; data gradient: its input channels) has at least
+  ``DIRECT_MIN_CHANNELS`` channels: fashion-vgg's layers, VGG16's conv1_1 forward, AlexNet's
+  5x5 conv2. A register-blocked FMA micro-kernel reads the padded input in place (no column
+  matrix); see ``_direct.py``. The data gradient is the same kernel on gy.
 * ``"im2col"`` otherwise: per image and group one BLAS product (``numpy.matmul``) against
   the column matrix (``_im2col.py``); a 1x1, stride-1, unpadded conv uses the input itself as
   the column matrix. float64 always goes this way: it is the exact path gradient checks use.
+  The weight gradient always goes this way (one long GEMM over the batch).
 
 Batch invariance: every GEMM is per image, with a shape fixed by the image's geometry, and
 every loop computes an image's outputs from that image alone, so an image's result is
-bitwise the same whatever else is in the batch. Ties: after either algorithm, output pixels
-whose receptive fields hold bitwise-equal values are given bitwise-equal outputs
-(``_patches.py``; why in ``kernels/patches.py``), so max-pool ties in flat regions break as
-in exact arithmetic (the first pixel wins, as in PyTorch) whatever each algorithm's
-position-dependent rounding. Measured on VGG16 at 224x224, batch 1: that step costs
-``python -m benchmarks`` reports it.
+bitwise the same whatever else is in the batch. Ties: the direct path computes every output
+pixel by the same chain of FMAs, so bitwise-equal receptive fields give bitwise-equal outputs
+by construction. After Winograd or im2col, whose rounding depends on a pixel's position in a
+4x4 tile or BLAS micro-tile, output pixels with bitwise-equal receptive fields are given
+bitwise-equal outputs by a further step (``_patches.py``; why in ``kernels/patches.py``). Either
+way max-pool ties in flat regions break as in exact arithmetic (the first pixel wins, as in
+PyTorch).
 
 The BLAS calls and the Numba loops never run at the same time (each returns before the next
 starts). Every GEMM of the forward and data-gradient paths runs as one slice per thread on
@@ -33,6 +39,7 @@ workers would then spin for ~0.1 s on a core the next Numba loop needs.
 import numpy as np
 
 from . import _common
+from . import _direct
 from . import _im2col
 from . import _patches
 from . import _winograd
@@ -51,7 +58,13 @@ WINOGRAD_MIN_TILES = 40
 WINOGRAD_MIN_TILES_WIDE = 16
 WINOGRAD_WIDE_CHANNELS = 128
 
-ALGORITHMS = ("auto", "winograd", "im2col")
+# The direct path computes its panels of output channels whole (8 on AVX-512): below this many
+# output channels most of each panel is padding, and im2col + BLAS is faster. Measured at 2
+# threads (ms, direct / im2col): the data gradient of a 1-channel 28x28 input (batch 128)
+# 4.4 / 1.3, of VGG16's 3-channel conv1_1 6.3 / 2.9; forward into 32 channels 1.4 / 1.6.
+DIRECT_MIN_CHANNELS = 16
+
+ALGORITHMS = ("auto", "winograd", "direct", "im2col")
 
 
 def winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype):
@@ -67,11 +80,14 @@ def winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype)
     )
 
 
-def choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype):
-    """"winograd" where it applies, both channel counts are large enough to amortise the
-    tile transforms and one image has enough output tiles for efficient GEMMs; "im2col"
-    otherwise. The batch size is not looked at."""
-    if winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype):
+def choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype, direction="forward"):
+    """The algorithm for ``direction`` ("forward", "data" or "weight" gradient): "winograd"
+    (not for the weight gradient) where it applies, both channel counts are large enough to
+    amortise the tile transforms and one image has enough output tiles for efficient GEMMs;
+    else "direct" where it applies to a non-pointwise kernel and the direction's output
+    channels (forward and weight: w's output channels; data: its input channels) number at
+    least ``DIRECT_MIN_CHANNELS``; "im2col" otherwise. The batch size is not looked at."""
+    if direction != "weight" and winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype):
         oh = x_shape[2] + 2 * padding[0] - 2
         ow = x_shape[3] + 2 * padding[1] - 2
         tiles = ((oh + 3) // 4) * ((ow + 3) // 4)
@@ -80,17 +96,30 @@ def choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype)
             return "winograd"
         if channels >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES:
             return "winograd"
+    out_channels = w_shape[1] if direction == "data" else w_shape[0]
+    if (_direct.applies(w_shape, stride, padding, dilation, groups, dtype) and out_channels >= DIRECT_MIN_CHANNELS
+            and not _is_pointwise(w_shape, stride, padding, dilation)):
+        return "direct"
     return "im2col"
 
 
-def _resolve(algorithm, x_shape, w_shape, stride, padding, dilation, groups, dtype):
+def _resolve(algorithm, x_shape, w_shape, stride, padding, dilation, groups, dtype, direction="forward"):
     if algorithm == "auto":
-        return choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype)
+        return choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype, direction)
     if algorithm == "winograd":
-        if not winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype):
+        if direction == "weight" or not winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype):
             raise ValueError(
-                "the Winograd path needs float32, a 3x3 kernel, stride 1, dilation 1, groups 1 "
+                "the Winograd path computes no weight gradient, and needs float32, a 3x3 kernel, stride 1, "
+                "dilation 1, groups 1 "
                 f"and padding <= 2; got dtype {np.dtype(dtype)}, w shape {tuple(w_shape)}, "
+                f"stride {stride}, padding {padding}, dilation {dilation}, groups {groups}"
+            )
+        return algorithm
+    if algorithm == "direct":
+        if not _direct.applies(w_shape, stride, padding, dilation, groups, dtype):
+            raise ValueError(
+                "the direct path needs float32, stride 1, dilation 1, groups 1 and padding smaller "
+                f"than the kernel; got dtype {np.dtype(dtype)}, w shape {tuple(w_shape)}, "
                 f"stride {stride}, padding {padding}, dilation {dilation}, groups {groups}"
             )
         return algorithm
@@ -172,7 +201,8 @@ def _winograd_weights(w, kind):
 def forward(x, w, b, stride, padding, dilation, groups, relu=False, algorithm="auto", share=True):
     """conv2d_forward with a choice of ``algorithm`` ("auto", "winograd", "im2col"), so that
     tests and benchmarks can force a path; ``share=False`` skips giving equal receptive
-    fields equal outputs (only to measure what that step costs)."""
+    fields equal outputs after Winograd or im2col (only to measure what that step costs; the
+    direct path needs no such step)."""
     stride, padding, dilation, groups, out_hw = _common.conv_geometry(
         np.shape(x), np.shape(w), stride, padding, dilation, groups)
     dtype = _common.common_dtype(x, w, b)
@@ -184,6 +214,8 @@ def forward(x, w, b, stride, padding, dilation, groups, relu=False, algorithm="a
         if b.shape != (o,):
             raise ValueError(f"bias must have shape ({o},) for weight shape {w.shape}, got {b.shape}")
     algorithm = _resolve(algorithm, x.shape, w.shape, stride, padding, dilation, groups, dtype)
+    if algorithm == "direct":  # equal receptive fields give equal outputs by construction
+        return _direct.convolve(x, _direct.packed_weights(w, "forward"), o, w.shape[2:], padding, b, relu)
     u = _winograd_weights(w, "forward") if algorithm == "winograd" else None
     if u is not None:
         y, redo = _winograd.conv3x3(x, u, padding[0], padding[1], b, relu)
@@ -249,7 +281,12 @@ def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="
     gy = _common.float_array("gy", gy, dtype)
     w = _common.float_array("w", w, dtype)
     code = _common.relu_rule_code(relu_rule, relu_mask, gy.shape)
-    algorithm = _resolve(algorithm, x_shape, w.shape, stride, padding, dilation, groups, dtype)
+    algorithm = _resolve(algorithm, x_shape, w.shape, stride, padding, dilation, groups, dtype, "data")
+    if algorithm == "direct":
+        if code >= 0:
+            gy = relu_backward(gy, relu_mask, relu_rule)
+        flipped = (w.shape[2] - 1 - padding[0], w.shape[3] - 1 - padding[1])
+        return _direct.convolve(gy, _direct.packed_weights(w, "backward"), c, w.shape[2:], flipped)
     u = _winograd_weights(w, "backward") if algorithm == "winograd" else None
     if u is None:
         if code >= 0:
@@ -287,7 +324,14 @@ def _im2col_backward_data(gy, w, x_shape, stride, padding, dilation, groups, out
 
 
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
-    """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to w: per block
+    """The gradient of sum(gy * conv2d_forward(x, w, None, ...)) with respect to w."""
+    return backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
+
+
+def backward_weight(gy, x, w_shape, stride, padding, dilation, groups, algorithm="auto"):
+    """conv2d_backward_weight with a choice of ``algorithm`` ("auto", "direct", "im2col").
+
+    direct: ``_direct.weight_grad``. im2col: per block
     of samples, GW_g += GY_g (Og, S*L) @ COL_g^T (S*L, Cg*KH*KW), with the column matrices of
     all the block's samples side by side (a sum over the batch needs no per-sample product:
     one wide GEMM is several times faster than S narrow ones and their sum). The summed axis
@@ -304,6 +348,9 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     dtype = _common.common_dtype(gy, x)
     gy = _common.float_array("gy", gy, dtype)
     x = _common.float_array("x", x, dtype)
+    algorithm = _resolve(algorithm, x.shape, w_shape, stride, padding, dilation, groups, dtype, "weight")
+    if algorithm == "direct":
+        return _direct.weight_grad(gy, x, w_shape, padding)
     og, kh, kw = o // groups, w_shape[2], w_shape[3]
     k = w_shape[1] * kh * kw
     gw = np.zeros((groups, og, k), dtype)

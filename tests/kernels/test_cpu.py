@@ -5,7 +5,8 @@ padding, dilation, groups, batch > 1, overlapping pooling windows); values come 
 NumPy generator. Each test draws its dtype from (float32, float64), so both specializations
 of every jitted loop are compiled once and then exercised by every example. The Winograd
 path is checked against the direct method (the reference, in float64) on its own, on
-VGG-sized layers, and on the logits of a reduced VGG16.
+VGG-sized layers, and on the logits of a reduced VGG16; the direct micro-kernel path
+(float32 only) on its own against the reference.
 
 Kept small on purpose: the first run compiles every kernel (Numba's cache makes later runs
 fast), so the drawn shapes stay tiny and the number of distinct specializations low.
@@ -23,7 +24,7 @@ pytest.importorskip("numba")
 import kernels  # noqa: E402
 from kernels import cpu as K  # noqa: E402
 from kernels import reference as R  # noqa: E402
-from kernels.cpu import _common, _winograd, conv  # noqa: E402
+from kernels.cpu import _common, _direct, _winograd, conv  # noqa: E402
 from kernels.geometry import argmax_dtype  # noqa: E402
 
 CONTRACT = (
@@ -186,6 +187,112 @@ def test_winograd_matches_direct(n, c, k, h, w, ph, pw, seed):
     assert_close(conv.forward(x, wt, b, *geometry, algorithm="winograd"), y, np.float32, 1e-5)
     assert_close(conv.backward_data(gy.astype(np.float32), wt, x.shape, *geometry, algorithm="winograd"),
                  gx, np.float32, 1e-5)
+
+
+@st.composite
+def direct_geometries(draw):
+    """(kh, kw, ph, pw, h, w): padding below the kernel, the padded image at least the kernel."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    ph, pw = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
+    h, w = draw(st.integers(max(1, kh - 2 * ph), 12)), draw(st.integers(max(1, kw - 2 * pw), 12))
+    return kh, kw, ph, pw, h, w
+
+
+@given(n=st.integers(1, 3), c=st.integers(1, 9), k=st.integers(1, 20), geometry=direct_geometries(),
+       relu=st.booleans(), seed=seeds)
+def test_direct_matches_reference(n, c, k, geometry, relu, seed):
+    """The direct micro-kernel path, forward (bias, ReLU), data and weight gradients, against
+    the float64 reference: any kernel size and padding below it, output channels that do not fill a panel,
+    images narrower than a micro-tile and wider than several."""
+    kh, kw, ph, pw, h, w = geometry
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((k, c, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    geometry = ((1, 1), (ph, pw), (1, 1), 1)
+    y = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *geometry)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    gx = R.conv2d_backward_data(gy.astype(np.float64), wt.astype(np.float64), x.shape, *geometry)
+    assert_close(conv.forward(x, wt, b, *geometry, relu=relu, algorithm="direct"), np.maximum(y, 0) if relu else y,
+                 np.float32)
+    assert_close(conv.backward_data(gy, wt, x.shape, *geometry, algorithm="direct"), gx, np.float32)
+    gw = R.conv2d_backward_weight(gy.astype(np.float64), x.astype(np.float64), wt.shape, *geometry)
+    assert_close(conv.backward_weight(gy, x, wt.shape, *geometry, algorithm="direct"), gw, np.float32)
+
+
+def test_direct_in_blocks_of_images_gives_the_same_bits(monkeypatch):
+    """Large batches are padded a few images at a time; each image's outputs are the same
+    chain of FMAs either way, so the results are bitwise equal (the weight gradient, a sum
+    over the images, is accumulated across the blocks)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 16, 11, 9)).astype(np.float32)
+    w = rng.standard_normal((20, 16, 3, 3)).astype(np.float32)
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    gy = rng.standard_normal((5, 20, 11, 9)).astype(np.float32)
+    assert conv.choose_algorithm(x.shape, w.shape, *geometry, np.float32) == "direct"
+    assert conv.choose_algorithm(x.shape, w.shape, *geometry, np.float32, "data") == "direct"
+    assert conv.choose_algorithm(x.shape, w.shape, *geometry, np.float32, "weight") == "direct"
+    whole = (conv.forward(x, w, None, *geometry), conv.backward_data(gy, w, x.shape, *geometry))
+    gw = conv.backward_weight(gy, x, w.shape, *geometry)
+    monkeypatch.setattr(_direct, "BLOCK_BYTES", 1)
+    blocked = (conv.forward(x, w, None, *geometry), conv.backward_data(gy, w, x.shape, *geometry))
+    for a, b in zip(whole, blocked):
+        np.testing.assert_array_equal(a, b)
+    assert_close(conv.backward_weight(gy, x, w.shape, *geometry), gw, np.float32)  # summed in another order
+
+
+AVX2_BLOCK_CHECK = """
+import llvmlite.binding as llvm
+host = llvm.get_host_cpu_features()
+class WithoutAVX512(dict):  # what _direct reads says no AVX-512; Numba's own code generation is unchanged
+    def flatten(self):
+        return host.flatten()
+llvm.get_host_cpu_features = lambda: WithoutAVX512(avx512f=False)
+import numpy as np
+from kernels import reference as R
+from kernels.cpu import _direct, conv
+assert (_direct.LANES, _direct.ROWS, _direct.VECTORS) == (8, 4, 3)
+rng = np.random.default_rng(0)
+for c, k, h, w, kh, pad in [(3, 20, 9, 30, 3, 1), (16, 7, 5, 4, 5, 2)]:
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((k, c, kh, kh)).astype(np.float32)
+    geometry = ((1, 1), (pad, pad), (1, 1), 1)
+    y = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *geometry)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    gx = R.conv2d_backward_data(gy.astype(np.float64), wt.astype(np.float64), x.shape, *geometry)
+    gw = R.conv2d_backward_weight(gy.astype(np.float64), x.astype(np.float64), wt.shape, *geometry)
+    for got, want in [(conv.forward(x, wt, None, *geometry, algorithm="direct"), y),
+                      (conv.backward_data(gy, wt, x.shape, *geometry, algorithm="direct"), gx),
+                      (conv.backward_weight(gy, x, wt.shape, *geometry, algorithm="direct"), gw)]:
+        assert np.abs(got - want).max() <= 2e-5 * max(1.0, np.abs(want).max()), np.abs(got - want).max()
+"""
+
+
+def test_direct_with_the_avx2_register_block(tmp_path):
+    """On a CPU without AVX-512 the micro-kernel has 8-float vectors in a 4 x 3 block; the same
+    answers, checked in a fresh process (its own Numba cache: the block is frozen into the
+    compiled code)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", AVX2_BLOCK_CHECK], env=env, capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_direct_is_chosen_only_where_its_panels_fill():
+    """Few output channels waste most of a panel: such directions go to im2col, whose speed
+    does not depend on them (a 1-channel input's data gradient, fashion-vgg's conv1_1)."""
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    assert conv.choose_algorithm((1, 1, 28, 28), (32, 1, 3, 3), *geometry, np.float32) == "direct"
+    assert conv.choose_algorithm((1, 1, 28, 28), (32, 1, 3, 3), *geometry, np.float32, "data") == "im2col"
+    assert conv.choose_algorithm((1, 32, 14, 14), (64, 32, 3, 3), *geometry, np.float64) == "im2col"
+    assert conv.choose_algorithm((1, 32, 14, 14), (64, 32, 1, 1), (1, 1), (0, 0), (1, 1), 1, np.float32) == "im2col"
+    with pytest.raises(ValueError, match="direct path needs"):
+        conv.forward(np.zeros((1, 16, 8, 8), np.float32), np.zeros((16, 16, 3, 3), np.float32), None,
+                     (2, 2), (1, 1), (1, 1), 1, algorithm="direct")
 
 
 @pytest.mark.parametrize("c, k, size", [(64, 64, 56), (256, 256, 28)])
