@@ -3,10 +3,11 @@
 Same function names, signatures and semantics as ``kernels.reference`` (the specification,
 held to it by tests/kernels/test_cpu.py). What makes them fast:
 
-* convolution: Winograd F(4x4, 3x3) (Lavin & Gray 2016) for float32 3x3 stride-1 layers, its
-  data gradient too (``_winograd.py``), im2col + BLAS ``numpy.matmul`` for every other shape
-  (``_im2col.py``); transformed weights are cached per weight array, scratch buffers are
-  reused (``_workspace.py``);
+* convolution: Winograd F(4x4, 3x3) (Lavin & Gray 2016) for wide float32 3x3 stride-1
+  layers, its data gradient too (``_winograd.py``); a register-blocked FMA micro-kernel in
+  LLVM IR for the other float32 stride-1 layers, all three directions (``_direct.py``);
+  im2col + BLAS ``numpy.matmul`` for every other shape (``_im2col.py``); transformed and
+  packed weights are cached per weight array, scratch buffers are reused (``_workspace.py``);
 * pooling, ReLU, bias + ReLU and LRN: ``@njit(parallel=True, cache=True)`` loops over
   independent planes or elements, so scatter-adds never race (``pool.py``,
   ``elementwise.py``).
@@ -26,8 +27,11 @@ The rule for gradients that do not depend on the batch and equal PyTorch's (issu
    call per image with a shape fixed by that geometry (stacked in one ``numpy.matmul`` per
    thread; the thread split cuts output rows, the same cut for any batch). BLAS rounds a
    column or row differently depending on where it sits in the matrix, so stacking a batch
-   into one product would make an image's bits depend on its neighbours.
-2. *Equal receptive fields, equal outputs.* After either algorithm, every output pixel whose
+   into one product would make an image's bits depend on its neighbours. The direct
+   micro-kernel computes every output pixel by the same chain of FMAs over its taps, in the
+   same order, wherever it sits.
+2. *Equal receptive fields, equal outputs.* The direct micro-kernel gives them by
+   construction. After Winograd or im2col, every output pixel whose
    receptive field is bitwise equal to an earlier one's takes that pixel's value
    (``_patches.py``; ``kernels/patches.py`` says why). Flat regions -- a constant border, a
    black background -- then stay exactly flat, as in exact arithmetic and as in PyTorch's

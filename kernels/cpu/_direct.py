@@ -49,7 +49,7 @@ def _register_block():
         import llvmlite.binding as llvm
 
         avx512 = bool(llvm.get_host_cpu_features().get("avx512f", False))
-    except Exception:  # features unknown: assume 16 registers of 8 floats (AVX2)
+    except (ImportError, RuntimeError):  # features unknown: assume 16 registers of 8 floats (AVX2)
         avx512 = False
     return (16, 8, 2) if avx512 else (8, 4, 3)
 

@@ -1,6 +1,6 @@
-"""Scratch buffers reused across kernel calls, and the cache of Winograd-transformed weights.
+"""Scratch buffers reused across kernel calls, and the cache of transformed weights.
 
-Workspaces: the Winograd and im2col paths need large temporaries (VGG16's first layers
+Workspaces: the Winograd, direct and im2col paths need large temporaries (VGG16's first layers
 transform 29 MB of tiles per call). Allocating them fresh each call costs a page fault per
 4 KiB page, which on this kind of machine is as slow as the arithmetic itself, so each thread
 keeps one growing buffer per purpose and hands out views of it. Buffers never escape: every
@@ -9,8 +9,9 @@ array a kernel returns is freshly allocated, as the contract requires.
 Transformed weights: backprop-to-image runs the same frozen weights forward and backward
 many times; transforming a 512x512 kernel costs as much as a tenth of the convolution. The
 cache maps a weight array (by identity, dropped when the array is garbage collected) to its
-transform, and checks on every hit a 64-bit hash of the weight's bytes, so weights updated
-in place (an optimizer step) are re-transformed rather than served stale. Set
+transform (Winograd's, or the direct path's packed panels), and checks on every hit a 64-bit
+hash of the weight's bytes, so weights updated in place (an optimizer step) are
+re-transformed rather than served stale. Set
 ``MINIGRAD_WINOGRAD_CACHE=0`` to disable it, or call ``clear_weight_cache()``.
 """
 

@@ -5,19 +5,19 @@ image's result never depends on the batch it comes in:
 
 * ``"winograd"`` for float32, 3x3, stride 1, dilation 1, groups 1, padding <= 2, at least
   ``WINOGRAD_MIN_CHANNELS`` input and output channels and ``WINOGRAD_MIN_TILES`` 4x4 output
-  tiles per image (or 16 tiles with at least 128 channels): every 3x3 layer of VGG16 but
-  conv1_1, and AlexNet's 13x13 layers. See ``_winograd.py`` (Lavin & Gray 2016). Its data
-  gradient is the same algorithm on gy with the flipped, channel-transposed kernel. An image
-  holding a NaN or an infinity is recomputed by im2col, which keeps them where PyTorch has them.
+  tiles per image: VGG16's conv2_2 to conv4_3. See ``_winograd.py`` (Lavin & Gray 2016).
+  Its data gradient is the same algorithm on gy with the flipped, channel-transposed kernel.
+  An image holding a NaN or an infinity is recomputed by im2col, which keeps them where
+  PyTorch has them. It computes no weight gradient.
 * ``"direct"`` for the other float32, stride-1, undilated, ungrouped, non-pointwise layers
-  whose output (forward: w's output channels; data gradient: its input channels) has at least
-  ``DIRECT_MIN_CHANNELS`` channels: fashion-vgg's layers, VGG16's conv1_1 forward, AlexNet's
-  5x5 conv2. A register-blocked FMA micro-kernel reads the padded input in place (no column
-  matrix); see ``_direct.py``. The data gradient is the same kernel on gy.
+  whose output (forward and weight gradient: w's output channels; data gradient: its input
+  channels) has at least ``DIRECT_MIN_CHANNELS`` channels: fashion-vgg's layers, VGG16's
+  conv1_1 (not its data gradient), conv1_2, conv2_1 and conv5 block, AlexNet's conv2 to
+  conv5. A register-blocked FMA micro-kernel reads the padded input in place, with no column
+  matrix (``_direct.py``); the data gradient is the same kernel on gy.
 * ``"im2col"`` otherwise: per image and group one BLAS product (``numpy.matmul``) against
   the column matrix (``_im2col.py``); a 1x1, stride-1, unpadded conv uses the input itself as
   the column matrix. float64 always goes this way: it is the exact path gradient checks use.
-  The weight gradient always goes this way (one long GEMM over the batch).
 
 Batch invariance: every GEMM is per image, with a shape fixed by the image's geometry, and
 every loop computes an image's outputs from that image alone, so an image's result is
@@ -47,16 +47,14 @@ from .elementwise import bias_relu_inplace, relu_backward
 from ._gemm import reduction_split_matmul, row_split_matmul
 from ._workspace import scratch, weight_cache
 
-WINOGRAD_MIN_CHANNELS = 16
-# Below this many 4x4 output tiles per image the 36 GEMMs are too narrow for BLAS to run near
-# its peak, and their 4x larger transformed kernel costs more memory traffic than im2col's.
-# With wide layers 16 tiles (a 13x13 or 14x14 image) are enough. Measured here on one core
-# (ms, im2col / Winograd, forward): 512->512 at 14x14 9.6 / 6.9, 256->256 at 13x13 2.5 / 2.4,
-# 64->64 at 14x14 0.29 / 0.24 but 32->64 at 14x14 (batch 128) 17.5 / 19.4, and at 7x7
-# (4 tiles) 512->512 3.0 / 5.2.
-WINOGRAD_MIN_TILES = 40
-WINOGRAD_MIN_TILES_WIDE = 16
-WINOGRAD_WIDE_CHANNELS = 128
+# Winograd does 2.25x fewer multiplications than the direct path but runs 36 narrow GEMMs and
+# needs the equal-fields step after it; it wins only on wide layers with many 4x4 output
+# tiles. Measured here per VGG16 layer, batch 1, 2 threads (ms, forward + data gradient,
+# direct / Winograd): 64->64 at 224 23.9 / 27.5, 64->128 at 112 11.3 / 14.6, 128->128 at 112
+# 20.1 / 18.9, 256->256 at 56 21.1 / 14.1, 512->512 at 28 25.1 / 15.5, 512->512 at 14
+# 7.8 / 7.8; AlexNet's 13x13 layers 1.6-2.5 / 2.3-3.5.
+WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_TILES = 49
 
 # The direct path computes its panels of output channels whole (8 on AVX-512): below this many
 # output channels most of each panel is padding, and im2col + BLAS is faster. Measured at 2
@@ -83,7 +81,7 @@ def winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype)
 def choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype, direction="forward"):
     """The algorithm for ``direction`` ("forward", "data" or "weight" gradient): "winograd"
     (not for the weight gradient) where it applies, both channel counts are large enough to
-    amortise the tile transforms and one image has enough output tiles for efficient GEMMs;
+    amortise the tile transforms and one image has enough 4x4 output tiles for wide GEMMs;
     else "direct" where it applies to a non-pointwise kernel and the direction's output
     channels (forward and weight: w's output channels; data: its input channels) number at
     least ``DIRECT_MIN_CHANNELS``; "im2col" otherwise. The batch size is not looked at."""
@@ -91,10 +89,7 @@ def choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype,
         oh = x_shape[2] + 2 * padding[0] - 2
         ow = x_shape[3] + 2 * padding[1] - 2
         tiles = ((oh + 3) // 4) * ((ow + 3) // 4)
-        channels = min(w_shape[0], w_shape[1])
-        if channels >= WINOGRAD_WIDE_CHANNELS and tiles >= WINOGRAD_MIN_TILES_WIDE:
-            return "winograd"
-        if channels >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES:
+        if min(w_shape[0], w_shape[1]) >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES:
             return "winograd"
     out_channels = w_shape[1] if direction == "data" else w_shape[0]
     if (_direct.applies(w_shape, stride, padding, dilation, groups, dtype) and out_channels >= DIRECT_MIN_CHANNELS

@@ -277,8 +277,9 @@ def test_direct_with_the_avx2_register_block(tmp_path):
     import sys
 
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    done = subprocess.run([sys.executable, "-c", AVX2_BLOCK_CHECK], env=env, capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-c", AVX2_BLOCK_CHECK], env=env, cwd=root, capture_output=True,
+                          text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -295,7 +296,7 @@ def test_direct_is_chosen_only_where_its_panels_fill():
                      (2, 2), (1, 1), (1, 1), 1, algorithm="direct")
 
 
-@pytest.mark.parametrize("c, k, size", [(64, 64, 56), (256, 256, 28)])
+@pytest.mark.parametrize("c, k, size", [(128, 128, 56), (256, 256, 28)])
 def test_winograd_error_on_vgg_sized_layers(c, k, size):
     """Relative to the output's largest magnitude, float32 Winograd stays within 2e-5 of the
     float64 direct convolution on VGG16's layer shapes (He-scaled weights)."""

@@ -1,8 +1,9 @@
 """The fused conv + bias + ReLU on every backend: forward (``relu=True``) and its data gradient
 (``relu_rule``, the rule applied as gy is read) against the reference's unfused chain.
 
-The Winograd-sized case (float32, 16 channels, 28x28) makes the Numba backend apply the rule
-inside its input transform; the small ones go through im2col with strides and groups.
+The Winograd-sized case (float32, 128 channels, 28x28) makes the Numba backend apply the rule
+inside its input transform, the 16-channel one goes through its direct micro-kernel, and the
+small one through im2col with strides and groups.
 """
 
 import numpy as np
@@ -14,7 +15,8 @@ from kernels import reference
 from tests.kernels.backends import BACKENDS, backend
 
 CASES = [
-    ((2, 16, 28, 28), (16, 16, 3, 3), ((1, 1), (1, 1), (1, 1), 1), np.float32),
+    ((2, 128, 28, 28), (128, 128, 3, 3), ((1, 1), (1, 1), (1, 1), 1), np.float32),
+    ((2, 16, 12, 10), (16, 16, 3, 3), ((1, 1), (1, 1), (1, 1), 1), np.float32),
     ((2, 4, 9, 8), (6, 2, 3, 2), ((2, 1), (1, 1), (1, 2), 2), np.float64),
 ]
 
@@ -32,7 +34,7 @@ def test_fused_conv_relu_matches_the_unfused_reference(device, case, rule, seed,
     be = backend(device)
     want = reference.relu_forward(reference.conv2d_forward(x, w, b, *geometry))
     y = be.get(be.conv2d_forward(be.put(x), be.put(w), be.put(b), *geometry, relu=True))
-    tol = 2e-5 if dtype == np.float32 else 1e-12
+    tol = 1e-4 if dtype == np.float32 else 1e-12  # float32 sums of up to 1,152 unit-scale terms
     np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
     mask = ~(want <= 0)
     gy = rng.standard_normal(want.shape).astype(dtype)

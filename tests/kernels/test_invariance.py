@@ -20,12 +20,11 @@ from kernels import patches
 from tests.kernels.backends import BACKENDS, backend, needs_numba
 
 # Geometries: (x shape of one image, w shape, stride, padding, dilation, groups, pool kernel,
-# pool stride). The first is large enough for the Numba backend's Winograd path (16 channels,
-# 49 tiles per image); the second has too few tiles per image (16) but enough in a batch of
-# three, so counting tiles over the batch would switch algorithms; the others go through
-# im2col with strides, dilation and groups.
+# pool stride). The first is large enough for the Numba backend's Winograd path (128
+# channels, 49 tiles per image); the second takes its direct micro-kernel; the others go
+# through im2col with strides, dilation and groups.
 GEOMETRIES = [
-    ((16, 28, 28), (16, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (2, 2), (2, 2)),
+    ((128, 28, 28), (128, 128, 3, 3), (1, 1), (1, 1), (1, 1), 1, (2, 2), (2, 2)),
     ((16, 14, 14), (16, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (2, 2), (2, 2)),
     ((4, 9, 8), (6, 2, 3, 2), (2, 1), (1, 1), (1, 2), 2, (3, 3), (2, 2)),
     ((3, 7, 7), (5, 3, 1, 1), (1, 1), (0, 0), (1, 1), 1, (2, 3), (1, 2)),
@@ -188,15 +187,17 @@ def test_equal_receptive_fields_give_equal_outputs(device, case):
 
 
 @pytest.mark.parametrize("device", BACKENDS)
-def test_flat_region_ties_go_to_the_first_pixel(device):
+@pytest.mark.parametrize("channels", [16, 128])
+def test_flat_region_ties_go_to_the_first_pixel(device, channels):
     """A constant border around a textured square, conv + ReLU + 2x2 max-pool (a VGG block):
     in the border every pooled window is an exact tie and its argmax is the window's first
-    pixel, as PyTorch's direct convolution gives, on every backend and algorithm."""
+    pixel, as PyTorch's direct convolution gives, on every backend and algorithm (Numba's
+    direct micro-kernel with 16 channels, its Winograd path with 128)."""
     rng = np.random.default_rng(3)
-    x = np.full((1, 16, 28, 28), 0.7, np.float32)
-    x[0, :, 10:18, 10:18] = rng.standard_normal((16, 8, 8))
-    w = (rng.standard_normal((16, 16, 3, 3)) / 12).astype(np.float32)
-    b = np.abs(rng.standard_normal(16)).astype(np.float32)  # a positive flat value: the ReLU keeps it
+    x = np.full((1, channels, 28, 28), 0.7, np.float32)
+    x[0, :, 10:18, 10:18] = rng.standard_normal((channels, 8, 8))
+    w = (rng.standard_normal((channels, channels, 3, 3)) / (3 * np.sqrt(channels))).astype(np.float32)
+    b = np.abs(rng.standard_normal(channels)).astype(np.float32)  # a positive flat value: the ReLU keeps it
     be = backend(device)
     y = be.conv2d_forward(be.put(x), be.put(w), be.put(b), (1, 1), (1, 1), (1, 1), 1, relu=True)
     _, arg = be.max_pool2d_forward(y, (2, 2), (2, 2), (0, 0))
