@@ -22,6 +22,8 @@ import weakref
 import numpy as np
 from numba import njit, prange
 
+from ._common import threads_for
+
 _local = threading.local()
 
 
@@ -80,7 +82,11 @@ def fingerprint(w):
     words = np.ascontiguousarray(w).reshape(-1).view(np.uint32)
     import numba
 
-    s1, s2 = _hash_words_numpy(words) if numba.config.DISABLE_JIT else _hash_words(words)
+    if numba.config.DISABLE_JIT:
+        s1, s2 = _hash_words_numpy(words)
+    else:
+        with threads_for(words.size):  # a training step hashes every small kernel it updated
+            s1, s2 = _hash_words(words)
     # (Numba may widen the accumulators to 64 bits; their low 32 bits are the same sums.)
     return ((int(s1) & 0xFFFFFFFF) << 32) | (int(s2) & 0xFFFFFFFF)
 
