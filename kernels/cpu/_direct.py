@@ -195,25 +195,39 @@ def _tile_weight_grad(typingctx, planes, planes_start, row_taps, grads, grads_st
     return sig, codegen
 
 
+@njit(cache=True, inline="always")
+def _pad_plane(src, out, at, ph, pw):
+    """out[at:] = the plane src (H, W) zero-padded to (H + 2*ph) x (W + 2*pw), row-major."""
+    height, width = src.shape
+    wp = width + 2 * pw
+    out[at:at + ph * wp + pw] = 0
+    for h in range(height):
+        start = at + (ph + h) * wp + pw
+        out[start:start + width] = src[h]
+        out[start + width:start + width + 2 * pw] = 0
+    out[at + (ph + height) * wp + pw:at + (height + 2 * ph) * wp] = 0
+
+
 @njit(parallel=True, cache=True)
 def _pad(x, n0, planes, ph, pw):
-    """planes[s] = images n0 + s of x (N, C, H, W), each channel zero-padded to Hp x Wp and
-    the channels laid one after another; the slack after the last channel is zeroed too."""
-    n_ch, height, width = x.shape[1], x.shape[2], x.shape[3]
-    wp = width + 2 * pw
-    plane = (height + 2 * ph) * wp
+    """planes[s] = image n0 + s of x (N, C, H, W), each channel zero-padded (``_pad_plane``)
+    and the channels laid one after another; the slack after the last channel is zeroed too."""
+    n_ch, plane = x.shape[1], (x.shape[2] + 2 * ph) * (x.shape[3] + 2 * pw)
     for job in prange(planes.shape[0] * n_ch):
         jb = np.int64(job)
         s, c = jb // n_ch, jb % n_ch
-        out = planes[s, c * plane:(c + 1) * plane]
-        out[:ph * wp + pw] = 0
-        for h in range(height):
-            start = (ph + h) * wp + pw
-            out[start:start + width] = x[n0 + s, c, h]
-            out[start + width:start + width + 2 * pw] = 0
-        out[(ph + height) * wp + pw:] = 0
+        _pad_plane(x[n0 + s, c], planes[s], c * plane, ph, pw)
         if c == n_ch - 1:
             planes[s, n_ch * plane:] = 0
+
+
+@njit(cache=True, inline="always")
+def _pad_image(x, n, out, ph, pw):
+    """out = image n of x laid out as one of ``_pad``'s planes[s], on the calling thread."""
+    n_ch, plane = x.shape[1], (x.shape[2] + 2 * ph) * (x.shape[3] + 2 * pw)
+    for c in range(n_ch):
+        _pad_plane(x[n, c], out, c * plane, ph, pw)
+    out[n_ch * plane:] = 0
 
 
 @njit(cache=True, inline="always")
@@ -238,21 +252,37 @@ def _store(tile, y, n, o0, m0, wp, b, relu):
         j0 = 0
 
 
+@njit(cache=True, inline="always")
+def _convolve_tile(image, n, t, panels, taps, y, wp, b, relu, tile):
+    """Extended pixels t*TILE .. (t + 1)*TILE - 1 of output image n, every panel: the micro-tile
+    into ``tile`` (ROWS x TILE scratch), then stored into y with the bias and ReLU (``_store``)."""
+    n_taps = taps.shape[0]
+    for panel in range(panels.shape[0] // (n_taps * ROWS)):
+        _tile(panels, panel * n_taps * ROWS, image, t * TILE, taps, tile, 0, TILE, n_taps)
+        _store(tile, y, n, panel * ROWS, t * TILE, wp, b, relu)
+
+
 @njit(parallel=True, cache=True)
 def _convolve(planes, n0, panels, taps, y, wp, b, relu):
-    """y[n0 + s] for every image s of ``planes`` (``_pad``): one job per (image, run of TILE
-    extended pixels), each computing every panel's micro-tile into a small buffer and storing
-    it into y with the bias and ReLU (``_store``)."""
-    n_taps = taps.shape[0]
-    n_panels = panels.shape[0] // (n_taps * ROWS)
+    """y[n0 + s] for every image s of ``planes`` (``_pad``), one job per (image, run of TILE
+    extended pixels): for few images (one large image has many tiles)."""
     tiles = (y.shape[2] * wp + TILE - 1) // TILE
     for job in prange(planes.shape[0] * tiles):
         jb = np.int64(job)
         s, t = jb // tiles, jb % tiles
+        _convolve_tile(planes[s], n0 + s, t, panels, taps, y, wp, b, relu, np.empty(ROWS * TILE, np.float32))
+
+
+@njit(parallel=True, cache=True)
+def _pad_and_convolve(x, n0, planes, panels, taps, y, wp, b, relu, ph, pw):
+    """The same for many images, one job per image: it pads its image (``_pad_image``) and
+    convolves it at once, while the padded copy is in cache, in a single parallel region."""
+    tiles = (y.shape[2] * wp + TILE - 1) // TILE
+    for s in prange(planes.shape[0]):
+        _pad_image(x, n0 + s, planes[s], ph, pw)
         tile = np.empty(ROWS * TILE, np.float32)
-        for panel in range(n_panels):
-            _tile(panels, panel * n_taps * ROWS, planes[s], t * TILE, taps, tile, 0, TILE, n_taps)
-            _store(tile, y, n0 + s, panel * ROWS, t * TILE, wp, b, relu)
+        for t in range(tiles):
+            _convolve_tile(planes[s], n0 + s, t, panels, taps, y, wp, b, relu, tile)
 
 
 def applies(w_shape, stride, padding, dilation, groups, dtype):
@@ -312,72 +342,79 @@ def convolve(x, panels, n_out, kernel_hw, padding, b=None, relu=False):
     step = max(1, BLOCK_BYTES // (4 * image_length))
     for n0 in range(0, n, step):
         planes = scratch("direct planes", (min(step, n - n0), image_length), np.float32)
-        with _common.threads_for(planes.size):
-            _pad(x, n0, planes, *padding)
         with _common.threads_for(y[n0:n0 + step].size * taps.size // 8):
-            _convolve(planes, n0, panels, taps, y, wp, b, relu)
+            if planes.shape[0] >= 2 * numba.get_num_threads():  # the same bits either way
+                _pad_and_convolve(x, n0, planes, panels, taps, y, wp, b, relu, *padding)
+            else:
+                _pad(x, n0, planes, *padding)
+                _convolve(planes, n0, panels, taps, y, wp, b, relu)
     return y
 
 
-@njit(parallel=True, cache=True)
-def _gather_grads(gy, n0, grads, wp):
-    """grads[s, i*wp + j, o] = gy[n0 + s, o, i, j] for j < OW, zero for the extended rows'
-    extra columns and for the padding channels o >= O: each pixel's channels contiguous, the
-    weight gradient's vector operand."""
-    n_out, oh, ow = gy.shape[1], gy.shape[2], gy.shape[3]
-    for job in prange(grads.shape[0] * oh):
-        jb = np.int64(job)
-        s, i = jb // oh, jb % oh
-        rows = grads[s, i * wp:(i + 1) * wp]
+@njit(cache=True, inline="always")
+def _gather_rows(gy, n, i0, i1, grads, wp):
+    """grads[(i - i0)*wp + j, o] = gy[n, o, i, j] for output rows i0 <= i < i1 and j < OW; zero
+    for the extended rows' extra columns and the padding channels o >= O: each pixel's
+    channels contiguous, the weight gradient's vector operand."""
+    n_out, ow = gy.shape[1], gy.shape[3]
+    for i in range(i0, i1):
+        rows = grads[(i - i0) * wp:(i - i0 + 1) * wp]
         rows[:] = 0
         for o in range(n_out):
-            src = gy[n0 + s, o, i]
+            src = gy[n, o, i]
             for j in range(ow):
                 rows[j, o] = src[j]
 
 
 @njit(parallel=True, cache=True)
-def _weight_grad_parts(planes, grads, row_taps, parts, bounds, fresh):
-    """parts[t, k, o] (+)= sum over images s in [bounds[t], bounds[t + 1]) and their extended
-    pixels m of planes[s, row_taps[k] + m] * grads[s, m, o]: one partial sum per thread."""
+def _weight_grad_parts(x, gy, items, bounds, planes, grads, row_taps, parts, wp, ph, pw):
+    """parts[t, k, o] = sum over the work items (image s, output rows i0 .. i1 - 1) numbered
+    bounds[t] .. bounds[t + 1] - 1 of sum over their extended pixels m of
+    xpad[s, row_taps[k] + m] * gy_ext[s, m, o]: one partial sum per thread, each thread
+    padding its images (``_pad_image``) and gathering their gradients (``_gather_rows``) into
+    its own buffers as it goes."""
     n_rows, width = parts.shape[1], parts.shape[2]
-    pixels = grads.shape[1]
     for t in prange(parts.shape[0]):
-        part = parts[t].reshape(n_rows * width)
-        if fresh:
-            part[:] = 0
-        for s in range(bounds[t], bounds[t + 1]):
-            image, g = planes[s], grads[s].reshape(pixels * width)
+        part, image, g = parts[t].reshape(n_rows * width), planes[t], grads[t]
+        part[:] = 0
+        padded = -1
+        for item in range(bounds[t], bounds[t + 1]):
+            s, i0, i1 = items[item, 0], items[item, 1], items[item, 2]
+            if s != padded:
+                _pad_image(x, s, image, ph, pw)
+                padded = s
+            _gather_rows(gy, s, i0, i1, g, wp)
+            flat = g.reshape(g.shape[0] * width)
             for r0 in range(0, n_rows, ROWS):
                 for o0 in range(0, width, TILE):
-                    _tile_weight_grad(image, 0, row_taps[r0:r0 + ROWS], g, o0, width, part, r0 * width + o0, width,
-                                      pixels)
+                    _tile_weight_grad(image, i0 * wp, row_taps[r0:r0 + ROWS], flat, o0, width, part, r0 * width + o0,
+                                      width, (i1 - i0) * wp)
 
 
 def weight_grad(gy, x, w_shape, padding):
     """The gradient of sum(gy * conv(x, w)) with respect to w (O, C, KH, KW), for the stride-1
     convolution padded by ``padding``: per tap and output channel, the sum over every image
     and pixel of input times gradient, with the taps as the micro-kernel's rows and the output
-    channels as its vectors (``_tile_weight_grad``). The images are shared out among the
-    threads' partial sums, added in order: the result depends on the thread count, never on
-    which thread runs first."""
+    channels as its vectors (``_tile_weight_grad``). The work -- whole images, or row ranges
+    of each when there are fewer images than threads -- is cut into one contiguous share per
+    thread, whose partial sums are added in thread order: the result depends on the batch
+    size and the thread count, never on which thread runs first."""
     n, o = x.shape[0], w_shape[0]
     wp, oh, _, image_length, taps = _layout(x.shape, w_shape[2:], padding)
     n_taps = taps.size
     row_taps = np.zeros((n_taps + ROWS - 1) // ROWS * ROWS, np.int64)  # padding rows read tap 0, then dropped
     row_taps[:n_taps] = taps
     width = (o + TILE - 1) // TILE * TILE
-    step = max(1, BLOCK_BYTES // (4 * (image_length + oh * wp * width)))
     with _common.threads_for(n * row_taps.size * oh * wp * width // 8):
-        parts = np.empty((min(numba.get_num_threads(), n), row_taps.size, width), np.float32)
-        for n0 in range(0, n, step):
-            s = min(step, n - n0)
-            planes = scratch("direct planes", (s, image_length), np.float32)
-            grads = scratch("direct grads", (s, oh * wp, width), np.float32)
-            _pad(x, n0, planes, *padding)
-            _gather_grads(gy, n0, grads, wp)
-            bounds = np.array([s * t // parts.shape[0] for t in range(parts.shape[0] + 1)], np.int64)
-            _weight_grad_parts(planes, grads, row_taps, parts, bounds, n0 == 0)
+        threads = numba.get_num_threads()
+        cuts = min(oh, -(-threads // n))  # row ranges per image
+        items = np.array([(s, oh * k // cuts, oh * (k + 1) // cuts) for s in range(n) for k in range(cuts)], np.int64)
+        shares = min(threads, len(items))
+        bounds = np.array([len(items) * t // shares for t in range(shares + 1)], np.int64)
+        parts = np.empty((shares, row_taps.size, width), np.float32)
+        planes = scratch("direct planes", (shares, image_length), np.float32)
+        grads = scratch("direct grads", (shares, -(-oh // cuts) * wp, width), np.float32)
+        _weight_grad_parts(x, gy, items, bounds, planes, grads, row_taps, parts, wp, *padding)
     total = parts[0]
     for part in parts[1:]:
         total += part

@@ -198,7 +198,7 @@ def direct_geometries(draw):
     return kh, kw, ph, pw, h, w
 
 
-@given(n=st.integers(1, 3), c=st.integers(1, 9), k=st.integers(1, 20), geometry=direct_geometries(),
+@given(n=st.integers(1, 5), c=st.integers(1, 9), k=st.integers(1, 20), geometry=direct_geometries(),
        relu=st.booleans(), seed=seeds)
 def test_direct_matches_reference(n, c, k, geometry, relu, seed):
     """The direct micro-kernel path, forward (bias, ReLU), data and weight gradients, against
