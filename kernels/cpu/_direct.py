@@ -288,10 +288,11 @@ def _pad_and_convolve(x, n0, planes, panels, taps, y, wp, b, relu, ph, pw):
 def applies(w_shape, stride, padding, dilation, groups, dtype):
     """Whether this path computes the convolution (and its data gradient): float32, stride 1,
     dilation 1, one group, padding below the kernel size (so the data gradient is again a
-    convolution with non-negative padding)."""
+    convolution with non-negative padding), and Numba's JIT on."""
     kh, kw = w_shape[2], w_shape[3]
     return (np.dtype(dtype) == np.float32 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
-            and groups == 1 and padding[0] < kh and padding[1] < kw)
+            and groups == 1 and padding[0] < kh and padding[1] < kw
+            and not numba.config.DISABLE_JIT)  # the micro-kernels exist only as compiled code
 
 
 def backward_weights(w):
