@@ -26,6 +26,19 @@ def float_array(name, a, dtype=None):
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def even_cuts(extent, parts):
+    """0 = b[0] <= b[1] <= ... <= b[parts] = extent, cutting ``extent`` into near-equal parts
+    (integer arithmetic: the cut depends on the two numbers only)."""
+    return [extent * i // parts for i in range(parts + 1)]
+
+
+def data_gradient_kernel(w):
+    """The kernel whose stride-1 convolution of gy, padded by KH-1-ph and KW-1-pw, is the data
+    gradient of a stride-1 convolution by w (O, C, KH, KW): w flipped in both spatial axes with
+    input and output channels swapped, (C, O, KH, KW)."""
+    return np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+
+
 def common_dtype(*arrays):
     dtype = np.result_type(*[a for a in arrays if a is not None])
     if dtype not in (np.float32, np.float64):

@@ -28,7 +28,7 @@ image's result never depends on its batch, and pixels with bitwise-equal recepti
 bitwise-equal outputs with no further step (max-pool ties break as in exact arithmetic).
 
 The data gradient of a stride-1 convolution is this same convolution of gy with the kernel
-flipped and its channels swapped, padded by KH-1-ph (``backward_weights``).
+flipped and its channels swapped, padded by KH-1-ph (``_common.data_gradient_kernel``).
 """
 
 import numba
@@ -295,12 +295,6 @@ def applies(w_shape, stride, padding, dilation, groups, dtype):
             and not numba.config.DISABLE_JIT)  # the micro-kernels exist only as compiled code
 
 
-def backward_weights(w):
-    """The kernel whose stride-1 convolution with gy (padded by KH-1-ph, KW-1-pw) is the data
-    gradient: w flipped in both spatial axes, input and output channels swapped."""
-    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-
-
 def _pack(w):
     """w (O, C, KH, KW) as panels of ROWS output channels, tap-major ((c*KH + p)*KW + q), the
     last panel padded with zero channels: a flat float32 array."""
@@ -312,9 +306,13 @@ def _pack(w):
 
 
 def packed_weights(w, kind):
-    """The packed panels of w ("forward") or of its ``backward_weights`` ("backward"), cached
-    per weight array like Winograd's transforms (checked against in-place updates)."""
-    return weight_cache.get(w, "direct " + kind, lambda a: _pack(a if kind == "forward" else backward_weights(a)))
+    """The packed panels of w ("forward") or of its ``_common.data_gradient_kernel``
+    ("backward"), cached per weight array like Winograd's transforms (checked against in-place
+    updates)."""
+    def make(a):
+        return _pack(a if kind == "forward" else _common.data_gradient_kernel(a))
+
+    return weight_cache.get(w, "direct " + kind, make)
 
 
 # Images are padded a block at a time, so that the padded copy stays bounded for large batches.
@@ -411,7 +409,7 @@ def weight_grad(gy, x, w_shape, padding):
         cuts = min(oh, -(-threads // n))  # row ranges per image
         items = np.array([(s, oh * k // cuts, oh * (k + 1) // cuts) for s in range(n) for k in range(cuts)], np.int64)
         shares = min(threads, len(items))
-        bounds = np.array([len(items) * t // shares for t in range(shares + 1)], np.int64)
+        bounds = np.array(_common.even_cuts(len(items), shares), np.int64)
         parts = np.empty((shares, row_taps.size, width), np.float32)
         planes = scratch("direct planes", (shares, image_length), np.float32)
         grads = scratch("direct grads", (shares, -(-oh // cuts) * wp, width), np.float32)

@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+from . import _common
+
 _lock = threading.Lock()
 _state = {"pool": None, "workers": 0, "controller": None, "checked": False}
 
@@ -66,7 +68,7 @@ def run_matmuls(jobs):
         for a, b, out in jobs:
             np.matmul(a, b, out=out)
         return
-    bounds = _bounds(len(jobs), threads)
+    bounds = _common.even_cuts(len(jobs), threads)
 
     def run(lo, hi):
         for a, b, out in jobs[lo:hi]:
@@ -81,16 +83,11 @@ def run_matmuls(jobs):
                 f.result()
 
 
-def _bounds(extent, parts):
-    """0 = b[0] <= b[1] <= ... <= b[parts] = extent, cutting ``extent`` into near-equal parts."""
-    return [extent * i // parts for i in range(parts + 1)]
-
-
 def _ranges(extent):
     """``extent`` cut into one contiguous range per thread (fewer when there are fewer items);
     the cut depends on the extent and the thread count only."""
     threads = max(1, min(numba.get_num_threads(), extent))
-    bounds = _bounds(extent, threads)
+    bounds = _common.even_cuts(extent, threads)
     return list(zip(bounds[:-1], bounds[1:]))
 
 

@@ -47,7 +47,7 @@ error against the float64 direct convolution is about 1e-5 of the output's large
 
 The backward pass to the input of a stride-1 3x3 convolution with padding p is itself such a
 convolution: of gy, with padding 2 - p, by the kernel flipped in both spatial axes and with
-its input and output channels swapped. ``backward_weights`` builds that kernel.
+its input and output channels swapped. ``_common.data_gradient_kernel`` builds that kernel.
 """
 
 import numpy as np
@@ -261,12 +261,6 @@ def transform_weights(w):
     u = np.empty((36, w.shape[0], w.shape[1]), np.float32)
     weight_transform(w, u)
     return u
-
-
-def backward_weights(w):
-    """The kernel whose forward Winograd convolution of gy is the data gradient: w flipped in
-    both spatial axes with input and output channels swapped, (C, K, 3, 3) from (K, C, 3, 3)."""
-    return np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
 
 
 # Images are transformed and multiplied a few at a time, so that the transformed tiles (2.25x

@@ -102,10 +102,11 @@ def _resolve(algorithm, x_shape, w_shape, stride, padding, dilation, groups, dty
     if algorithm == "auto":
         return choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype, direction)
     if algorithm == "winograd":
-        if direction == "weight" or not winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype):
+        if direction == "weight":
+            raise ValueError("the Winograd path computes no weight gradient; choose 'direct' or 'im2col'")
+        if not winograd_applies(x_shape, w_shape, stride, padding, dilation, groups, dtype):
             raise ValueError(
-                "the Winograd path computes no weight gradient, and needs float32, a 3x3 kernel, stride 1, "
-                "dilation 1, groups 1 "
+                "the Winograd path needs float32, a 3x3 kernel, stride 1, dilation 1, groups 1 "
                 f"and padding <= 2; got dtype {np.dtype(dtype)}, w shape {tuple(w_shape)}, "
                 f"stride {stride}, padding {padding}, dilation {dilation}, groups {groups}"
             )
@@ -188,14 +189,14 @@ def _winograd_weights(w, kind):
     def make(a):
         if not np.isfinite(a).all():
             return None
-        return _winograd.transform_weights(a if kind == "forward" else _winograd.backward_weights(a))
+        return _winograd.transform_weights(a if kind == "forward" else _common.data_gradient_kernel(a))
 
     return weight_cache.get(w, kind, make)
 
 
 def forward(x, w, b, stride, padding, dilation, groups, relu=False, algorithm="auto", share=True):
-    """conv2d_forward with a choice of ``algorithm`` ("auto", "winograd", "im2col"), so that
-    tests and benchmarks can force a path; ``share=False`` skips giving equal receptive
+    """conv2d_forward with a choice of ``algorithm`` ("auto", "winograd", "direct", "im2col"),
+    so that tests and benchmarks can force a path; ``share=False`` skips giving equal receptive
     fields equal outputs after Winograd or im2col (only to measure what that step costs; the
     direct path needs no such step)."""
     stride, padding, dilation, groups, out_hw = _common.conv_geometry(
@@ -260,12 +261,15 @@ def _im2col_forward(x, w, b, stride, padding, dilation, groups, out_hw, relu):
 
 def backward_data(gy, w, x_shape, stride, padding, dilation, groups, algorithm="auto", relu_mask=None,
                   relu_rule=None):
-    """conv2d_backward_data with a choice of ``algorithm`` ("auto", "winograd", "im2col").
+    """conv2d_backward_data with a choice of ``algorithm`` ("auto", "winograd", "direct",
+    "im2col").
 
-    Winograd path: a stride-1 3x3 correlation of gy with padding 2 - p by the kernel flipped
-    in both axes with in/out channels swapped, the ReLU rule applied as gy is read (images
-    whose gy holds a NaN or an infinity go the im2col way). im2col path: the ReLU rule first,
-    then per image and group the column gradient W_g^T @ gy_g, scatter-added back by col2im."""
+    Direct path: the ReLU rule first, then the same micro-kernel convolution of gy by the
+    flipped, channel-swapped kernel, padded by KH-1-ph and KW-1-pw. Winograd path: a stride-1
+    3x3 correlation of gy with padding 2 - p by the flipped, channel-swapped kernel, the ReLU
+    rule applied as gy is read (images whose gy holds a NaN or an infinity go the im2col way).
+    im2col path: the ReLU rule first, then per image and group the column gradient
+    W_g^T @ gy_g, scatter-added back by col2im."""
     x_shape = _common.shape4("x_shape", x_shape)
     stride, padding, dilation, groups, out_hw = _common.conv_geometry(
         x_shape, np.shape(w), stride, padding, dilation, groups)
@@ -326,9 +330,9 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
 def backward_weight(gy, x, w_shape, stride, padding, dilation, groups, algorithm="auto"):
     """conv2d_backward_weight with a choice of ``algorithm`` ("auto", "direct", "im2col").
 
-    direct: ``_direct.weight_grad``. im2col: per block
-    of samples, GW_g += GY_g (Og, S*L) @ COL_g^T (S*L, Cg*KH*KW), with the column matrices of
-    all the block's samples side by side (a sum over the batch needs no per-sample product:
+    direct: ``_direct.weight_grad``. im2col: per block of samples, GW_g += GY_g (Og, S*L) @
+    COL_g^T (S*L, Cg*KH*KW), with the column matrices of all the block's samples side by side
+    (a sum over the batch needs no per-sample product:
     one wide GEMM is several times faster than S narrow ones and their sum). The summed axis
     S*L is what the threads share out (``reduction_split_matmul``): every thread gets a
     product of the full output shape, which BLAS runs near its peak, where cutting the few

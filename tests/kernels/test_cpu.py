@@ -294,6 +294,9 @@ def test_direct_is_chosen_only_where_its_panels_fill():
     with pytest.raises(ValueError, match="direct path needs"):
         conv.forward(np.zeros((1, 16, 8, 8), np.float32), np.zeros((16, 16, 3, 3), np.float32), None,
                      (2, 2), (1, 1), (1, 1), 1, algorithm="direct")
+    with pytest.raises(ValueError, match="no weight gradient"):
+        conv.backward_weight(np.zeros((1, 16, 8, 8), np.float32), np.zeros((1, 16, 8, 8), np.float32),
+                             (16, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, algorithm="winograd")
 
 
 @pytest.mark.parametrize("c, k, size", [(128, 128, 56), (256, 256, 28)])
